@@ -1,0 +1,87 @@
+"""Instrument definitions: ids, tick and lot sizes, and the simulator's default universe."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+__all__ = ["DEFAULT_INSTRUMENTS", "InstrumentSpec", "decimals_of"]
+
+
+def decimals_of(step: Decimal) -> int:
+    """How many decimals print a multiple of ``step`` exactly (0.01 -> 2, 0.5 -> 1, 5 -> 0)."""
+    exponent = step.normalize().as_tuple().exponent
+    assert isinstance(exponent, int)
+    return max(0, -exponent)
+
+
+@dataclass(frozen=True, slots=True)
+class InstrumentSpec:
+    """One instrument: its contract (tick and lot size) and the simulator's parameters for it.
+
+    ``start_price`` is in price units; ``volatility`` is the annualised-looking relative volatility used by
+    the simulator's random walk per simulated second; ``mean_order_lots`` is the typical resting order size.
+    """
+
+    instrument_id: str
+    display_name: str
+    kind: str
+    tick_size: Decimal
+    lot_size: Decimal
+    start_price: Decimal = Decimal(0)
+    volatility: float = 0.0005
+    mean_order_lots: int = 10
+
+    @property
+    def price_decimals(self) -> int:
+        return decimals_of(self.tick_size)
+
+    @property
+    def size_decimals(self) -> int:
+        return decimals_of(self.lot_size)
+
+    @property
+    def start_price_ticks(self) -> int:
+        return int(self.start_price / self.tick_size)
+
+    def price(self, ticks: int) -> Decimal:
+        """Exact price of a number of ticks."""
+        return ticks * self.tick_size
+
+    def size(self, lots: int) -> Decimal:
+        """Exact size of a number of lots."""
+        return lots * self.lot_size
+
+    def price_float(self, ticks: int) -> float:
+        """The JSON number for a price: the float nearest the exact decimal."""
+        return float(ticks * self.tick_size)
+
+    def size_float(self, lots: int) -> float:
+        return float(lots * self.lot_size)
+
+    def format_price(self, ticks: int) -> str:
+        return f"{ticks * self.tick_size:.{self.price_decimals}f}"
+
+    def format_size(self, lots: int) -> str:
+        return f"{lots * self.lot_size:.{self.size_decimals}f}"
+
+
+DEFAULT_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
+    InstrumentSpec("AAPL", "Apple Inc.", "equity", Decimal("0.01"), Decimal("1"), Decimal("189.50"), 0.0004, 50),
+    InstrumentSpec("MSFT", "Microsoft Corp.", "equity", Decimal("0.01"), Decimal("1"), Decimal("412.30"), 0.0004, 30),
+    InstrumentSpec(
+        "EUR-USD", "Euro / US Dollar", "fx", Decimal("0.00001"), Decimal("1000"), Decimal("1.08450"), 0.0001, 200
+    ),
+    InstrumentSpec(
+        "USD-JPY", "US Dollar / Japanese Yen", "fx", Decimal("0.001"), Decimal("1000"), Decimal("151.250"), 0.0001, 200
+    ),
+    InstrumentSpec(
+        "BTC-USD", "Bitcoin / US Dollar", "crypto", Decimal("0.5"), Decimal("0.0001"), Decimal("67250.0"), 0.0008, 2000
+    ),
+    InstrumentSpec(
+        "ETH-USD", "Ether / US Dollar", "crypto", Decimal("0.01"), Decimal("0.001"), Decimal("3480.25"), 0.001, 1500
+    ),
+    InstrumentSpec(
+        "ES-Z6", "E-mini S&P 500 Dec 2026", "future", Decimal("0.25"), Decimal("1"), Decimal("5875.00"), 0.0003, 15
+    ),
+)

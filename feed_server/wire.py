@@ -1,0 +1,150 @@
+"""Conversions between the wire messages (feed_server.pb) and the pure book model.
+
+``apply_message`` is the one place where a consumer turns a received BookMessage into a book change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from decimal import Decimal, InvalidOperation
+
+from feed_server.book import Level, LevelChange, OrderBook, Side, Trade
+from feed_server.errors import InvalidMessage
+from feed_server.instruments import InstrumentSpec
+from feed_server.pb import market_data_pb2 as pb
+
+__all__ = [
+    "apply_message",
+    "changes_from_pb",
+    "heartbeat_message",
+    "instrument_from_pb",
+    "instrument_to_pb",
+    "snapshot_message",
+    "trades_from_pb",
+    "update_message",
+]
+
+_SIDES = {pb.SIDE_BID: Side.BID, pb.SIDE_ASK: Side.ASK}
+
+
+def instrument_to_pb(spec: InstrumentSpec) -> pb.Instrument:
+    return pb.Instrument(
+        instrument_id=spec.instrument_id,
+        display_name=spec.display_name,
+        kind=spec.kind,
+        tick_size=str(spec.tick_size),
+        lot_size=str(spec.lot_size),
+        price_decimals=spec.price_decimals,
+        size_decimals=spec.size_decimals,
+    )
+
+
+def instrument_from_pb(message: pb.Instrument) -> InstrumentSpec:
+    """The consumer's view of an instrument (the simulator's parameters keep their defaults)."""
+    try:
+        tick, lot = Decimal(message.tick_size), Decimal(message.lot_size)
+    except InvalidOperation as exc:
+        raise ValueError(f"instrument {message.instrument_id!r}: bad tick or lot size") from exc
+    if not tick.is_finite() or not lot.is_finite() or tick <= 0 or lot <= 0:
+        raise ValueError(f"instrument {message.instrument_id!r}: tick and lot size must be positive")
+    return InstrumentSpec(message.instrument_id, message.display_name, message.kind, tick, lot)
+
+
+def _levels_to_pb(levels: Iterable[Level]) -> list[pb.Level]:
+    return [pb.Level(price_ticks=p, size_lots=s) for p, s in levels]
+
+
+def snapshot_message(
+    instrument_id: str,
+    sequence: int,
+    event_time_ns: int,
+    checksum: int,
+    bids: Iterable[Level],
+    asks: Iterable[Level],
+    reason: int = pb.SNAPSHOT_REASON_INITIAL,
+) -> pb.BookMessage:
+    return pb.BookMessage(
+        instrument_id=instrument_id,
+        sequence=sequence,
+        event_time_ns=event_time_ns,
+        checksum=checksum,
+        snapshot=pb.Snapshot(bids=_levels_to_pb(bids), asks=_levels_to_pb(asks), reason=reason),  # type: ignore[arg-type]
+    )
+
+
+def update_message(
+    instrument_id: str,
+    sequence: int,
+    event_time_ns: int,
+    checksum: int,
+    changes: Iterable[LevelChange],
+    trades: Iterable[Trade] = (),
+) -> pb.BookMessage:
+    return pb.BookMessage(
+        instrument_id=instrument_id,
+        sequence=sequence,
+        event_time_ns=event_time_ns,
+        checksum=checksum,
+        update=pb.Update(
+            changes=[
+                pb.LevelChange(side=c.side.value, price_ticks=c.price, size_lots=c.size)  # type: ignore[arg-type]
+                for c in changes
+            ],
+            trades=[
+                pb.Trade(price_ticks=t.price, size_lots=t.size, aggressor=t.aggressor.value)  # type: ignore[arg-type]
+                for t in trades
+            ],
+        ),
+    )
+
+
+def heartbeat_message(instrument_id: str, sequence: int, event_time_ns: int, checksum: int) -> pb.BookMessage:
+    return pb.BookMessage(
+        instrument_id=instrument_id,
+        sequence=sequence,
+        event_time_ns=event_time_ns,
+        checksum=checksum,
+        heartbeat=pb.Heartbeat(),
+    )
+
+
+def _side(value: int, instrument_id: str, sequence: int) -> Side:
+    try:
+        return _SIDES[value]  # type: ignore[index]
+    except KeyError:
+        raise InvalidMessage(instrument_id, sequence, f"unknown side {value}") from None
+
+
+def changes_from_pb(message: pb.BookMessage) -> list[LevelChange]:
+    seq, iid = message.sequence, message.instrument_id
+    return [
+        LevelChange(_side(c.side, iid, seq), c.price_ticks, c.size_lots) for c in message.update.changes
+    ]
+
+
+def trades_from_pb(message: pb.BookMessage) -> list[Trade]:
+    seq, iid = message.sequence, message.instrument_id
+    return [Trade(t.price_ticks, t.size_lots, _side(t.aggressor, iid, seq)) for t in message.update.trades]
+
+
+def _levels_from_pb(levels: Sequence[pb.Level]) -> list[Level]:
+    return [(lv.price_ticks, lv.size_lots) for lv in levels]
+
+
+def apply_message(book: OrderBook, message: pb.BookMessage) -> None:
+    """Apply one received message to a book, verifying sequence, crossing and checksum.
+
+    Raises a BookError (and leaves the book as it was) when the message cannot be applied.
+    """
+    kind = message.WhichOneof("body")
+    if kind == "update":
+        book.apply_update(message.sequence, changes_from_pb(message), message.checksum)
+    elif kind == "heartbeat":
+        book.apply_heartbeat(message.sequence, message.checksum)
+    elif kind == "snapshot":
+        snap = message.snapshot
+        book.apply_snapshot(
+            message.sequence, _levels_from_pb(snap.bids), _levels_from_pb(snap.asks), message.checksum
+        )
+    else:
+        raise InvalidMessage(message.instrument_id, message.sequence, "message has no body")

@@ -114,7 +114,9 @@ class OrderBook:
         """Mid price in ticks (may end in .5), or None when a side is empty."""
         if not self._bids or not self._asks:
             return None
-        return (self._asks.keys()[0] - self._bids.keys()[0]) / 2
+        best_ask: int = self._asks.keys()[0]
+        neg_best_bid: int = self._bids.keys()[0]
+        return (best_ask - neg_best_bid) / 2
 
     def bids(self, n: int | None = None) -> list[Level]:
         """The top n bid levels (all when n is None), best (highest) first."""

@@ -1,0 +1,146 @@
+"""The pure order book model: applying, refusing, reading, and the depth view."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feed_server.book import DepthView, LevelChange, OrderBook, Side, compute_checksum
+from feed_server.errors import BookError, ChecksumMismatch, CrossedBook, InvalidMessage, SequenceGap
+
+
+def make_book(depth: int = 100) -> OrderBook:
+    book = OrderBook("TEST", depth)
+    book.apply_snapshot(10, [(100, 5), (99, 7), (97, 1)], [(102, 3), (103, 4)])
+    return book
+
+
+def test_checksum_follows_the_documented_canonical_string() -> None:
+    assert compute_checksum([(10001, 5), (10000, 2)], [(10003, 7)]) == zlib.crc32(b"10001:5,10000:2|10003:7")
+    assert compute_checksum([], []) == zlib.crc32(b"|")
+
+
+def test_checksum_covers_at_most_ten_levels_or_the_depth() -> None:
+    book = OrderBook("T", 100)
+    bids = [(1000 - i, i + 1) for i in range(15)]
+    asks = [(1001 + i, i + 1) for i in range(15)]
+    book.apply_snapshot(1, bids, asks)
+    assert book.checksum() == compute_checksum(bids[:10], asks[:10])
+    shallow = OrderBook("T", 3)
+    shallow.apply_snapshot(1, bids[:3], asks[:3])
+    assert shallow.checksum() == compute_checksum(bids[:3], asks[:3])
+
+
+def test_reading_the_book() -> None:
+    book = make_book()
+    assert book.best_bid() == (100, 5)
+    assert book.best_ask() == (102, 3)
+    assert book.spread() == 2
+    assert book.mid() == 101.0
+    assert book.bids() == [(100, 5), (99, 7), (97, 1)]
+    assert book.asks(1) == [(102, 3)]
+    assert book.size_at(Side.BID, 99) == 7
+    assert book.size_at(Side.ASK, 99) == 0
+    assert book.sequence == 10
+
+
+def test_update_changes_adds_and_removes_levels_together() -> None:
+    book = make_book()
+    changes = [LevelChange(Side.BID, 101, 2), LevelChange(Side.ASK, 102, 0), LevelChange(Side.BID, 97, 0)]
+    expected = compute_checksum([(101, 2), (100, 5), (99, 7)], [(103, 4)])
+    book.apply_update(11, changes, expected)
+    assert book.bids() == [(101, 2), (100, 5), (99, 7)]
+    assert book.asks() == [(103, 4)]
+    assert book.sequence == 11
+    assert book.mid() == 102.0
+
+
+def test_a_skipped_sequence_is_refused_and_the_book_kept() -> None:
+    book = make_book()
+    before = book.bids(), book.asks()
+    with pytest.raises(SequenceGap) as info:
+        book.apply_update(12, [LevelChange(Side.BID, 101, 1)])
+    assert (info.value.expected, info.value.received) == (11, 12)
+    assert (book.bids(), book.asks(), book.sequence) == (*before, 10)
+
+
+def test_a_wrong_checksum_is_refused_and_the_book_rolled_back() -> None:
+    book = make_book()
+    before = book.bids(), book.asks()
+    with pytest.raises(ChecksumMismatch) as info:
+        book.apply_update(11, [LevelChange(Side.BID, 101, 1), LevelChange(Side.BID, 100, 0)], checksum=12345)
+    assert info.value.expected == 12345
+    assert (book.bids(), book.asks(), book.sequence) == (*before, 10)
+
+
+def test_a_crossed_result_is_refused_and_the_book_rolled_back() -> None:
+    book = make_book()
+    before = book.bids(), book.asks()
+    with pytest.raises(CrossedBook) as info:
+        book.apply_update(11, [LevelChange(Side.BID, 102, 1)])
+    assert (info.value.best_bid, info.value.best_ask) == (102, 102)
+    assert (book.bids(), book.asks(), book.sequence) == (*before, 10)
+
+
+def test_crossed_or_mismatching_snapshots_are_refused() -> None:
+    book = make_book()
+    with pytest.raises(CrossedBook):
+        book.apply_snapshot(20, [(105, 1)], [(104, 1)])
+    with pytest.raises(ChecksumMismatch):
+        book.apply_snapshot(20, [(100, 1)], [(104, 1)], checksum=1)
+    with pytest.raises(InvalidMessage):
+        book.apply_snapshot(20, [(100, 0)], [(104, 1)])
+    assert book.sequence == 10 and book.best_bid() == (100, 5)
+
+
+def test_updates_need_a_snapshot_first_and_reject_negative_sizes() -> None:
+    with pytest.raises(InvalidMessage):
+        OrderBook("T").apply_update(1, [])
+    book = make_book()
+    with pytest.raises(InvalidMessage):
+        book.apply_update(11, [LevelChange(Side.BID, 101, 1), LevelChange(Side.ASK, 110, -1)])
+    assert book.size_at(Side.BID, 101) == 0
+
+
+def test_heartbeat_moves_the_sequence_and_checks_the_checksum() -> None:
+    book = make_book()
+    book.apply_heartbeat(11, book.checksum())
+    assert book.sequence == 11
+    with pytest.raises(ChecksumMismatch):
+        book.apply_heartbeat(12, book.checksum() ^ 1)
+    with pytest.raises(SequenceGap):
+        book.apply_heartbeat(13)
+    assert book.sequence == 11
+
+
+def test_all_refusals_share_the_book_error_base() -> None:
+    for cls in (SequenceGap, ChecksumMismatch, CrossedBook, InvalidMessage):
+        assert issubclass(cls, BookError)
+
+
+levels = st.dictionaries(st.integers(1, 60), st.integers(0, 20), max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(levels, levels), min_size=1, max_size=30), st.integers(1, 25))
+def test_depth_view_diffs_rebuild_the_top_of_any_book(
+    events: list[tuple[dict[int, int], dict[int, int]]], depth: int
+) -> None:
+    """Applying a DepthView's diffs to a depth-limited copy always gives the full book's top levels."""
+    full = OrderBook("T", 100)
+    full.apply_snapshot(0, [], [])
+    view = DepthView(full, depth)
+    copy = OrderBook("T", depth)
+    copy.apply_snapshot(0, [], [])
+    for seq, (bid_moves, ask_moves) in enumerate(events, start=1):
+        # Bids live on 1..60 and asks on 61..120 so that no event crosses the book.
+        changes = [LevelChange(Side.BID, p, s) for p, s in bid_moves.items()]
+        changes += [LevelChange(Side.ASK, p + 60, s) for p, s in ask_moves.items()]
+        full.apply_update(seq, changes)
+        copy.apply_update(seq, view.diff(changes), full.checksum() if depth >= 10 else None)
+        assert copy.bids() == full.bids(depth)
+        assert copy.asks() == full.asks(depth)
+        assert copy.checksum() == compute_checksum(full.bids(min(depth, 10)), full.asks(min(depth, 10)))

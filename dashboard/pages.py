@@ -1,0 +1,245 @@
+"""The dashboard page ``/``: one instrument's live book, depth chart and trade tape per browser tab.
+
+The page never touches gRPC: it reads the bridge's books (rebuilt by the one subscriber task) and updates
+its elements in place from one ``ui.timer`` per tab at ``REFRESH_HZ``. A tick costs next to nothing when the
+tab's book has not changed (its ``version`` is the same): only the status and the update rate are looked at.
+Everything from the feed is shown as text (labels, table cells, select options), never as HTML.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from nicegui import ui
+
+from dashboard.bridge import FeedBridge, get_bridge
+from dashboard.formatting import (
+    depth_series,
+    format_last_trade,
+    format_mid,
+    format_spread,
+    instrument_label,
+    level_rows,
+    trade_rows,
+)
+from feed_server.book import Side
+from feed_server.subscriber import ConnectionState, InstrumentBook
+
+__all__ = ["BOOK_LEVELS", "DEPTH_CHART_LEVELS", "REFRESH_HZ", "TAPE_TRADES", "BookPage", "register_pages"]
+
+logger = logging.getLogger(__name__)
+
+REFRESH_HZ = 8.0
+BOOK_LEVELS = 15
+DEPTH_CHART_LEVELS = 30
+TAPE_TRADES = 15
+
+STATUS_CLASSES = {
+    "LIVE": "bg-green-700",
+    "STALE": "bg-red-700",
+    "RECONNECTING": "bg-amber-600",
+    "CONNECTING": "bg-amber-600",
+    "STOPPED": "bg-grey-8",
+}
+STALE_CLASSES = "opacity-40 grayscale"
+
+_NUMBER = "font-mono text-right"
+LEVEL_COLUMNS: list[dict[str, Any]] = [
+    {"name": "price", "label": "Price", "field": "price", "align": "right", "classes": _NUMBER},
+    {"name": "size", "label": "Size", "field": "size", "align": "right", "classes": _NUMBER},
+    {"name": "total", "label": "Cumulative", "field": "total", "align": "right", "classes": _NUMBER},
+]
+TRADE_COLUMNS: list[dict[str, Any]] = [
+    {"name": "time", "label": "Time (UTC)", "field": "time", "align": "left", "classes": "font-mono"},
+    {"name": "price", "label": "Price", "field": "price", "align": "right", "classes": _NUMBER},
+    {"name": "size", "label": "Size", "field": "size", "align": "right", "classes": _NUMBER},
+    {"name": "side", "label": "Side", "field": "side", "align": "left", "classes": "font-mono"},
+]
+
+
+def register_pages() -> None:
+    """Define the page ``/`` on NiceGUI's app (called once by dashboard/main.py)."""
+
+    @ui.page("/", title="Market data")
+    def index() -> None:
+        BookPage(get_bridge())
+
+
+def status_text(state: ConnectionState, book: InstrumentBook | None) -> str:
+    """What the status badge says: the connection's state, or STALE when this book is not trustworthy."""
+    if state is ConnectionState.LIVE:
+        return "STALE" if book is None or book.stale else "LIVE"
+    return state.value.upper()
+
+
+def _depth_chart_options() -> dict[str, Any]:
+    series_common: dict[str, Any] = {"type": "line", "symbol": "none", "animation": False, "data": []}
+    return {
+        "animation": False,
+        "grid": {"left": 60, "right": 16, "top": 28, "bottom": 28},
+        "legend": {"data": ["Bids", "Asks"], "top": 0},
+        "tooltip": {"trigger": "axis"},
+        "xAxis": {"type": "value", "scale": True, "name": "Price"},
+        "yAxis": {"type": "value", "name": "Size"},
+        "series": [
+            {**series_common, "name": "Bids", "step": "start", "color": "#15803d", "areaStyle": {"opacity": 0.25}},
+            {**series_common, "name": "Asks", "step": "end", "color": "#b91c1c", "areaStyle": {"opacity": 0.25}},
+        ],
+    }
+
+
+class BookPage:
+    """One tab's view: its own instrument choice and elements, refreshed in place by one timer."""
+
+    def __init__(self, bridge: FeedBridge) -> None:
+        self.bridge = bridge
+        specs = bridge.instruments()
+        self.instrument_id: str | None = specs[0].instrument_id if specs else None
+        # What the elements show now; a tick with the same key skips the book work.
+        self._shown_key: tuple[str | None, int, int] | None = None
+        self._shown_stale: bool | None = None
+        self._shown_status = "CONNECTING"
+        self._build(specs)
+        self.refresh()
+        self.timer = ui.timer(1.0 / REFRESH_HZ, self.refresh)
+
+    # ----------------------------------------------------------------- layout
+    def _build(self, specs: list[Any]) -> None:
+        with ui.column().classes("w-full max-w-screen-xl mx-auto p-2 gap-2"):
+            with ui.row().classes("w-full items-center gap-3 flex-wrap"):
+                ui.label("Market data").classes("text-h6")
+                self.select = (
+                    ui.select(
+                        {spec.instrument_id: instrument_label(spec) for spec in specs},
+                        value=self.instrument_id,
+                        label="Instrument",
+                        on_change=lambda e: self.show_instrument(e.value),
+                    )
+                    .classes("min-w-[16rem] grow sm:grow-0")
+                    .props("dense outlined")
+                    .mark("instrument")
+                )
+                self.status = (
+                    ui.label("CONNECTING")
+                    .classes("px-3 py-1 rounded text-white font-bold tracking-wide")
+                    .classes(STATUS_CLASSES["CONNECTING"])
+                    .mark("status")
+                )
+            with ui.row().classes("w-full gap-x-6 gap-y-1 flex-wrap text-sm items-baseline"):
+                self.sequence = self._stat("Sequence", "sequence")
+                self.spread = self._stat("Spread", "spread")
+                self.mid = self._stat("Mid", "mid")
+                self.last_trade = self._stat("Last trade", "last_trade")
+                self.rate = self._stat("Updates/s", "rate")
+                self.checksum = self._stat("Checksum", "checksum")
+            with ui.column().classes("w-full gap-2") as self.data_area:
+                with ui.element("div").classes("w-full grid grid-cols-1 md:grid-cols-2 gap-2"):
+                    self.bids = self._levels_table("Bids", "bids")
+                    self.asks = self._levels_table("Asks", "asks")
+                with ui.element("div").classes("w-full grid grid-cols-1 lg:grid-cols-3 gap-2"):
+                    with ui.card().classes("lg:col-span-2 p-2"):
+                        self.depth_chart = (
+                            ui.echart(_depth_chart_options()).classes("w-full h-64").mark("depth_chart")
+                        )
+                    self.trades = (
+                        ui.table(columns=TRADE_COLUMNS, rows=[], row_key="key", title="Trades")
+                        .props("dense flat bordered")
+                        .classes("w-full")
+                        .mark("trades")
+                    )
+
+    @staticmethod
+    def _stat(title: str, marker: str) -> ui.label:
+        with ui.row().classes("gap-1 items-baseline no-wrap"):
+            ui.label(title).classes("text-grey-7")
+            return ui.label("-").classes("font-mono").mark(marker)
+
+    @staticmethod
+    def _levels_table(title: str, marker: str) -> ui.table:
+        return (
+            ui.table(columns=LEVEL_COLUMNS, rows=[], row_key="key", title=title)
+            .props("dense flat bordered")
+            .classes("w-full")
+            .mark(marker)
+        )
+
+    # ----------------------------------------------------------------- updates
+    def show_instrument(self, instrument_id: str | None) -> None:
+        """Switch this tab to another instrument and show its book at once."""
+        if instrument_id == self.instrument_id:
+            return
+        self.instrument_id = instrument_id
+        self._shown_key = None
+        self.refresh()
+
+    def refresh(self) -> None:
+        """One tick: status and rate always; the book, chart and tape only when the book changed."""
+        bridge = self.bridge
+        if not self.select.options:
+            self._fill_instruments()
+        instrument_id = self.instrument_id
+        book = bridge.book(instrument_id) if instrument_id is not None else None
+        self._set_status(status_text(bridge.connection_state(), book))
+        self.rate.text = f"{bridge.update_rate(instrument_id):.1f}" if instrument_id is not None else "-"
+        key = (instrument_id, id(book), book.version if book is not None else -1)
+        if key == self._shown_key:
+            return
+        self._shown_key = key
+        if book is None:
+            self._clear()
+            return
+        self._show_book(book)
+
+    def _fill_instruments(self) -> None:
+        specs = self.bridge.instruments()
+        if not specs:
+            return
+        if self.instrument_id is None:
+            self.instrument_id = specs[0].instrument_id
+        options = {spec.instrument_id: instrument_label(spec) for spec in specs}
+        self.select.set_options(options, value=self.instrument_id)
+
+    def _set_status(self, text: str) -> None:
+        if text != self._shown_status:
+            self.status.classes(remove=STATUS_CLASSES.get(self._shown_status, ""), add=STATUS_CLASSES[text])
+            self.status.text = text
+            self._shown_status = text
+        stale = text != "LIVE"
+        if stale != self._shown_stale:
+            if stale:
+                self.data_area.classes(add=STALE_CLASSES)
+            else:
+                self.data_area.classes(remove=STALE_CLASSES)
+            self._shown_stale = stale
+
+    def _show_book(self, item: InstrumentBook) -> None:
+        spec, book = item.spec, item.book
+        bids, asks = book.bids(DEPTH_CHART_LEVELS), book.asks(DEPTH_CHART_LEVELS)
+        _assign_rows(self.bids, level_rows(spec, bids[:BOOK_LEVELS]))
+        _assign_rows(self.asks, level_rows(spec, asks[:BOOK_LEVELS]))
+        series = self.depth_chart.options["series"]
+        series[0]["data"] = depth_series(spec, bids, Side.BID)
+        series[1]["data"] = depth_series(spec, asks, Side.ASK)
+        _assign_rows(self.trades, trade_rows(spec, item.trades, TAPE_TRADES))
+        best_bid = bids[0][0] if bids else None
+        best_ask = asks[0][0] if asks else None
+        self.sequence.text = str(book.sequence) if book.sequence is not None else "-"
+        self.checksum.text = str(book.checksum())
+        self.spread.text = format_spread(spec, book.spread())
+        self.mid.text = format_mid(spec, best_bid, best_ask)
+        self.last_trade.text = format_last_trade(spec, item.last_trade)
+
+    def _clear(self) -> None:
+        for table in (self.bids, self.asks, self.trades):
+            _assign_rows(table, [])
+        for series in self.depth_chart.options["series"]:
+            series["data"] = []
+        for label in (self.sequence, self.checksum, self.spread, self.mid, self.last_trade):
+            label.text = "-"
+
+
+def _assign_rows(table: ui.table, rows: list[dict[str, Any]]) -> None:
+    """Replace a table's rows in place, sending nothing when they did not change."""
+    if table.rows != rows:
+        table.rows = rows

@@ -9,7 +9,7 @@ Everything from the feed is shown as text (labels, table cells, select options),
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeVar
 
 from nicegui import ui
 
@@ -29,6 +29,8 @@ from feed_server.subscriber import ConnectionState, InstrumentBook
 __all__ = ["BOOK_LEVELS", "DEPTH_CHART_LEVELS", "REFRESH_HZ", "TAPE_TRADES", "BookPage", "register_pages"]
 
 logger = logging.getLogger(__name__)
+
+ElementT = TypeVar("ElementT", bound=ui.element)
 
 REFRESH_HZ = 8.0
 BOOK_LEVELS = 15
@@ -109,7 +111,7 @@ class BookPage:
         with ui.column().classes("w-full max-w-screen-xl mx-auto p-2 gap-2"):
             with ui.row().classes("w-full items-center gap-3 flex-wrap"):
                 ui.label("Market data").classes("text-h6")
-                self.select = (
+                self.select = _marked(
                     ui.select(
                         {spec.instrument_id: instrument_label(spec) for spec in specs},
                         value=self.instrument_id,
@@ -117,14 +119,14 @@ class BookPage:
                         on_change=lambda e: self.show_instrument(e.value),
                     )
                     .classes("min-w-[16rem] grow sm:grow-0")
-                    .props("dense outlined")
-                    .mark("instrument")
+                    .props("dense outlined"),
+                    "instrument",
                 )
-                self.status = (
+                self.status = _marked(
                     ui.label("CONNECTING")
                     .classes("px-3 py-1 rounded text-white font-bold tracking-wide")
-                    .classes(STATUS_CLASSES["CONNECTING"])
-                    .mark("status")
+                    .classes(STATUS_CLASSES["CONNECTING"]),
+                    "status",
                 )
             with ui.row().classes("w-full gap-x-6 gap-y-1 flex-wrap text-sm items-baseline"):
                 self.sequence = self._stat("Sequence", "sequence")
@@ -139,29 +141,28 @@ class BookPage:
                     self.asks = self._levels_table("Asks", "asks")
                 with ui.element("div").classes("w-full grid grid-cols-1 lg:grid-cols-3 gap-2"):
                     with ui.card().classes("lg:col-span-2 p-2"):
-                        self.depth_chart = (
-                            ui.echart(_depth_chart_options()).classes("w-full h-64").mark("depth_chart")
-                        )
-                    self.trades = (
+                        chart = ui.echart(_depth_chart_options()).classes("w-full h-64")
+                        self.depth_chart = _marked(chart, "depth_chart")
+                    self.trades = _marked(
                         ui.table(columns=TRADE_COLUMNS, rows=[], row_key="key", title="Trades")
                         .props("dense flat bordered")
-                        .classes("w-full")
-                        .mark("trades")
+                        .classes("w-full"),
+                        "trades",
                     )
 
     @staticmethod
     def _stat(title: str, marker: str) -> ui.label:
         with ui.row().classes("gap-1 items-baseline no-wrap"):
             ui.label(title).classes("text-grey-7")
-            return ui.label("-").classes("font-mono").mark(marker)
+            return _marked(ui.label("-").classes("font-mono"), marker)
 
     @staticmethod
     def _levels_table(title: str, marker: str) -> ui.table:
-        return (
+        return _marked(
             ui.table(columns=LEVEL_COLUMNS, rows=[], row_key="key", title=title)
             .props("dense flat bordered")
-            .classes("w-full")
-            .mark(marker)
+            .classes("w-full"),
+            marker,
         )
 
     # ----------------------------------------------------------------- updates
@@ -237,6 +238,11 @@ class BookPage:
             series["data"] = []
         for label in (self.sequence, self.checksum, self.spread, self.mid, self.last_trade):
             label.text = "-"
+
+
+def _marked(element: ElementT, name: str) -> ElementT:
+    """Mark an element for the simulated user (``marker=name``) and for a browser (``data-testid``)."""
+    return element.mark(name).props(f"data-testid={name}")
 
 
 def _assign_rows(table: ui.table, rows: list[dict[str, Any]]) -> None:

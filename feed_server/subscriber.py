@@ -1,0 +1,440 @@
+"""The feed subscriber: one asyncio task that keeps a set of books in step with a feed server.
+
+Used by the CLI client and the dashboard::
+
+    subscriber = FeedSubscriber("127.0.0.1:50051", ["BTC-USD"], depth=20)
+    subscriber.add_listener(lambda instrument_id, trades: ...)
+    task = asyncio.create_task(subscriber.run(), name="feed-subscriber")
+    await subscriber.wait_live(timeout=5)
+    entry = subscriber.books["BTC-USD"]   # InstrumentBook: .book, .stale, .trades, ...
+
+``run()`` owns its gRPC channel. Per instrument the stream is verified (sequence, crossing, checksum) by
+feed_server.sync; a broken instrument is marked stale and resynchronised alone with GetSnapshot while the
+others keep flowing. A dead connection (error, end of stream, or no message for ``heartbeat_timeout``
+seconds) marks every book stale, and the subscriber reconnects with exponential backoff and jitter, or,
+with ``reconnect=False``, raises FeedUnavailable. This module is the boundary where gRPC errors become
+feed_server.errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import grpc
+import grpc.aio
+
+from feed_server.book import MAX_DEPTH, OrderBook, Trade
+from feed_server.errors import (
+    BadRequest,
+    BookError,
+    ChecksumMismatch,
+    CrossedBook,
+    FeedError,
+    FeedUnavailable,
+    SequenceGap,
+    UnknownInstrument,
+)
+from feed_server.instruments import InstrumentSpec
+from feed_server.pb import market_data_pb2 as pb
+from feed_server.pb import market_data_pb2_grpc
+from feed_server.sync import InstrumentBook, InstrumentSync, SnapshotMissing, Step, SyncState
+from feed_server.wire import instrument_from_pb
+
+__all__ = [
+    "BookListener",
+    "ConnectionState",
+    "FeedSubscriber",
+    "InstrumentBook",
+    "SubscriberStats",
+    "list_instruments",
+    "translate_rpc_error",
+]
+
+log = logging.getLogger(__name__)
+
+BookListener = Callable[[str, Sequence[Trade]], None]
+"""Called as ``listener(instrument_id, trades)`` after every applied message and every stale flip."""
+
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+CHANNEL_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", 1024 * 1024),
+]
+# Status codes after which a new connection may succeed. Anything else is the request's fault.
+RETRYABLE_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.CANCELLED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+SNAPSHOT_TIMEOUT = 5.0
+
+
+class ConnectionState(StrEnum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    STOPPED = "stopped"
+
+
+@dataclass
+class SubscriberStats:
+    """Counters since the subscriber was created."""
+
+    messages: int = 0  # messages applied to a book
+    duplicates: int = 0  # messages ignored because their sequence was already applied
+    gaps: int = 0  # sequence gaps detected (including updates seen before any snapshot)
+    checksum_errors: int = 0
+    crossed: int = 0
+    invalid: int = 0  # malformed messages
+    resyncs: int = 0  # instruments made whole again by a snapshot after a fault
+    reconnects: int = 0  # connection attempts after the first
+    sessions: int = 0  # streams opened (a restarted server or a reconnect each add one)
+    watchdog_timeouts: int = 0  # connections given up because nothing arrived for heartbeat_timeout
+
+
+def translate_rpc_error(exc: grpc.aio.AioRpcError, address: str, what: str = "") -> FeedError:
+    """The feed_server.errors equivalent of a gRPC error (the one place that reads gRPC status codes)."""
+    code = exc.code()
+    details = exc.details() or ""
+    if code == grpc.StatusCode.NOT_FOUND:
+        return UnknownInstrument(details or f"unknown instrument ({what})")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return BadRequest(details or f"bad request ({what})")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        lowered = details.lower()
+        if "refused" in lowered:
+            return FeedUnavailable(f"no feed server at {address} (connection refused)")
+        if "failed to connect" in lowered or "dns" in lowered or "resolve" in lowered:
+            return FeedUnavailable(f"no feed server at {address} ({details})")
+        return FeedUnavailable(f"feed server at {address} unavailable: {details or 'connection lost'}")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return FeedUnavailable(f"feed server at {address} did not answer in time{f' ({what})' if what else ''}")
+    name = code.name if code is not None else "UNKNOWN"
+    if code in RETRYABLE_CODES:
+        return FeedUnavailable(f"stream from {address} ended: {name}: {details}")
+    return FeedError(f"feed server at {address} failed: {name}: {details}")
+
+
+async def _list_instruments(
+    stub: market_data_pb2_grpc.MarketDataStub, address: str, rpc_timeout: float
+) -> list[InstrumentSpec]:
+    try:
+        request = pb.ListInstrumentsRequest()
+        response: pb.ListInstrumentsResponse = await stub.ListInstruments(request, timeout=rpc_timeout)
+    except grpc.aio.AioRpcError as exc:
+        raise translate_rpc_error(exc, address, "ListInstruments") from exc
+    specs: list[InstrumentSpec] = []
+    for message in response.instruments:
+        try:
+            specs.append(instrument_from_pb(message))
+        except ValueError as exc:
+            log.warning("ignoring instrument from %s: %s", address, exc)
+    return specs
+
+
+async def list_instruments(address: str, timeout: float = 5.0) -> list[InstrumentSpec]:  # noqa: ASYNC109 (the RPC deadline)
+    """Every instrument the feed server at ``address`` simulates. Raises FeedUnavailable (or FeedError)."""
+    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        return await _list_instruments(market_data_pb2_grpc.MarketDataStub(channel), address, timeout)
+
+
+class _Backoff:
+    """Exponential backoff with jitter: a random start, doubled up to a cap, reset after a success."""
+
+    def __init__(self, initial: float, maximum: float, rng: random.Random) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self._rng = rng
+        self._next = 0.0
+
+    def reset(self) -> None:
+        self._next = 0.0
+
+    def delay(self) -> float:
+        if self._next == 0.0:
+            self._next = self.initial * (0.5 + self._rng.random())
+        else:
+            self._next = min(self._next * 2, self.maximum)
+        return min(self._next * (0.75 + 0.5 * self._rng.random()), self.maximum)
+
+
+class _ConnectionLost(Exception):
+    """Internal: the stream ended or went quiet; ``reason`` says how."""
+
+
+class FeedSubscriber:
+    """Subscribes to instruments on a feed server and keeps their books. See the module docstring."""
+
+    def __init__(
+        self,
+        address: str,
+        instrument_ids: Sequence[str] = (),
+        depth: int = MAX_DEPTH,
+        *,
+        reconnect: bool = True,
+        heartbeat_timeout: float = 2.0,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+        seed: int | None = None,
+    ) -> None:
+        if not 1 <= depth <= MAX_DEPTH:
+            raise ValueError(f"depth must be between 1 and {MAX_DEPTH}, got {depth}")
+        self.address = address
+        self.instrument_ids: tuple[str, ...] = tuple(instrument_ids)
+        self.depth = depth
+        self.reconnect = reconnect
+        self.heartbeat_timeout = heartbeat_timeout
+        self.state = ConnectionState.CONNECTING
+        self.session_id: str | None = None
+        self.instruments: dict[str, InstrumentSpec] = {}
+        self.books: dict[str, InstrumentBook] = {}
+        self.stats = SubscriberStats()
+        self._backoff = _Backoff(backoff_initial, backoff_max, random.Random(seed))
+        self._listeners: list[BookListener] = []
+        self._syncs: dict[str, InstrumentSync] = {}
+        self._resync_tasks: dict[str, asyncio.Task[None]] = {}
+        self._stub: market_data_pb2_grpc.MarketDataStub | None = None
+        self._live = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._error: BaseException | None = None
+
+    # ------------------------------------------------------------------ public API
+    def add_listener(self, listener: BookListener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: BookListener) -> None:
+        try:
+            self._listeners.remove(listener)
+        except ValueError:
+            pass
+
+    async def wait_live(self, timeout: float) -> None:  # noqa: ASYNC109 (part of the public API)
+        """Wait until every subscribed book is live (not stale).
+
+        Raises TimeoutError after ``timeout`` seconds, or the error that stopped ``run()`` if it stopped.
+        """
+        async with asyncio.timeout(timeout):
+            while not self._live.is_set():
+                if self._stopped.is_set():
+                    raise self._error or FeedUnavailable("the subscriber stopped")
+                live = asyncio.ensure_future(self._live.wait())
+                stopped = asyncio.ensure_future(self._stopped.wait())
+                try:
+                    await asyncio.wait({live, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    live.cancel()
+                    stopped.cancel()
+
+    async def run(self) -> None:
+        """Subscribe and keep the books until cancelled (or, with ``reconnect=False``, the connection ends).
+
+        Raises UnknownInstrument / BadRequest when the server refuses the request, FeedUnavailable on a lost
+        connection when ``reconnect`` is False, and FeedError for any other refusal.
+        """
+        self._stopped.clear()
+        self._error = None
+        attempt = 0
+        try:
+            while True:
+                if attempt:
+                    self.stats.reconnects += 1
+                attempt += 1
+                try:
+                    await self._connect_once()
+                    reason = f"stream from {self.address} ended"
+                    error: FeedError = FeedUnavailable(reason)
+                except _ConnectionLost as exc:
+                    reason = str(exc)
+                    error = FeedUnavailable(reason)
+                except FeedUnavailable as exc:
+                    reason = str(exc)
+                    error = exc
+                self._connection_lost()
+                if not self.reconnect:
+                    raise error
+                if self.session_id is not None:
+                    self.state = ConnectionState.RECONNECTING
+                delay = self._backoff.delay()
+                log.warning("%s; reconnecting in %.2f s", reason, delay)
+                await asyncio.sleep(delay)
+        except BaseException as exc:
+            self._error = exc if isinstance(exc, Exception) else None
+            raise
+        finally:
+            self._cancel_resyncs()
+            self._mark_all_stale()
+            self.state = ConnectionState.STOPPED
+            self._stopped.set()
+
+    # ------------------------------------------------------------------ connection
+    async def _connect_once(self) -> None:
+        """One connection: list instruments, subscribe, apply messages until the stream ends or breaks."""
+        async with grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
+            stub = market_data_pb2_grpc.MarketDataStub(channel)
+            self._stub = stub
+            try:
+                specs = await _list_instruments(stub, self.address, rpc_timeout=max(self.heartbeat_timeout, 1.0))
+                self._set_instruments(specs)
+                request = pb.SubscribeRequest(instrument_ids=list(self.instrument_ids), depth=self.depth)
+                call = stub.Subscribe(request)
+                try:
+                    await self._read_stream(call)
+                except grpc.aio.AioRpcError as exc:
+                    raise translate_rpc_error(exc, self.address, "Subscribe") from exc
+                finally:
+                    call.cancel()
+            finally:
+                self._stub = None
+                self._cancel_resyncs()
+
+    def _set_instruments(self, specs: Sequence[InstrumentSpec]) -> None:
+        self.instruments = {spec.instrument_id: spec for spec in specs}
+        wanted = self.instrument_ids or tuple(self.instruments)
+        for instrument_id in wanted:
+            spec = self.instruments.get(instrument_id)
+            if spec is None:
+                raise UnknownInstrument(f"unknown instrument id {instrument_id!r}")
+            entry = self.books.get(instrument_id)
+            if entry is None:
+                entry = InstrumentBook(spec, OrderBook(instrument_id, self.depth))
+                self.books[instrument_id] = entry
+                self._syncs[instrument_id] = InstrumentSync(entry)
+            else:
+                entry.spec = spec
+
+    async def _read_stream(self, call: grpc.aio.UnaryStreamCall) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.heartbeat_timeout
+        try:
+            async with asyncio.timeout(timeout) as watchdog:
+                async for response in call:
+                    watchdog.reschedule(loop.time() + timeout)
+                    self._on_response(response)
+        except TimeoutError:
+            self.stats.watchdog_timeouts += 1
+            raise _ConnectionLost(f"no message from {self.address} for {timeout:g} s") from None
+
+    def _on_response(self, response: pb.SubscribeResponse) -> None:
+        if response.session_id != self.session_id or self.state is not ConnectionState.LIVE:
+            self._new_stream(response.session_id)
+        syncs = self._syncs
+        for message in response.messages:
+            sync = syncs.get(message.instrument_id)
+            if sync is None:
+                log.debug("ignoring message for unsubscribed instrument %r", message.instrument_id)
+                continue
+            self._handle(sync, sync.on_stream(message))
+
+    def _new_stream(self, session_id: str) -> None:
+        """The first response of a stream: every book waits for its snapshot on it."""
+        if self.session_id is not None and session_id != self.session_id:
+            log.info("feed at %s has a new session %s (was %s)", self.address, session_id, self.session_id)
+        self.session_id = session_id
+        self.stats.sessions += 1
+        self.state = ConnectionState.LIVE
+        self._backoff.reset()
+        self._cancel_resyncs()
+        for sync in self._syncs.values():
+            if sync.state is not SyncState.WAITING:
+                self._handle(sync, sync.reset())
+
+    def _connection_lost(self) -> None:
+        self._cancel_resyncs()
+        self._mark_all_stale()
+
+    def _mark_all_stale(self) -> None:
+        for sync in self._syncs.values():
+            self._handle(sync, sync.reset())
+
+    # ------------------------------------------------------------------ per-instrument results
+    def _handle(self, sync: InstrumentSync, step: Step) -> None:
+        stats = self.stats
+        stats.messages += step.applied
+        stats.duplicates += step.duplicates
+        if step.fault is not None:
+            self._count_fault(sync, step.fault)
+        if step.resynced:
+            stats.resyncs += 1
+            log.info("%s resynchronised at sequence %s", sync.instrument_id, sync.entry.book.sequence)
+        if step.request_snapshot:
+            self._start_resync(sync.instrument_id)
+        elif sync.state is not SyncState.RESYNCING:
+            task = self._resync_tasks.pop(sync.instrument_id, None)
+            if task is not None:
+                task.cancel()
+        if step.notifications:
+            stale = sync.entry.stale
+            if stale == self._live.is_set():
+                self._update_live(stale)
+            instrument_id = sync.instrument_id
+            for trades in step.notifications:
+                for listener in self._listeners:
+                    try:
+                        listener(instrument_id, trades)
+                    except Exception:
+                        log.exception("book listener %r failed on %s", listener, instrument_id)
+
+    def _count_fault(self, sync: InstrumentSync, fault: BookError) -> None:
+        stats = self.stats
+        if isinstance(fault, SequenceGap):
+            stats.gaps += 1
+        elif isinstance(fault, ChecksumMismatch):
+            stats.checksum_errors += 1
+        elif isinstance(fault, CrossedBook):
+            stats.crossed += 1
+        elif isinstance(fault, SnapshotMissing):
+            stats.gaps += 1
+        else:
+            stats.invalid += 1
+        log.warning(
+            "%s: %s (book at sequence %s); marked stale, resynchronising from a snapshot",
+            sync.instrument_id,
+            fault,
+            sync.entry.book.sequence,
+        )
+
+    # ------------------------------------------------------------------ resynchronisation
+    def _start_resync(self, instrument_id: str) -> None:
+        if instrument_id in self._resync_tasks or self._stub is None:
+            return
+        task = asyncio.create_task(self._resync(instrument_id, self._stub), name=f"resync-{instrument_id}")
+        self._resync_tasks[instrument_id] = task
+
+    async def _resync(self, instrument_id: str, stub: market_data_pb2_grpc.MarketDataStub) -> None:
+        """Fetch a snapshot of one instrument and hand it to its sync (retrying while the stream lives)."""
+        delay = 0.05
+        request = pb.SnapshotRequest(instrument_id=instrument_id, depth=self.depth)
+        while True:
+            try:
+                snapshot: pb.BookMessage = await stub.GetSnapshot(request, timeout=SNAPSHOT_TIMEOUT)
+            except grpc.aio.AioRpcError as exc:
+                error = translate_rpc_error(exc, self.address, f"GetSnapshot {instrument_id}")
+                log.warning("%s: snapshot request failed: %s; retrying in %.2f s", instrument_id, error, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
+            break
+        if self._resync_tasks.get(instrument_id) is asyncio.current_task():
+            del self._resync_tasks[instrument_id]
+        sync = self._syncs[instrument_id]
+        self._handle(sync, sync.on_snapshot(snapshot))
+
+    def _cancel_resyncs(self) -> None:
+        for task in self._resync_tasks.values():
+            task.cancel()
+        self._resync_tasks.clear()
+
+    # ------------------------------------------------------------------ live flag
+    def _update_live(self, stale: bool) -> None:
+        if stale:
+            self._live.clear()
+        elif all(not entry.stale for entry in self.books.values()):
+            self._live.set()

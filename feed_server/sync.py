@@ -1,0 +1,221 @@
+"""Per-instrument synchronisation of a consumer's book with the feed: a pure state machine, no I/O.
+
+An :class:`InstrumentSync` takes the instrument's stream messages (``on_stream``) and the answers to its
+own snapshot requests (``on_snapshot``) and tells its caller what happened in a :class:`Step`: which
+messages were applied (one listener call each), whether the stale flag flipped, which fault was detected,
+and whether a fresh snapshot must be requested. The caller (feed_server.subscriber) does the I/O.
+
+States::
+
+    WAITING    no book yet (new connection or new session): a snapshot on the stream makes it LIVE;
+               anything else means the snapshot was lost, so a resync is requested
+    LIVE       messages are applied in sequence; duplicates (sequence <= the book's) are ignored;
+               a gap, checksum mismatch, crossed result or malformed message -> RESYNCING
+    RESYNCING  the book is stale and unchanged; stream messages are buffered; the requested snapshot
+               (sequence S) is applied, buffered messages <= S dropped and the rest applied in order;
+               a gap left over means another resync
+
+A snapshot on the stream (INITIAL, or RESYNC when the server dropped a slow consumer's backlog) is
+always applied as a fresh start.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from feed_server.book import OrderBook, Trade
+from feed_server.errors import BookError, InvalidMessage, SequenceGap
+from feed_server.instruments import InstrumentSpec
+from feed_server.pb import market_data_pb2 as pb
+from feed_server.wire import apply_message, trades_from_pb
+
+__all__ = ["MAX_BUFFERED", "TRADES_KEPT", "InstrumentBook", "InstrumentSync", "SnapshotMissing", "Step", "SyncState"]
+
+TRADES_KEPT = 100
+MAX_BUFFERED = 10_000  # stream messages kept while a resync is under way; the oldest go first
+
+
+def _trades_deque() -> deque[tuple[int, Trade]]:
+    return deque(maxlen=TRADES_KEPT)
+
+
+@dataclass(eq=False)
+class InstrumentBook:
+    """One instrument as a subscriber holds it. Read it; only the subscriber writes it."""
+
+    spec: InstrumentSpec
+    book: OrderBook
+    stale: bool = True
+    last_event_time_ns: int = 0
+    last_trade: Trade | None = None
+    trades: deque[tuple[int, Trade]] = field(default_factory=_trades_deque)  # (event_time_ns, trade), newest last
+    messages_applied: int = 0
+    version: int = 0
+
+
+class SyncState(enum.Enum):
+    WAITING = "waiting"
+    LIVE = "live"
+    RESYNCING = "resyncing"
+
+
+_NO_TRADES: tuple[Trade, ...] = ()
+
+
+class SnapshotMissing(InvalidMessage):
+    """An update or heartbeat arrived before any snapshot of its instrument (the snapshot was lost)."""
+
+
+@dataclass(slots=True)
+class Step:
+    """What one input did. ``notifications`` holds one entry per listener call, in order: the trades of an
+    applied message, or no trades for a stale flip."""
+
+    notifications: list[Sequence[Trade]] = field(default_factory=list)
+    applied: int = 0
+    duplicates: int = 0
+    fault: BookError | None = None
+    request_snapshot: bool = False  # the caller must (re)start a GetSnapshot for this instrument
+    resynced: bool = False  # a resync finished and the book is whole again
+
+
+class InstrumentSync:
+    """Keeps one :class:`InstrumentBook` in step with its stream. See the module docstring."""
+
+    __slots__ = ("_base", "_buffer", "entry", "state")
+
+    def __init__(self, entry: InstrumentBook) -> None:
+        self.entry = entry
+        self.state = SyncState.WAITING
+        self._base = False  # the book holds a verified state of the current stream's session
+        self._buffer: deque[pb.BookMessage] = deque(maxlen=MAX_BUFFERED)
+
+    @property
+    def instrument_id(self) -> str:
+        return self.entry.spec.instrument_id
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+    # ------------------------------------------------------------------ inputs
+    def reset(self) -> Step:
+        """The connection was lost or a new session began: stale until the next snapshot on the stream.
+
+        The book keeps its last content (marked stale) until then."""
+        step = Step()
+        self.state = SyncState.WAITING
+        self._base = False
+        self._buffer.clear()
+        self._set_stale(True, step)
+        return step
+
+    def on_stream(self, message: pb.BookMessage) -> Step:
+        """One message of this instrument from the Subscribe stream."""
+        step = Step()
+        state = self.state
+        book_seq = self.entry.book.sequence
+        if message.HasField("snapshot"):
+            if self._base and book_seq is not None and message.sequence <= book_seq:
+                step.duplicates += 1  # an old snapshot again: never go back in time
+            else:
+                self._apply_snapshot(message, step)
+            return step
+        if state is SyncState.LIVE:
+            if book_seq is not None and message.sequence <= book_seq:
+                step.duplicates += 1
+                return step
+            try:
+                apply_message(self.entry.book, message)
+            except BookError as exc:
+                self._fault(exc, step)
+                if isinstance(exc, SequenceGap):
+                    self._buffer.append(message)  # the message itself may be fine: keep it for after the snapshot
+                return step
+            trades = trades_from_pb(message) if message.HasField("update") else _NO_TRADES
+            self._record(message, trades)
+            step.applied += 1
+            step.notifications.append(trades)
+            return step
+        if state is SyncState.WAITING:
+            self._fault(SnapshotMissing(self.instrument_id, message.sequence, "message before any snapshot"), step)
+        self._buffer.append(message)
+        return step
+
+    def on_snapshot(self, message: pb.BookMessage) -> Step:
+        """The answer to this instrument's GetSnapshot request."""
+        step = Step()
+        if self.state is SyncState.RESYNCING:
+            self._apply_snapshot(message, step)
+        return step  # otherwise a snapshot on the stream got there first
+
+    # ------------------------------------------------------------------ internals
+    def _apply_snapshot(self, message: pb.BookMessage, step: Step) -> None:
+        """Apply a snapshot at sequence S, then the buffered messages after S, then go live.
+
+        A snapshot older than the book's own verified state is not applied (never go back in time): the
+        buffered messages are replayed from the book as it is."""
+        book = self.entry.book
+        if self._base and book.sequence is not None and message.sequence <= book.sequence:
+            base = book.sequence
+        else:
+            try:
+                apply_message(book, message)
+            except BookError as exc:
+                self._fault(exc, step)
+                return
+            self._base = True
+            base = message.sequence
+            self._record(message, _NO_TRADES)
+            step.applied += 1
+            step.notifications.append(_NO_TRADES)
+        pending = sorted(
+            (m for m in self._buffer if m.sequence > base and not m.HasField("snapshot")),
+            key=lambda m: m.sequence,
+        )
+        self._buffer.clear()
+        for i, buffered in enumerate(pending):
+            assert book.sequence is not None
+            if buffered.sequence <= book.sequence:
+                step.duplicates += 1
+                continue
+            try:
+                apply_message(book, buffered)
+            except BookError as exc:
+                self._fault(exc, step)
+                if isinstance(exc, SequenceGap):
+                    self._buffer.extend(pending[i:])
+                return
+            trades = trades_from_pb(buffered) if buffered.HasField("update") else _NO_TRADES
+            self._record(buffered, trades)
+            step.applied += 1
+            step.notifications.append(trades)
+        if self.state is SyncState.RESYNCING:
+            step.resynced = True
+        self.state = SyncState.LIVE
+        self._set_stale(False, step)
+
+    def _record(self, message: pb.BookMessage, trades: Sequence[Trade]) -> None:
+        entry = self.entry
+        entry.last_event_time_ns = message.event_time_ns
+        entry.messages_applied += 1
+        entry.version += 1
+        if trades:
+            t = message.event_time_ns
+            entry.trades.extend((t, trade) for trade in trades)
+            entry.last_trade = trades[-1]
+
+    def _fault(self, exc: BookError, step: Step) -> None:
+        step.fault = exc
+        step.request_snapshot = True
+        self.state = SyncState.RESYNCING
+        self._set_stale(True, step)
+
+    def _set_stale(self, stale: bool, step: Step) -> None:
+        if self.entry.stale != stale:
+            self.entry.stale = stale
+            self.entry.version += 1
+            step.notifications.append(_NO_TRADES)

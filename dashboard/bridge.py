@@ -1,0 +1,140 @@
+"""The dashboard's one link to the feed: a FeedSubscriber task that keeps every book rebuilt.
+
+Page and WebSocket code never touch gRPC: they read the books through the bridge. The bridge owns exactly
+one task (the subscriber's ``run()``), started with the app and cancelled on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+
+from nicegui import background_tasks
+
+from feed_server.book import MAX_DEPTH, Trade
+from feed_server.instruments import InstrumentSpec
+from feed_server.subscriber import ConnectionState, FeedSubscriber, InstrumentBook
+
+__all__ = ["FeedBridge", "get_bridge", "set_bridge"]
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "dashboard feed subscriber"
+_RATE_WINDOW = 2.0  # seconds over which update_rate() is measured
+_SAMPLE_EVERY = 0.25  # seconds between two rate samples of one instrument
+
+
+class FeedBridge:
+    """Subscribes to every instrument of the feed at full depth (MAX_DEPTH) and exposes the books."""
+
+    def __init__(
+        self,
+        feed_address: str,
+        *,
+        heartbeat_timeout: float = 2.0,
+        backoff_initial: float = 0.1,
+        backoff_max: float = 5.0,
+    ) -> None:
+        self.feed_address = feed_address
+        self.subscriber = FeedSubscriber(
+            feed_address,
+            (),
+            MAX_DEPTH,
+            reconnect=True,
+            heartbeat_timeout=heartbeat_timeout,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+        )
+        self._task: asyncio.Task[None] | None = None
+        # Per instrument: (monotonic time, messages_applied) samples, oldest first.
+        self._samples: dict[str, deque[tuple[float, int]]] = {}
+        self.subscriber.add_listener(self._on_book)
+
+    # ----------------------------------------------------------------- reading
+    def instruments(self) -> list[InstrumentSpec]:
+        """The feed's instruments in the feed's order; [] until the feed has answered."""
+        return list(self.subscriber.instruments.values())
+
+    def book(self, instrument_id: str) -> InstrumentBook | None:
+        return self.subscriber.books.get(instrument_id)
+
+    def connection_state(self) -> ConnectionState:
+        return self.subscriber.state
+
+    def update_rate(self, instrument_id: str) -> float:
+        """Applied messages per second for one instrument over the last ~2 s (0.0 when quiet or unknown)."""
+        ibook = self.subscriber.books.get(instrument_id)
+        samples = self._samples.get(instrument_id)
+        if ibook is None or not samples:
+            return 0.0
+        now = time.monotonic()
+        for t, count in samples:  # the oldest sample inside the window
+            age = now - t
+            if age > _RATE_WINDOW + _SAMPLE_EVERY:
+                continue
+            applied = ibook.messages_applied - count
+            if age < 0.05 or applied < 0:  # too short to tell, or the book was replaced (feed restart)
+                return 0.0
+            return applied / age
+        return 0.0  # nothing applied for longer than the window
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Start the one subscriber task (idempotent)."""
+        if self._task is not None and not self._task.done():
+            return
+        self._task = background_tasks.create(self._run(), name=TASK_NAME)
+
+    async def stop(self) -> None:
+        """Cancel the subscriber task and wait for it to end (bounded)."""
+        task, self._task = self._task, None
+        if task is None or task.done():
+            return
+        task.cancel()
+        try:
+            async with asyncio.timeout(5.0):
+                await asyncio.gather(task, return_exceptions=True)
+        except TimeoutError:
+            log.warning("the feed subscriber did not stop within 5 s")
+
+    async def _run(self) -> None:
+        log.info("subscribing to the feed at %s", self.feed_address)
+        try:
+            await self.subscriber.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a fatal feed error (unknown instrument, bad request): reported once
+            log.warning("the feed subscriber stopped: %s: %s", type(exc).__name__, exc)
+
+    # ----------------------------------------------------------------- listener
+    def _on_book(self, instrument_id: str, trades: Sequence[Trade]) -> None:
+        ibook = self.subscriber.books.get(instrument_id)
+        if ibook is None:
+            return
+        now = time.monotonic()
+        samples = self._samples.get(instrument_id)
+        if samples is None:
+            samples = self._samples[instrument_id] = deque(maxlen=int((_RATE_WINDOW + 1) / _SAMPLE_EVERY) + 2)
+        if samples and samples[-1][1] > ibook.messages_applied:
+            samples.clear()  # the book was replaced (a new feed session): start measuring again
+        if not samples or now - samples[-1][0] >= _SAMPLE_EVERY:
+            samples.append((now, ibook.messages_applied))
+
+
+_bridge: FeedBridge | None = None
+
+
+def set_bridge(bridge: FeedBridge) -> None:
+    """Make ``bridge`` the app's bridge (dashboard/main.py does this when it builds the app)."""
+    global _bridge
+    _bridge = bridge
+
+
+def get_bridge() -> FeedBridge:
+    """The app's bridge, set up by dashboard/main.py."""
+    if _bridge is None:
+        raise RuntimeError("the dashboard's feed bridge is not set up (dashboard/main.py builds it)")
+    return _bridge

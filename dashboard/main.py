@@ -1,0 +1,56 @@
+"""NiceGUI's main file: builds the dashboard app and, when run as a script, serves it.
+
+``python -m dashboard --feed-address HOST:PORT --host 127.0.0.1 --port 8000`` (see dashboard/__main__.py), or
+NiceGUI's ``user`` test fixture, which runs this file with ``__name__ == "__main__"``: the feed address then
+comes from ``DASHBOARD_FEED_ADDRESS`` (default 127.0.0.1:50051), host and port from ``DASHBOARD_HOST`` and
+``DASHBOARD_PORT`` (default 127.0.0.1:8000).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from nicegui import app, ui
+
+from dashboard.bridge import FeedBridge, set_bridge
+from dashboard.shutdown import install_clean_shutdown
+from dashboard.ws_api import ApiLimits, MarketDataHub, api_router
+
+__all__ = ["DEFAULT_FEED_ADDRESS", "DEFAULT_HOST", "DEFAULT_PORT", "TITLE", "build_app", "serve"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FEED_ADDRESS = "127.0.0.1:50051"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+TITLE = "Market data"
+
+
+def build_app(feed_address: str, limits: ApiLimits | None = None) -> FeedBridge:
+    """Set up NiceGUI's app: the feed bridge (started with the app), the JSON API and the pages."""
+    from dashboard.pages import register_pages  # the page module imports the bridge module, not this one
+
+    bridge = FeedBridge(feed_address)
+    set_bridge(bridge)
+    hub = MarketDataHub(bridge, limits)
+    app.on_startup(bridge.start)
+    app.on_shutdown(bridge.stop)
+    app.include_router(api_router(hub))
+    install_clean_shutdown()
+    register_pages()
+    return bridge
+
+
+def serve(feed_address: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    """Build the app and serve it until SIGINT/SIGTERM (blocking)."""
+    build_app(feed_address)
+    ui.run(host=host, port=port, reload=False, show=False, title=TITLE, show_welcome_message=False)
+
+
+if __name__ in {"__main__", "__mp_main__"}:
+    serve(
+        os.environ.get("DASHBOARD_FEED_ADDRESS", DEFAULT_FEED_ADDRESS),
+        os.environ.get("DASHBOARD_HOST", DEFAULT_HOST),
+        int(os.environ.get("DASHBOARD_PORT", DEFAULT_PORT)),
+    )

@@ -1,0 +1,318 @@
+"""The raw JSON API for scripts: ``/ws/market_data/{instrument_id}``, ``/api/instruments``, ``/api/book/{id}``.
+
+WebSocket ``/ws/market_data/{instrument_id}?depth=10&interval_ms=0&trades=1``
+
+- ``depth``: levels per side, 1..100 (default 10). ``interval_ms``: the least time between two book
+  messages, 0..60000 (default 0 = every change). ``trades``: 1/0 (or true/false), default 1: also send a
+  ``{"type": "trade", ...}`` message for each trade. Other parameters are ignored.
+- On connect one full book message, then one whenever the book changes (see dashboard/book_json.py for the
+  fields). A client always gets the latest state: books are conflated per client (a version, never a queue),
+  so a slow client skips intermediate books. Trades are kept per client in a bounded buffer
+  (``ApiLimits.trade_buffer`` messages, oldest dropped past it) and sent before the next book.
+- Frames sent by the client are read and ignored.
+- Errors: ``{"type": "error", "code": ..., "message": ...}`` then a close code:
+  ``unknown_instrument`` 4404, ``bad_request`` 4400, ``too_many_connections`` 1013 (past
+  ``ApiLimits.max_connections``), ``feed_unavailable`` 1013 (the feed has not listed its instruments within
+  ``ApiLimits.instrument_wait`` seconds), ``slow_consumer`` 1008 (a send blocked for more than
+  ``ApiLimits.send_timeout`` seconds: the server buffers at most one message plus the transport's ~64 KiB per
+  client, then drops the client and aborts its connection).
+
+REST: ``GET /api/instruments`` -> ``[{"instrument_id", "name", "kind", "tick_size", "lot_size",
+"price_decimals", "size_decimals"}]``; ``GET /api/book/{instrument_id}?depth=N`` -> a book message;
+errors as JSON with status 400 (bad_request), 404 (unknown_instrument) or 503 (feed_unavailable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request, Response, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from dashboard.book_json import BookJsonCache, encode_error, encode_trade, instruments_json
+from dashboard.bridge import FeedBridge
+from feed_server.book import MAX_DEPTH, Trade
+from feed_server.instruments import InstrumentSpec
+
+__all__ = ["ApiLimits", "MarketDataHub", "api_router"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DEPTH = 10
+MAX_INTERVAL_MS = 60_000
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNKNOWN_INSTRUMENT = 4404
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_POLICY_VIOLATION = 1008
+_INT = re.compile(r"[+-]?[0-9]{1,12}")
+_BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiLimits:
+    max_connections: int = 2000  # WebSocket clients at once; more get too_many_connections and 1013
+    send_timeout: float = 5.0  # seconds one send may block before the client is dropped (slow_consumer)
+    trade_buffer: int = 256  # trade messages buffered per client; the oldest are dropped past it
+    instrument_wait: float = 5.0  # seconds to wait for the feed's instrument list before judging an id
+
+
+class BadParameter(ValueError):
+    """A query parameter is not acceptable; the message names it and its value."""
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """A client-supplied value, truncated, for an error message (JSON-escaped by the encoder)."""
+    return repr(value if len(value) <= limit else value[:limit] + "...")
+
+
+def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    if not _INT.fullmatch(raw) or not low <= int(raw) <= high:
+        raise BadParameter(f"{name} must be an integer from {low} to {high}, got {shown(raw)}")
+    return int(raw)
+
+
+def bool_param(params: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = params.get(name)
+    if raw is None:
+        return default
+    value = _BOOLS.get(raw.lower())
+    if value is None:
+        raise BadParameter(f"{name} must be 1 or 0 (true or false), got {shown(raw)}")
+    return value
+
+
+class _Client:
+    """One WebSocket client's subscription: what it wants and what is waiting for it."""
+
+    __slots__ = ("depth", "instrument_id", "interval", "sending", "trades", "wake", "want_trades")
+
+    def __init__(self, instrument_id: str, depth: int, interval: float, want_trades: bool, trade_buffer: int) -> None:
+        self.instrument_id = instrument_id
+        self.depth = depth
+        self.interval = interval
+        self.want_trades = want_trades
+        self.wake = asyncio.Event()  # set by the listener: something changed for this client
+        self.trades: deque[str] = deque(maxlen=trade_buffer)
+        self.sending = False  # inside a send (that may be blocked by a client that does not read)
+
+
+class _SlowConsumer(Exception):
+    pass
+
+
+class MarketDataHub:
+    """Fans the bridge's books out to WebSocket clients.
+
+    The subscriber's listener only marks clients and wakes them; each client's own task (its connection's
+    handler) encodes nothing itself but takes the shared JSON from the cache and sends it, so a slow client
+    delays nobody.
+    """
+
+    def __init__(self, bridge: FeedBridge, limits: ApiLimits | None = None) -> None:
+        self.bridge = bridge
+        self.limits = limits or ApiLimits()
+        self.cache = BookJsonCache()
+        self._clients: dict[str, set[_Client]] = {}
+        self.connections = 0
+        self.dropped_slow = 0
+        bridge.subscriber.add_listener(self._on_book)
+
+    # ----------------------------------------------------------------- listener (in the subscriber task)
+    def _on_book(self, instrument_id: str, trades: Sequence[Trade]) -> None:
+        clients = self._clients.get(instrument_id)
+        if not clients:
+            return
+        encoded: list[str] | None = None
+        for client in clients:
+            if trades and client.want_trades:
+                if encoded is None:
+                    encoded = self._encode_trades(instrument_id, trades)
+                client.trades.extend(encoded)
+            client.wake.set()
+
+    def _encode_trades(self, instrument_id: str, trades: Sequence[Trade]) -> list[str]:
+        ibook = self.bridge.book(instrument_id)
+        if ibook is None:
+            return []
+        seq, ts = ibook.book.sequence, ibook.last_event_time_ns
+        return [encode_trade(ibook.spec, t, seq, ts).decode() for t in trades]
+
+    # ----------------------------------------------------------------- shared helpers
+    async def known_instruments(self) -> list[InstrumentSpec]:
+        """The feed's instruments, waiting (bounded) for the first list; [] if the feed never answered."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.instrument_wait
+        specs = self.bridge.instruments()
+        while not specs and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+            specs = self.bridge.instruments()
+        return specs
+
+    def book_json(self, instrument_id: str, depth: int) -> str | None:
+        ibook = self.bridge.book(instrument_id)
+        return None if ibook is None else self.cache.get(ibook, depth)
+
+    # ----------------------------------------------------------------- one WebSocket connection
+    async def serve(self, ws: WebSocket, instrument_id: str) -> None:
+        await ws.accept()
+        if self.connections >= self.limits.max_connections:
+            message = f"at most {self.limits.max_connections} connections"
+            await _refuse(ws, "too_many_connections", message, CLOSE_TRY_AGAIN_LATER)
+            return
+        self.connections += 1
+        try:
+            await self._serve_accepted(ws, instrument_id)
+        finally:
+            self.connections -= 1
+
+    async def _serve_accepted(self, ws: WebSocket, instrument_id: str) -> None:
+        params = ws.query_params
+        try:
+            depth = int_param(params, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)
+            interval_ms = int_param(params, "interval_ms", 0, 0, MAX_INTERVAL_MS)
+            want_trades = bool_param(params, "trades", True)
+        except BadParameter as exc:
+            await _refuse(ws, "bad_request", str(exc), CLOSE_BAD_REQUEST)
+            return
+        specs = await self.known_instruments()
+        if not specs:
+            await _refuse(ws, "feed_unavailable", "the feed has not listed its instruments yet", CLOSE_TRY_AGAIN_LATER)
+            return
+        if instrument_id not in {s.instrument_id for s in specs}:
+            message = f"unknown instrument id {shown(instrument_id)}"
+            await _refuse(ws, "unknown_instrument", message, CLOSE_UNKNOWN_INSTRUMENT)
+            return
+        client = _Client(instrument_id, depth, interval_ms / 1000, want_trades, self.limits.trade_buffer)
+        client.wake.set()  # the full book on connect
+        self._clients.setdefault(instrument_id, set()).add(client)
+        reader = asyncio.create_task(_read_and_ignore(ws), name=f"ws read {instrument_id}")
+        sender = asyncio.create_task(self._send_loop(ws, client), name=f"ws send {instrument_id}")
+        try:
+            await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            clients = self._clients.get(instrument_id)
+            if clients is not None:
+                clients.discard(client)
+                if not clients:
+                    del self._clients[instrument_id]
+            blocked = client.sending and not sender.done()  # stuck in a send: its buffer may never drain
+            for task in (reader, sender):
+                task.cancel()
+            await asyncio.gather(reader, sender, return_exceptions=True)
+        if sender.done() and not sender.cancelled() and isinstance(sender.exception(), _SlowConsumer):
+            self.dropped_slow += 1
+            log.info("dropped a slow WebSocket client of %s (send blocked > %s s)", instrument_id,
+                     self.limits.send_timeout)
+            _abort(ws)
+        elif blocked:
+            _abort(ws)
+
+    async def _send_loop(self, ws: WebSocket, client: _Client) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self.limits.send_timeout
+        sent_book: object = None
+        sent_version = -1
+        next_book_at = 0.0
+        while True:
+            while client.trades:
+                client.sending = True
+                await _send(ws, client.trades.popleft(), timeout)
+                client.sending = False
+            ibook = self.bridge.book(client.instrument_id)
+            if ibook is not None and (ibook is not sent_book or ibook.version != sent_version):
+                delay = next_book_at - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    continue  # send the trades that came meanwhile, then the newest book
+                data = self.cache.get(ibook, client.depth)
+                sent_book, sent_version = ibook, ibook.version
+                client.sending = True
+                await _send(ws, data, timeout)
+                client.sending = False
+                next_book_at = loop.time() + client.interval
+                continue
+            await client.wake.wait()
+            client.wake.clear()
+
+
+async def _send(ws: WebSocket, data: str, seconds: float) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            await ws.send_text(data)
+    except TimeoutError:
+        raise _SlowConsumer from None
+
+
+async def _read_and_ignore(ws: WebSocket) -> None:
+    """Read the client's frames and drop them; return when the client disconnects."""
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+async def _refuse(ws: WebSocket, code: str, message: str, close_code: int) -> None:
+    """Send an error message and close; a client that went away meanwhile is no error."""
+    try:
+        async with asyncio.timeout(2.0):
+            await ws.send_text(encode_error(code, message).decode())
+            await ws.close(code=close_code, reason=code)
+    except TimeoutError:
+        _abort(ws)  # a client that does not read
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        pass  # the client went away meanwhile
+
+
+def _abort(ws: WebSocket) -> None:
+    """Abort the connection's transport: a client that does not read would otherwise hold it forever."""
+    send = getattr(ws, "_send", None)
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
+    if callable(abort):
+        abort()
+
+
+def api_router(hub: MarketDataHub) -> APIRouter:
+    """The WebSocket and REST routes, bound to ``hub``."""
+    router = APIRouter()
+
+    @router.websocket("/ws/market_data/{instrument_id:path}")
+    async def market_data(websocket: WebSocket, instrument_id: str) -> None:
+        await hub.serve(websocket, instrument_id)
+
+    @router.get("/api/instruments")
+    async def instruments() -> Response:
+        specs = await hub.known_instruments()
+        if not specs:
+            return _error_response(503, "feed_unavailable", "the feed has not listed its instruments yet")
+        return Response(instruments_json(specs), media_type="application/json")
+
+    @router.get("/api/book/{instrument_id:path}")
+    async def book(request: Request, instrument_id: str) -> Response:
+        try:
+            depth = int_param(request.query_params, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)
+        except BadParameter as exc:
+            return _error_response(400, "bad_request", str(exc))
+        specs = await hub.known_instruments()
+        if not specs:
+            return _error_response(503, "feed_unavailable", "the feed has not listed its instruments yet")
+        if instrument_id not in {s.instrument_id for s in specs}:
+            return _error_response(404, "unknown_instrument", f"unknown instrument id {shown(instrument_id)}")
+        data = hub.book_json(instrument_id, depth)
+        if data is None:
+            return _error_response(503, "feed_unavailable", f"no book for {shown(instrument_id)} yet")
+        return Response(data, media_type="application/json")
+
+    return router
+
+
+def _error_response(status: int, code: str, message: str) -> Response:
+    return Response(encode_error(code, message), status_code=status, media_type="application/json")

@@ -1,0 +1,160 @@
+"""Run the whole product: the feed server and the dashboard, each as its own process.
+
+    python run.py [--host 127.0.0.1] [--port 8000] [--feed-port 50051] [--feed-address HOST:PORT]
+                  [--seed 1] [--rate 50]
+
+Starts ``python -m feed_server`` (unless ``--feed-address`` names a feed that is already running) and
+``python -m dashboard``, waits until the feed reports SERVING on the gRPC health service and the page answers,
+prints the URLs, and on Ctrl-C or SIGTERM stops both (dashboard first) and exits 0. If a child fails to start
+or dies, the other is stopped and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from types import FrameType
+
+FEED_START_TIMEOUT = 15.0
+DASHBOARD_START_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+
+
+class StartupError(Exception):
+    """A child did not come up; the message says which and why."""
+
+
+class _Stop:
+    """Set by SIGINT/SIGTERM."""
+
+    requested = False
+    signum = 0
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    _Stop.requested = True
+    _Stop.signum = signum
+
+
+def _child_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _spawn(args: Sequence[str]) -> subprocess.Popen[bytes]:
+    # Its own session: a terminal's Ctrl-C reaches only this process, which stops the children in order.
+    return subprocess.Popen([sys.executable, *args], env=_child_env(), start_new_session=True)
+
+
+def _feed_serving(address: str) -> bool:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+def _page_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _wait_until(what: str, ready: object, timeout: float, children: Sequence[subprocess.Popen[bytes]]) -> None:
+    assert callable(ready)
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if _Stop.requested:
+            return
+        for child in children:
+            if child.poll() is not None:
+                raise StartupError(f"{what}: process {child.pid} exited with code {child.returncode}")
+        if time.monotonic() > deadline:
+            raise StartupError(f"{what}: not ready within {timeout:g} s")
+        time.sleep(0.05)
+
+
+def _stop(child: subprocess.Popen[bytes] | None) -> None:
+    if child is None or child.poll() is not None:
+        return
+    child.send_signal(signal.SIGTERM)
+    try:
+        child.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        print(f"run.py: process {child.pid} did not stop within {STOP_TIMEOUT:g} s; killing it", file=sys.stderr)
+        child.kill()
+        child.wait()
+
+
+def _host_for_url(host: str) -> str:
+    if host in {"0.0.0.0", "::"}:
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python run.py", description="Run the feed server and the dashboard.")
+    parser.add_argument("--host", default="127.0.0.1", help="dashboard address (default %(default)s)")
+    parser.add_argument("--port", type=int, default=8000, help="dashboard port (default %(default)s)")
+    parser.add_argument("--feed-port", type=int, default=50051, help="feed server port (default %(default)s)")
+    parser.add_argument("--feed-address", help="HOST:PORT of a running feed server (then none is started)")
+    parser.add_argument("--seed", type=int, default=1, help="the feed's random seed (default %(default)s)")
+    parser.add_argument("--rate", type=float, default=50.0, help="order events/s per instrument (default %(default)s)")
+    args = parser.parse_args(argv)
+
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
+    feed: subprocess.Popen[bytes] | None = None
+    dashboard: subprocess.Popen[bytes] | None = None
+    feed_address = args.feed_address or f"127.0.0.1:{args.feed_port}"
+    url = f"http://{_host_for_url(args.host)}:{args.port}/"
+    started = time.monotonic()
+    try:
+        if args.feed_address is None:
+            feed = _spawn(["-m", "feed_server", "--port", str(args.feed_port), "--seed", str(args.seed),
+                           "--rate", str(args.rate)])
+        # The dashboard starts while the feed comes up (its import takes about a second).
+        dashboard = _spawn(["-m", "dashboard", "--feed-address", feed_address, "--host", args.host,
+                            "--port", str(args.port)])
+        children = [c for c in (feed, dashboard) if c is not None]
+        _wait_until(f"feed server at {feed_address}", lambda: _feed_serving(feed_address), FEED_START_TIMEOUT,
+                    children)
+        _wait_until(f"dashboard at {url}", lambda: _page_answers(url), DASHBOARD_START_TIMEOUT, children)
+        if not _Stop.requested:
+            ws_url = url.replace("http://", "ws://", 1) + "ws/market_data/{instrument_id}"
+            print(f"Feed: {feed_address}", flush=True)
+            print(f"Dashboard: {url} (ready in {time.monotonic() - started:.1f} s)", flush=True)
+            print(f"WebSocket: {ws_url}", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+        while not _Stop.requested:
+            for child in children:
+                if child.poll() is not None:
+                    raise StartupError(f"process {child.pid} exited unexpectedly with code {child.returncode}")
+            time.sleep(0.1)
+        return 0
+    except StartupError as exc:
+        print(f"run.py: error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        _stop(dashboard)
+        _stop(feed)
+        if _Stop.requested:
+            print("Stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""The publisher: runs the simulators against the wall clock and fans their messages out to subscribers.
+
+One engine task paces every :class:`~feed_server.simulator.InstrumentSimulator`: every tick (a few ms) it runs
+each simulator's events whose simulated time has come (``event_time_ns`` = the hub's start wall time + the
+event's simulated offset). For each event it builds one ``pb.BookMessage`` per depth currently subscribed on
+that instrument (the view's changes plus the event's trades, or a heartbeat), computes each checksum once, and
+hands the same message object to every subscriber at that depth. An event that leaves a depth's view unchanged
+still gives it an Update with no changes, so sequences are contiguous and identical for every subscriber.
+Nothing is built for an instrument nobody subscribes to.
+
+Slow subscribers. Each :class:`Subscription` has a bounded buffer (``max_backlog`` messages). The publishing
+path never waits for a subscriber. When a subscriber's buffer is full, its whole backlog is dropped and
+replaced by a fresh ``SNAPSHOT_REASON_RESYNC`` snapshot of each of its instruments, taken at that moment, so
+its stream stays consistent: what follows the snapshots continues from their sequence numbers. The subscriber
+is never disconnected for being slow; ``Subscription.resyncs`` counts how often this happened to it.
+
+A subscription's consumer reads everything buffered at once (``await subscription.next_batch()`` or
+``async for batch in subscription``), at most ``max_batch`` messages per batch, so one gRPC stream item
+carries many messages under load.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+from feed_server.book import CHECKSUM_LEVELS, DEFAULT_DEPTH, DepthView, compute_checksum
+from feed_server.errors import BadRequest, UnknownInstrument
+from feed_server.instruments import InstrumentSpec
+from feed_server.pb import market_data_pb2 as pb
+from feed_server.simulator import Event, InstrumentSimulator
+from feed_server.wire import heartbeat_message, snapshot_message, update_message
+
+__all__ = ["DEFAULT_MAX_BACKLOG", "DEFAULT_MAX_BATCH", "Hub", "Subscription"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BACKLOG = 50_000
+DEFAULT_MAX_BATCH = 5_000
+DEFAULT_TICK_S = 0.005
+_MAX_EVENTS_PER_TICK = 5_000  # per instrument: beyond this the engine yields to the event loop and goes on
+_LAG_WARNING_NS = 1_000_000_000
+
+
+class Subscription:
+    """One subscriber's registration and bounded buffer. Created by :meth:`Hub.subscribe`."""
+
+    def __init__(
+        self, sub_id: int, instrument_ids: Sequence[str], depth: int, max_backlog: int, max_batch: int
+    ) -> None:
+        self.sub_id = sub_id
+        self.instrument_ids = tuple(instrument_ids)
+        self.depth = depth
+        self.max_backlog = max_backlog
+        self.max_batch = max_batch
+        self.resyncs = 0
+        self.delivered = 0
+        self.closed = False
+        self._buffer: deque[pb.BookMessage] = deque()
+        self._wakeup = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"Subscription({self.sub_id}, {len(self.instrument_ids)} instruments, depth={self.depth})"
+
+    @property
+    def backlog(self) -> int:
+        """Messages buffered and not yet taken by the consumer."""
+        return len(self._buffer)
+
+    async def next_batch(self) -> list[pb.BookMessage] | None:
+        """Everything buffered (up to ``max_batch`` messages), waiting for something; None once closed."""
+        while not self._buffer:
+            if self.closed:
+                return None
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        buffer = self._buffer
+        if len(buffer) <= self.max_batch:
+            batch = list(buffer)
+            buffer.clear()
+        else:
+            batch = [buffer.popleft() for _ in range(self.max_batch)]
+        self.delivered += len(batch)
+        return batch
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> list[pb.BookMessage]:
+        batch = await self.next_batch()
+        if batch is None:
+            raise StopAsyncIteration
+        return batch
+
+    def _close(self) -> None:
+        self.closed = True
+        self._wakeup.set()
+
+
+class _Group:
+    """The subscribers of one (instrument, depth) and the depth view their messages are built from."""
+
+    __slots__ = ("subscribers", "view")
+
+    def __init__(self, view: DepthView) -> None:
+        self.view = view
+        self.subscribers: list[Subscription] = []
+
+
+class Hub:
+    """Runs the simulators and publishes their messages (see the module docstring)."""
+
+    def __init__(
+        self,
+        instruments: Iterable[InstrumentSpec],
+        *,
+        seed: int = 1,
+        rate: float = 50.0,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        tick_s: float = DEFAULT_TICK_S,
+    ) -> None:
+        self.specs: dict[str, InstrumentSpec] = {spec.instrument_id: spec for spec in instruments}
+        if not self.specs:
+            raise ValueError("a hub needs at least one instrument")
+        if max_backlog < 1 or max_batch < 1 or tick_s <= 0:
+            raise ValueError("max_backlog, max_batch and tick_s must be positive")
+        self.seed = seed
+        self.rate = rate
+        # A resync puts one snapshot per instrument in the buffer: the backlog must hold at least that.
+        self.max_backlog = max(max_backlog, 2 * len(self.specs))
+        self.max_batch = max_batch
+        self.tick_s = tick_s
+        self.simulators: dict[str, InstrumentSimulator] = {
+            iid: InstrumentSimulator(spec, seed, rate) for iid, spec in self.specs.items()
+        }
+        self.events = 0  # events and heartbeats run so far, all instruments
+        self._groups: dict[str, dict[int, _Group]] = {iid: {} for iid in self.specs}
+        self._subscriptions: dict[int, Subscription] = {}
+        self._next_sub_id = 1
+        self._start_ns = time.time_ns()
+        self._start_mono_ns = time.monotonic_ns()
+        self._engine: asyncio.Task[None] | None = None
+        self._last_lag_warning_ns = 0
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Start the engine task (in the running event loop). Simulated time 0 is now."""
+        if self._engine is not None:
+            raise RuntimeError("hub already started")
+        self._start_ns = time.time_ns()
+        self._start_mono_ns = time.monotonic_ns()
+        self._engine = asyncio.create_task(self._run(), name="feed-hub-engine")
+        self._engine.add_done_callback(self._engine_done)
+
+    @staticmethod
+    def _engine_done(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("the hub engine failed; no more events will be published", exc_info=task.exception())
+
+    async def close(self) -> None:
+        """Stop the engine and end every subscription (their consumers get None / StopAsyncIteration)."""
+        for sub in list(self._subscriptions.values()):
+            self.unsubscribe(sub)
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.cancel()
+            await asyncio.wait([engine])  # our own cancellation still propagates
+
+    @property
+    def running(self) -> bool:
+        return self._engine is not None and not self._engine.done()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscriptions)
+
+    # ----------------------------------------------------------------- subscribers
+    def subscribe(self, instrument_ids: Sequence[str] | None, depth: int = DEFAULT_DEPTH) -> Subscription:
+        """Register a subscriber; its buffer starts with an INITIAL snapshot of each instrument.
+
+        Registration and the snapshots happen in one synchronous step, so nothing is missed or duplicated.
+        ``instrument_ids`` empty or None means every instrument. Raises UnknownInstrument or BadRequest.
+        """
+        ids = list(instrument_ids) if instrument_ids else list(self.specs)
+        for iid in ids:
+            if iid not in self.specs:
+                raise UnknownInstrument(f"unknown instrument id {iid!r}")
+        if len(set(ids)) != len(ids):
+            raise BadRequest("duplicate instrument ids")
+        if not 1 <= depth <= 100:
+            raise BadRequest(f"depth {depth} out of range: 1..100")
+        sub = Subscription(self._next_sub_id, ids, depth, self.max_backlog, self.max_batch)
+        self._next_sub_id += 1
+        for iid in ids:
+            groups = self._groups[iid]
+            group = groups.get(depth)
+            if group is None:
+                group = groups[depth] = _Group(DepthView(self.simulators[iid].book, depth))
+            group.subscribers.append(sub)
+            sub._buffer.append(self._snapshot(iid, depth, pb.SNAPSHOT_REASON_INITIAL))
+        self._subscriptions[sub.sub_id] = sub
+        sub._wakeup.set()
+        logger.debug("subscribed %r", sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Remove a subscriber (idempotent) and end its iteration."""
+        if self._subscriptions.pop(sub.sub_id, None) is None:
+            sub._close()
+            return
+        for iid in sub.instrument_ids:
+            groups = self._groups[iid]
+            group = groups.get(sub.depth)
+            if group is None:
+                continue
+            group.subscribers.remove(sub)
+            if not group.subscribers:
+                del groups[sub.depth]
+        sub._close()
+        logger.debug("unsubscribed %r (resyncs %d)", sub, sub.resyncs)
+
+    def get_snapshot(self, instrument_id: str, depth: int = DEFAULT_DEPTH) -> pb.BookMessage:
+        """A REQUEST snapshot of one instrument's book now, at ``depth``."""
+        if instrument_id not in self.specs:
+            raise UnknownInstrument(f"unknown instrument id {instrument_id!r}")
+        if not 1 <= depth <= 100:
+            raise BadRequest(f"depth {depth} out of range: 1..100")
+        return self._snapshot(instrument_id, depth, pb.SNAPSHOT_REASON_REQUEST)
+
+    def _snapshot(self, instrument_id: str, depth: int, reason: int) -> pb.BookMessage:
+        sim = self.simulators[instrument_id]
+        book = sim.book
+        n = min(CHECKSUM_LEVELS, depth)
+        checksum = compute_checksum(book.bids(n), book.asks(n))
+        return snapshot_message(
+            instrument_id,
+            sim.sequence,
+            self._start_ns + sim.time_ns,
+            checksum,
+            book.bids(depth),
+            book.asks(depth),
+            reason,
+        )
+
+    def _resync(self, sub: Subscription) -> None:
+        """Drop a full subscriber's backlog and replace it with fresh snapshots."""
+        sub._buffer.clear()
+        for iid in sub.instrument_ids:
+            sub._buffer.append(self._snapshot(iid, sub.depth, pb.SNAPSHOT_REASON_RESYNC))
+        sub.resyncs += 1
+        logger.info(
+            "subscriber %d fell %d messages behind: backlog dropped, resync snapshots sent (resync #%d)",
+            sub.sub_id,
+            sub.max_backlog,
+            sub.resyncs,
+        )
+
+    # ----------------------------------------------------------------- the engine
+    async def _run(self) -> None:
+        sims = list(self.simulators.values())
+        while True:
+            elapsed = time.monotonic_ns() - self._start_mono_ns
+            for sim in sims:
+                budget = _MAX_EVENTS_PER_TICK
+                while budget and sim.next_offset_ns <= elapsed:
+                    self._publish(sim, sim.next_event())
+                    budget -= 1
+                if not budget:
+                    self._warn_lag(sim, elapsed)
+            await asyncio.sleep(self.tick_s)
+
+    def _warn_lag(self, sim: InstrumentSimulator, elapsed: int) -> None:
+        lag = elapsed - sim.next_offset_ns
+        now = time.monotonic_ns()
+        if lag > _LAG_WARNING_NS and now - self._last_lag_warning_ns > 10 * _LAG_WARNING_NS:
+            self._last_lag_warning_ns = now
+            logger.warning("the simulation is %.1f s behind the wall clock (rate too high for this machine)", lag / 1e9)
+
+    def _publish(self, sim: InstrumentSimulator, event: Event) -> None:
+        self.events += 1
+        groups = self._groups[sim.instrument_id]
+        if not groups:
+            return
+        iid = sim.instrument_id
+        event_time_ns = self._start_ns + event.offset_ns
+        book = sim.book
+        checksums: dict[int, int] = {}
+        for depth, group in list(groups.items()):
+            n = min(CHECKSUM_LEVELS, depth)
+            checksum = checksums.get(n)
+            if checksum is None:
+                checksum = checksums[n] = compute_checksum(book.bids(n), book.asks(n))
+            if event.heartbeat:
+                message = heartbeat_message(iid, event.sequence, event_time_ns, checksum)
+            else:
+                changes = group.view.diff(event.changes)
+                message = update_message(iid, event.sequence, event_time_ns, checksum, changes, event.trades)
+            for sub in group.subscribers:
+                buffer = sub._buffer
+                if len(buffer) >= sub.max_backlog:
+                    # The snapshots are taken after this event: they replace this message too.
+                    self._resync(sub)
+                else:
+                    buffer.append(message)
+                if not sub._wakeup.is_set():
+                    sub._wakeup.set()

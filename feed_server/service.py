@@ -1,0 +1,132 @@
+"""The gRPC ``marketdata.v1.MarketData`` service: a thin layer connecting the RPCs to the hub.
+
+Requests are validated before anything is streamed: an unknown instrument id ends the call with
+``NOT_FOUND``; a depth over 100, a repeated id or more than 100 ids with ``INVALID_ARGUMENT``. The status
+message names the bad value.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import AsyncIterator, Iterable, Sequence
+
+import grpc
+
+from feed_server.book import DEFAULT_DEPTH, MAX_DEPTH
+from feed_server.faults import FAULT_KINDS, FaultInjector
+from feed_server.hub import Hub
+from feed_server.pb import market_data_pb2 as pb
+from feed_server.pb import market_data_pb2_grpc
+from feed_server.wire import instrument_to_pb
+
+__all__ = ["MAX_INSTRUMENT_IDS", "MarketDataServicer", "RequestError", "validate_request"]
+
+logger = logging.getLogger(__name__)
+
+MAX_INSTRUMENT_IDS = 100
+_MAX_ID_SHOWN = 64
+
+
+class RequestError(Exception):
+    """A request the service refuses, with the gRPC status code to end the call with."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _shown(instrument_id: str) -> str:
+    """An id as quoted in an error message: repr, cut when long."""
+    if len(instrument_id) > _MAX_ID_SHOWN:
+        return repr(instrument_id[:_MAX_ID_SHOWN]) + f"... ({len(instrument_id)} characters)"
+    return repr(instrument_id)
+
+
+def validate_request(instrument_ids: Sequence[str], depth: int, known: Iterable[str]) -> tuple[list[str], int]:
+    """The ids (all of ``known`` when empty) and the effective depth; raises RequestError when invalid."""
+    if not 0 <= depth <= MAX_DEPTH:
+        raise RequestError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"depth {depth} out of range: 1..{MAX_DEPTH} (0 means the default, {DEFAULT_DEPTH})",
+        )
+    if len(instrument_ids) > MAX_INSTRUMENT_IDS:
+        raise RequestError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"too many instrument ids: {len(instrument_ids)} (at most {MAX_INSTRUMENT_IDS})",
+        )
+    known_ids = list(known)
+    known_set = set(known_ids)
+    seen: set[str] = set()
+    for iid in instrument_ids:
+        if iid in seen:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"duplicate instrument id {_shown(iid)}")
+        seen.add(iid)
+        if iid not in known_set:
+            raise RequestError(grpc.StatusCode.NOT_FOUND, f"unknown instrument id {_shown(iid)}")
+    return (list(instrument_ids) or known_ids), (depth or DEFAULT_DEPTH)
+
+
+class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: ignore[misc]
+    """Serves the hub's instruments, streams and snapshots."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        session_id: str,
+        *,
+        fault_rate: float = 0.0,
+        fault_kinds: Iterable[str] = FAULT_KINDS,
+        fault_seed: int = 0,
+    ) -> None:
+        self._hub = hub
+        self._session_id = session_id
+        self._fault_rate = fault_rate
+        self._fault_kinds = frozenset(fault_kinds)
+        self._fault_seeds = itertools.count(fault_seed * 1_000_003)
+        self._instruments = pb.ListInstrumentsResponse(
+            instruments=[instrument_to_pb(spec) for spec in hub.specs.values()]
+        )
+
+    async def ListInstruments(
+        self, request: pb.ListInstrumentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListInstrumentsResponse:
+        return self._instruments
+
+    async def GetSnapshot(self, request: pb.SnapshotRequest, context: grpc.aio.ServicerContext) -> pb.BookMessage:
+        try:
+            ids, depth = validate_request([request.instrument_id], request.depth, self._hub.specs)
+        except RequestError as exc:
+            await context.abort(exc.code, exc.message)
+        return self._hub.get_snapshot(ids[0], depth)
+
+    async def Subscribe(
+        self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SubscribeResponse]:
+        try:
+            ids, depth = validate_request(list(request.instrument_ids), request.depth, self._hub.specs)
+        except RequestError as exc:
+            await context.abort(exc.code, exc.message)
+        injector = (
+            FaultInjector(self._fault_rate, self._fault_kinds, next(self._fault_seeds)) if self._fault_rate else None
+        )
+        subscription = self._hub.subscribe(ids, depth)
+        logger.info("stream %d opened: %d instruments at depth %d", subscription.sub_id, len(ids), depth)
+        session_id = self._session_id
+        try:
+            async for batch in subscription:
+                if injector is not None:
+                    batch = injector.apply(batch)
+                    if not batch:
+                        continue
+                yield pb.SubscribeResponse(session_id=session_id, messages=batch)
+        finally:
+            self._hub.unsubscribe(subscription)
+            logger.info(
+                "stream %d closed: %d messages, %d resyncs%s",
+                subscription.sub_id,
+                subscription.delivered,
+                subscription.resyncs,
+                f", faults {dict(injector.counts)}" if injector is not None else "",
+            )

@@ -1,0 +1,94 @@
+"""Fixtures and helpers for the page tests: a feed process for the ``user`` fixture, and ``run.py`` for a browser."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import child_env, free_port, start_feed_process, wait_for_health
+
+__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "REPO", "page_feed", "running_dashboard", "stop_process"]
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGE_FEED_RATE = "200"  # order events per second per instrument: far more messages than page refreshes
+
+
+@pytest.fixture(scope="module")
+def page_feed() -> Iterator[str]:
+    """A real feed server process; the dashboard app (dashboard/main.py) is pointed at it by env var."""
+    port = free_port()
+    process = start_feed_process(port, "--seed", "7", "--rate", PAGE_FEED_RATE)
+    address = f"127.0.0.1:{port}"
+    previous = os.environ.get("DASHBOARD_FEED_ADDRESS")
+    try:
+        wait_for_health(address, 15.0)
+        os.environ["DASHBOARD_FEED_ADDRESS"] = address
+        yield address
+    finally:
+        if previous is None:
+            os.environ.pop("DASHBOARD_FEED_ADDRESS", None)
+        else:
+            os.environ["DASHBOARD_FEED_ADDRESS"] = previous
+        stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps the process (and its process group)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=grace)  # drains piped output so the process cannot block on it
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate(timeout=5.0)
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # anything the process left behind in its own group
+
+
+@contextmanager
+def running_dashboard(*args: str, startup: float = 30.0) -> Iterator[str]:
+    """``python run.py --port P --feed-port Q *args`` in its own process group; yields the page's URL."""
+    port, feed_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(port), "--feed-port", str(feed_port), *args],
+        cwd=REPO,
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + startup
+        for _ in range(int(startup / 0.1) + 1):
+            assert process.poll() is None, f"run.py exited with {process.returncode}"
+            with suppress(httpx.HTTPError):
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run.py did not serve {url} within {startup} s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        stop_process(process)

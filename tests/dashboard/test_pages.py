@@ -1,0 +1,147 @@
+"""The page ``/`` with NiceGUI's simulated user, against a real feed server process.
+
+The feed runs as its own process (``page_feed`` in page_fixtures.py) and the app in dashboard/main.py reads
+its address from DASHBOARD_FEED_ADDRESS; the bridge's subscriber task really runs inside the test's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from nicegui import ui
+from nicegui.testing import User
+
+from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
+from tests.dashboard.page_fixtures import page_feed  # noqa: F401  (fixture)
+
+SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
+Rows = list[dict[str, Any]]
+
+pytestmark = pytest.mark.usefixtures("page_feed")
+
+
+def rows_of(user: User, marker: str) -> Rows:
+    tables = user.find(marker=marker).elements
+    assert len(tables) == 1
+    table = next(iter(tables))
+    assert isinstance(table, ui.table)
+    return list(table.rows)
+
+
+def text_of(user: User, marker: str) -> str:
+    labels = user.find(marker=marker).elements
+    assert len(labels) == 1
+    label = next(iter(labels))
+    assert isinstance(label, ui.label)
+    return str(label.text)
+
+
+async def wait_for(predicate: Callable[[], bool], within: float = 10.0) -> None:
+    """Poll ``predicate`` every 20 ms; fail after ``within`` seconds."""
+    for _ in range(int(within / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not true within {within} s")
+
+
+def book_is_shown(user: User) -> bool:
+    return len(rows_of(user, "bids")) > 0 and len(rows_of(user, "asks")) > 0
+
+
+def assert_book_of(spec: InstrumentSpec, bids: Rows, asks: Rows) -> None:
+    """Rows are the instrument's: formatted to its tick and lot, best first, near its price, cumulative."""
+    assert len(bids) == 15 and len(asks) == 15
+    for rows in (bids, asks):
+        cumulative = Decimal(0)
+        for row in rows:
+            price, size, total = Decimal(row["price"]), Decimal(row["size"]), Decimal(row["total"])
+            assert row["price"] == f"{price:.{spec.price_decimals}f}"
+            assert row["size"] == f"{size:.{spec.size_decimals}f}"
+            assert price % spec.tick_size == 0 and size % spec.lot_size == 0 and size > 0
+            assert abs(price - spec.start_price) < spec.start_price * Decimal("0.2"), (spec.instrument_id, price)
+            cumulative += size
+            assert total == cumulative
+    bid_prices = [Decimal(row["price"]) for row in bids]
+    ask_prices = [Decimal(row["price"]) for row in asks]
+    assert bid_prices == sorted(bid_prices, reverse=True) and len(set(bid_prices)) == 15
+    assert ask_prices == sorted(ask_prices) and len(set(ask_prices)) == 15
+    assert bid_prices[0] < ask_prices[0]
+
+
+async def open_page(user: User) -> None:
+    await user.open("/")
+    await wait_for(lambda: book_is_shown(user) and text_of(user, "status") == "LIVE")
+
+
+async def choose(user: User, spec: InstrumentSpec) -> None:
+    user.find(marker="instrument").click()
+    user.find(f"{spec.instrument_id} - {spec.display_name}").click()
+
+
+async def test_page_shows_the_first_instruments_book(user: User) -> None:
+    await open_page(user)
+    aapl = SPECS["AAPL"]
+    select = next(iter(user.find(marker="instrument").elements))
+    assert isinstance(select, ui.select)
+    assert select.value == "AAPL"
+    assert isinstance(select.options, dict)
+    assert list(select.options.values()) == [f"{s.instrument_id} - {s.display_name}" for s in DEFAULT_INSTRUMENTS]
+    assert_book_of(aapl, rows_of(user, "bids"), rows_of(user, "asks"))
+    assert int(text_of(user, "sequence")) > 0
+    assert int(text_of(user, "checksum")) >= 0
+    best_bid, best_ask = Decimal(rows_of(user, "bids")[0]["price"]), Decimal(rows_of(user, "asks")[0]["price"])
+    assert text_of(user, "spread").endswith("ticks)") or text_of(user, "spread").endswith("tick)")
+    assert best_bid < Decimal(text_of(user, "mid")) < best_ask or best_ask - best_bid == aapl.tick_size
+    await user.should_see(marker="status", content="LIVE")
+    # The tape fills with AAPL trades, newest first.
+    await wait_for(lambda: len(rows_of(user, "trades")) > 0)
+    trade = rows_of(user, "trades")[0]
+    assert trade["side"] in {"BUY", "SELL"}
+    assert Decimal(trade["price"]) % aapl.tick_size == 0
+    assert text_of(user, "last_trade").endswith(("BUY", "SELL"))
+
+
+async def test_switching_instrument_shows_its_book_at_once(user: User) -> None:
+    await open_page(user)
+    eth = SPECS["ETH-USD"]
+    await choose(user, eth)
+    # No waiting: the switch itself shows the new book.
+    assert_book_of(eth, rows_of(user, "bids"), rows_of(user, "asks"))
+    btc = SPECS["BTC-USD"]
+    await choose(user, btc)
+    assert_book_of(btc, rows_of(user, "bids"), rows_of(user, "asks"))
+
+
+async def test_two_users_see_different_instruments(create_user: Callable[[], User]) -> None:
+    first, second = create_user(), create_user()
+    await open_page(first)
+    await open_page(second)
+    await choose(second, SPECS["USD-JPY"])
+    await asyncio.sleep(0.5)  # several refreshes of both pages
+    assert_book_of(SPECS["AAPL"], rows_of(first, "bids"), rows_of(first, "asks"))
+    assert_book_of(SPECS["USD-JPY"], rows_of(second, "bids"), rows_of(second, "asks"))
+
+
+async def test_refresh_is_steady_and_not_per_message(user: User) -> None:
+    """The feed sends far more than 8 messages/s per instrument; the page changes at about 8 Hz."""
+    await open_page(user)
+    seen: list[str] = []
+    started = time.monotonic()
+    async with asyncio.timeout(5.0):
+        while time.monotonic() - started < 2.0:
+            text = text_of(user, "sequence")
+            if not seen or seen[-1] != text:
+                seen.append(text)
+            await asyncio.sleep(0.005)
+    sequences = [int(text) for text in seen]
+    messages = sequences[-1] - sequences[0]
+    refreshes = len(sequences) - 1
+    assert messages > 3 * refreshes, (messages, refreshes)  # many messages per refresh
+    assert 12 <= refreshes <= 18, refreshes  # 8 Hz over 2 s
+    assert float(text_of(user, "rate")) > 20

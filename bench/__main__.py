@@ -1,0 +1,74 @@
+"""``python -m bench [--quick] [--json PATH] [--rows 1,2,...]``: run the benchmark rows, print one table.
+
+Exit code 0 when every row was measured (whether or not it met its target: targets are read, not gated,
+since machines are noisy), 1 when a row could not be measured at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from bench import book_apply, fanout, feed_stream, latency, system
+from bench.report import Result, error_result, render_table, write_json
+
+log = logging.getLogger("bench")
+
+RowRunner = Callable[[bool], list[Result]]
+
+# (row ids, what, unit, runner): a runner returns the lines of its rows; when it raises, each row it owns
+# gets an ERROR line.
+ROWS: list[tuple[tuple[str, ...], str, str, RowRunner]] = [
+    (("1",), "book apply", "levels/s", book_apply.run),
+    (("2",), "feed stream", "changes/s", feed_stream.run),
+    (("3a", "3b", "3c", "3d", "3e"), "end-to-end latency", "ms", latency.run),
+    (("4a", "4b", "4c", "4d"), "fan-out", "-", fanout.run),
+    (("5", "6", "7a", "7b", "7c", "7d"), "tabs / start-up / idle", "-", system.run),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short form of every row (under a minute)")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--rows", help="only the row groups whose first id is in this comma list (e.g. 1,2)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    wanted = set(args.rows.split(",")) if args.rows else None
+    results: list[Result] = []
+    started = time.monotonic()
+    for ids, what, unit, runner in ROWS:
+        if wanted is not None and not wanted.intersection(i.rstrip("abcde") for i in ids):
+            continue
+        log.info("row %s: %s", "/".join(ids), what)
+        row_start = time.monotonic()
+        try:
+            results.extend(runner(args.quick))
+        except Exception as exc:
+            log.exception("row %s failed", "/".join(ids))
+            results.extend(error_result(i, what, unit, f"{type(exc).__name__}: {exc}".splitlines()[0]) for i in ids)
+        log.info("row %s done in %.1f s", "/".join(ids), time.monotonic() - row_start)
+    total = time.monotonic() - started
+    print(render_table(results))
+    print(f"\n{'quick' if args.quick else 'full'} run: {total:.0f} s on {psutil.cpu_count()} cores")
+    if args.json is not None:
+        meta: dict[str, object] = {
+            "quick": args.quick,
+            "seconds": total,
+            "cores": psutil.cpu_count(),
+            "python": platform.python_version(),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        write_json(args.json, results, meta)
+    return 1 if any(r.error is not None for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

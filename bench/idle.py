@@ -1,0 +1,38 @@
+"""Row 7: CPU of the feed server and of the dashboard at the default rate, with no client and one page.
+
+"No client" for the feed server is a feed with no subscriber at all (``python -m feed_server`` alone);
+for the dashboard it is the dashboard with no page and no WebSocket open (its own feed subscription runs).
+"""
+
+from __future__ import annotations
+
+import psutil
+
+from bench.procs import Proc, cpu_percent, free_port, started, wait_for_grpc_health
+
+__all__ = ["dashboard_process", "feed_process", "idle_cpu"]
+
+
+def feed_process(run_py: Proc) -> psutil.Process:
+    return run_py.descendant("feed_server")
+
+
+def dashboard_process(run_py: Proc) -> psutil.Process:
+    """The process serving the dashboard: a ``dashboard`` child of run.py, or run.py itself."""
+    for proc in run_py.ps.children(recursive=True):
+        try:
+            cmdline = " ".join(proc.cmdline())
+        except psutil.Error:
+            continue
+        if "dashboard" in cmdline and "feed_server" not in cmdline:
+            return proc
+    return run_py.ps
+
+
+def idle_cpu(run_py: Proc, seconds: float) -> tuple[float, float]:
+    """(CPU % of a lone feed server with no subscriber, CPU % of run.py's dashboard with no client)."""
+    port = free_port()
+    with started("idle-feed", ["-m", "feed_server", "--host", "127.0.0.1", "--port", str(port), "--seed", "1"]) as feed:
+        wait_for_grpc_health(feed, f"127.0.0.1:{port}", 15)
+        feed_cpu, dash_cpu = cpu_percent([feed.ps, dashboard_process(run_py)], seconds)
+    return feed_cpu, dash_cpu

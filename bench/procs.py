@@ -1,0 +1,211 @@
+"""Process helpers: free ports, a clean child environment, start/stop with a guaranteed kill, readiness.
+
+Every process the bench starts goes through :func:`started`, a context manager that kills the process
+(and its children, e.g. ``run.py``'s feed server) on exit whatever happened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import psutil
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+__all__ = [
+    "REPO_ROOT",
+    "Proc",
+    "child_env",
+    "cpu_percent",
+    "free_port",
+    "raise_fd_limit",
+    "run_client",
+    "started",
+    "wait_for_grpc_health",
+    "wait_for_http",
+    "wait_for_output",
+]
+
+log = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env() -> dict[str, str]:
+    """The current environment without PYTEST_* variables, unbuffered, with the repo on the path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's open-file soft limit towards ``wanted`` (up to the hard limit); the new limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        return target
+    return soft
+
+
+class Proc:
+    """A started process, its log file and its psutil handle."""
+
+    def __init__(self, name: str, popen: subprocess.Popen[bytes], log_path: Path) -> None:
+        self.name = name
+        self.popen = popen
+        self.log_path = log_path
+        self.ps = psutil.Process(popen.pid)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def output(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def tail(self, lines: int = 15) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def check_alive(self) -> None:
+        code = self.popen.poll()
+        if code is not None:
+            raise RuntimeError(f"{self.name} exited with code {code}:\n{self.tail()}")
+
+    def descendant(self, marker: str) -> psutil.Process:
+        """This process or a descendant whose command line contains ``marker``."""
+        for proc in [self.ps, *self.ps.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                if marker in " ".join(proc.cmdline()):
+                    return proc
+        raise RuntimeError(f"{self.name}: no process with {marker!r} in its command line")
+
+
+def _stop(proc: Proc, grace: float) -> None:
+    try:
+        children = proc.ps.children(recursive=True)
+    except psutil.Error:
+        children = []
+    if proc.popen.poll() is None:
+        proc.popen.send_signal(signal.SIGTERM)
+        try:
+            proc.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.1f s of SIGTERM; killing it", proc.name, grace)
+            proc.popen.kill()
+            proc.popen.wait(5)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+@contextlib.contextmanager
+def started(name: str, args: Sequence[str], grace: float = 5.0) -> Iterator[Proc]:
+    """Start ``python <args>`` in the repo root; on exit SIGTERM it (then SIGKILL) and kill its children."""
+    log_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    log_path = log_dir / "output.log"
+    with log_path.open("wb") as sink:
+        popen = subprocess.Popen(
+            [sys.executable, *args], cwd=REPO_ROOT, env=child_env(), stdout=sink, stderr=subprocess.STDOUT
+        )
+    proc = Proc(name, popen, log_path)
+    try:
+        yield proc
+    finally:
+        _stop(proc, grace)
+
+
+def wait_for_grpc_health(proc: Proc, address: str, timeout: float) -> None:
+    """Poll the standard gRPC health service until it answers SERVING."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            proc.check_alive()
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{proc.name} not SERVING at {address} within {timeout} s:\n{proc.tail()}")
+            time.sleep(0.05)
+
+
+def wait_for_http(proc: Proc, url: str, timeout: float, interval: float = 0.02) -> float:
+    """Poll ``url`` until it answers 200; the monotonic time at which it did."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1.0) as client:
+        while True:
+            proc.check_alive()
+            try:
+                if client.get(url).status_code == 200:
+                    return time.monotonic()
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{proc.name} did not serve {url} within {timeout} s:\n{proc.tail()}")
+            time.sleep(interval)
+
+
+def cpu_percent(processes: Sequence[psutil.Process], seconds: float) -> list[float]:
+    """Each process's CPU over the same ``seconds`` window, in percent of one core."""
+    before = [p.cpu_times() for p in processes]
+    start = time.monotonic()
+    time.sleep(seconds)
+    after = [p.cpu_times() for p in processes]
+    elapsed = time.monotonic() - start
+    return [100 * ((a.user + a.system) - (b.user + b.system)) / elapsed for a, b in zip(after, before, strict=True)]
+
+
+def wait_for_output(proc: Proc, marker: str, timeout: float) -> None:
+    """Wait until the process has printed ``marker``."""
+    deadline = time.monotonic() + timeout
+    while marker not in proc.output():
+        proc.check_alive()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{proc.name} did not print {marker!r} within {timeout} s:\n{proc.tail()}")
+        time.sleep(0.05)
+
+
+def run_client(name: str, args: Sequence[str], timeout: float) -> dict[str, Any]:
+    """Run a bench client process to its end and return the JSON object on its last stdout line."""
+    with started(name, args) as proc:
+        try:
+            proc.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(f"{name} did not finish within {timeout} s:\n{proc.tail()}") from None
+        if proc.popen.returncode != 0:
+            raise RuntimeError(f"{name} exited with {proc.popen.returncode}:\n{proc.tail()}")
+        lines = [line for line in proc.output().splitlines() if line.startswith("{")]
+        if not lines:
+            raise RuntimeError(f"{name} printed no result:\n{proc.tail()}")
+        result: dict[str, Any] = json.loads(lines[-1])
+        return result

@@ -1,0 +1,96 @@
+"""A gRPC subscriber process for row 2: receive, decode and (against the feed) apply, then print a JSON line.
+
+``python -m bench.stream_client --address A --seconds S [--bare]`` subscribes to every instrument, waits
+for the first item, then counts for S seconds. Against the feed it applies every message to an OrderBook
+with ``feed_server.wire.apply_message`` (sequence, crossing and checksum verified); with ``--bare`` it only
+receives and decodes (the baseline: nothing to verify in pre-built messages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from typing import Any
+
+import grpc
+
+from feed_server.book import OrderBook
+from feed_server.errors import BookError
+from feed_server.pb import market_data_pb2 as pb
+from feed_server.pb import market_data_pb2_grpc
+from feed_server.wire import apply_message
+
+__all__ = ["consume", "main"]
+
+OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+
+
+async def consume(address: str, seconds: float, bare: bool, depth: int) -> dict[str, Any]:
+    changes = messages = items = snapshots = resyncs = errors = 0
+    books: dict[str, OrderBook] = {}
+    async with grpc.aio.insecure_channel(address, options=OPTIONS) as channel:
+        stub = market_data_pb2_grpc.MarketDataStub(channel)
+        call = stub.Subscribe(pb.SubscribeRequest(depth=depth))
+        stream = call.__aiter__()
+        first: pb.SubscribeResponse = await asyncio.wait_for(stream.__anext__(), 10)
+        pending = [first]
+        start = time.perf_counter()
+        deadline = start + seconds
+        try:
+            while True:
+                for response in pending:
+                    items += 1
+                    for message in response.messages:
+                        messages += 1
+                        kind = message.WhichOneof("body")
+                        if kind == "update":
+                            changes += len(message.update.changes)
+                        elif kind == "snapshot":
+                            snapshots += 1
+                            if message.snapshot.reason == pb.SNAPSHOT_REASON_RESYNC:
+                                resyncs += 1
+                        if bare:
+                            continue
+                        book = books.get(message.instrument_id)
+                        if book is None:
+                            book = books[message.instrument_id] = OrderBook(message.instrument_id, depth)
+                        try:
+                            apply_message(book, message)
+                        except BookError:
+                            errors += 1
+                if time.perf_counter() >= deadline:
+                    break
+                pending = [await asyncio.wait_for(stream.__anext__(), 10)]
+        finally:
+            call.cancel()
+        elapsed = time.perf_counter() - start
+    return {
+        "seconds": elapsed,
+        "changes": changes,
+        "messages": messages,
+        "items": items,
+        "snapshots": snapshots,
+        "resyncs": resyncs,
+        "errors": errors,
+        "changes_per_s": changes / elapsed,
+        "messages_per_s": messages / elapsed,
+        "changes_per_message": changes / max(1, messages - snapshots),
+        "messages_per_item": messages / max(1, items),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--depth", type=int, default=20)
+    parser.add_argument("--bare", action="store_true")
+    args = parser.parse_args()
+    result = asyncio.run(consume(args.address, args.seconds, args.bare, args.depth))
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Rows 5, 6 and 7 on one ``python run.py`` at its default rate: start-up, idle CPU, one page, browser tabs.
+
+Order: launch run.py and time ``/`` (row 6; the full run launches it three times and takes the median);
+on the last launch measure the dashboard with no client beside a lone feed server with no subscriber
+(7a, 7b); open one Chromium tab and measure both run.py processes (7c, 7d); open more tabs up to
+``TABS`` and measure the dashboard's CPU (row 5).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+
+from bench.idle import dashboard_process, feed_process, idle_cpu
+from bench.procs import cpu_percent
+from bench.report import Result, at_most, info
+from bench.startup import launched_run_py
+from bench.tabs import browser, open_tabs
+
+__all__ = ["TABS", "run"]
+
+log = logging.getLogger(__name__)
+
+TABS = 25
+QUICK_TABS = 3
+SETTLE_S = 1.0
+
+
+def run(quick: bool) -> list[Result]:
+    launches = 1 if quick else 3
+    window = 2.0 if quick else 10.0
+    tabs = QUICK_TABS if quick else TABS
+    startups: list[float] = []
+    for n in range(launches):
+        with launched_run_py() as (proc, base, seconds):
+            startups.append(seconds)
+            log.info("run.py served / after %.2f s", seconds)
+            if n < launches - 1:
+                continue
+            time.sleep(SETTLE_S)
+            feed_alone, dash_idle = idle_cpu(proc, window)
+            feed, dash = feed_process(proc), dashboard_process(proc)
+            with browser() as context:
+                open_tabs(context, f"{base}/", 1)
+                time.sleep(SETTLE_S)
+                feed_page, dash_page = cpu_percent([feed, dash], window)
+                open_tabs(context, f"{base}/", tabs - 1)
+                time.sleep(SETTLE_S)
+                (dash_tabs,) = cpu_percent([dash], window)
+    startup = statistics.median(startups)
+    same_process = " (run.py itself)" if dash.pid == proc.pid else ""
+    return [
+        Result("5", f"dashboard CPU with {tabs} headless Chromium tabs on /", dash_tabs, "% core", at_most(50, "< 50"),
+               note=f"over {window:g} s, 1 tab: {dash_page:.1f}%"),
+        Result("6", "start-up: python run.py -> / answers 200", startup, "s", at_most(3.0, "< 3"),
+               note=f"launches: {', '.join(f'{s:.2f}' for s in startups)} s"),
+        Result("7a", "idle CPU: feed server, default rate, no subscriber", feed_alone, "% core", at_most(5, "< 5")),
+        Result("7b", f"idle CPU: dashboard{same_process}, no page or socket", dash_idle, "% core", at_most(5, "< 5")),
+        Result("7c", "CPU: feed server under run.py, one page open", feed_page, "% core", info()),
+        Result("7d", "CPU: dashboard, one page open", dash_page, "% core", info()),
+    ]

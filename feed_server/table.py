@@ -1,0 +1,83 @@
+"""Text renderings of a subscriber's book for the CLI: a top-of-book table and a one-line summary.
+
+Pure functions of an InstrumentBook; prices and sizes are formatted with the instrument's decimals.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from feed_server.book import Side, Trade
+from feed_server.instruments import InstrumentSpec
+from feed_server.sync import InstrumentBook
+
+__all__ = ["format_instrument", "format_mid", "format_trade", "render_table", "summary_line"]
+
+
+def format_mid(spec: InstrumentSpec, bid_ticks: int, ask_ticks: int) -> str:
+    """The exact mid price; one more decimal than the tick when it falls between two ticks."""
+    mid = Decimal(bid_ticks + ask_ticks) * spec.tick_size / 2
+    decimals = spec.price_decimals
+    if mid != round(mid, decimals):
+        decimals += 1
+    return f"{mid:.{decimals}f}"
+
+
+def format_trade(spec: InstrumentSpec, trade: Trade) -> str:
+    side = "buy" if trade.aggressor is Side.BID else "sell"
+    return f"{spec.format_size(trade.size)} @ {spec.format_price(trade.price)} ({side})"
+
+
+def _status(entry: InstrumentBook) -> str:
+    return "STALE" if entry.stale else "checksum ok"
+
+
+def _spread_and_mid(entry: InstrumentBook) -> tuple[str, str]:
+    spec, book = entry.spec, entry.book
+    bid, ask = book.best_bid(), book.best_ask()
+    if bid is None or ask is None:
+        return "-", "-"
+    spread = ask[0] - bid[0]
+    return f"{spec.format_price(spread)} ({spread} tick{'s' if spread != 1 else ''})", format_mid(spec, bid[0], ask[0])
+
+
+def summary_line(entry: InstrumentBook) -> str:
+    """One line: sequence, best bid and ask, spread, mid, last trade, and checksum ok or STALE."""
+    spec, book = entry.spec, entry.book
+    bid, ask = book.best_bid(), book.best_ask()
+    bid_text = f"{spec.format_size(bid[1])} @ {spec.format_price(bid[0])}" if bid else "-"
+    ask_text = f"{spec.format_size(ask[1])} @ {spec.format_price(ask[0])}" if ask else "-"
+    spread, mid = _spread_and_mid(entry)
+    last = format_trade(spec, entry.last_trade) if entry.last_trade else "-"
+    return (
+        f"{spec.instrument_id} seq={book.sequence} bid={bid_text} ask={ask_text} "
+        f"spread={spread.split(' ')[0]} mid={mid} last={last} {_status(entry).replace(' ', '=')}"
+    )
+
+
+def render_table(entry: InstrumentBook, rows: int) -> list[str]:
+    """The top ``rows`` levels, bids and asks side by side, under a header with the book's figures."""
+    spec, book = entry.spec, entry.book
+    bids, asks = book.bids(rows), book.asks(rows)
+    spread, mid = _spread_and_mid(entry)
+    last = format_trade(spec, entry.last_trade) if entry.last_trade else "-"
+    cells = [
+        (spec.format_size(s), spec.format_price(p)) for p, s in bids
+    ], [(spec.format_price(p), spec.format_size(s)) for p, s in asks]
+    width = max([10, *(len(text) for side in cells for pair in side for text in pair)])
+    lines = [
+        f"{spec.instrument_id}  {spec.display_name}  seq {book.sequence}  [{_status(entry)}]",
+        f"spread {spread}  mid {mid}  last {last}",
+        "",
+        f"{'BID SIZE':>{width}} {'BID':>{width}} | {'ASK':<{width}} {'ASK SIZE'}",
+    ]
+    for i in range(max(len(bids), len(asks), 1)):
+        left = f"{cells[0][i][0]:>{width}} {cells[0][i][1]:>{width}}" if i < len(bids) else " " * (2 * width + 1)
+        right = f"{cells[1][i][0]:<{width}} {cells[1][i][1]:<{width}}" if i < len(asks) else ""
+        lines.append(f"{left} | {right}".rstrip())
+    return lines
+
+
+def format_instrument(spec: InstrumentSpec) -> str:
+    """One --list line: id first, then name, kind, tick and lot size."""
+    return f"{spec.instrument_id:<10} {spec.display_name:<28} {spec.kind:<8} tick {spec.tick_size}  lot {spec.lot_size}"

@@ -47,11 +47,16 @@ STATUS_CLASSES = {
 STALE_CLASSES = "opacity-40 grayscale"
 
 _NUMBER = "font-mono text-right"
-LEVEL_COLUMNS: list[dict[str, Any]] = [
-    {"name": "price", "label": "Price", "field": "price", "align": "right", "classes": _NUMBER},
-    {"name": "size", "label": "Size", "field": "size", "align": "right", "classes": _NUMBER},
-    {"name": "total", "label": "Cumulative", "field": "total", "align": "right", "classes": _NUMBER},
-]
+
+
+def level_columns(price_color: str) -> list[dict[str, Any]]:
+    return [
+        {"name": "price", "label": "Price", "field": "price", "align": "right", "classes": f"{_NUMBER} {price_color}"},
+        {"name": "size", "label": "Size", "field": "size", "align": "right", "classes": _NUMBER},
+        {"name": "total", "label": "Cumulative", "field": "total", "align": "right", "classes": _NUMBER},
+    ]
+
+
 TRADE_COLUMNS: list[dict[str, Any]] = [
     {"name": "time", "label": "Time (UTC)", "field": "time", "align": "left", "classes": "font-mono"},
     {"name": "price", "label": "Price", "field": "price", "align": "right", "classes": _NUMBER},
@@ -137,9 +142,9 @@ class BookPage:
                 self.checksum = self._stat("Checksum", "checksum")
             with ui.column().classes("w-full gap-2") as self.data_area:
                 with ui.element("div").classes("w-full grid grid-cols-1 md:grid-cols-2 gap-2"):
-                    self.bids = self._levels_table("Bids", "bids")
-                    self.asks = self._levels_table("Asks", "asks")
-                with ui.element("div").classes("w-full grid grid-cols-1 lg:grid-cols-3 gap-2"):
+                    self.bids = self._levels_table("Bids", "bids", "text-green-9")
+                    self.asks = self._levels_table("Asks", "asks", "text-red-9")
+                with ui.element("div").classes("w-full grid grid-cols-1 lg:grid-cols-3 gap-2 items-start"):
                     with ui.card().classes("lg:col-span-2 p-2"):
                         chart = ui.echart(_depth_chart_options()).classes("w-full h-64")
                         self.depth_chart = _marked(chart, "depth_chart")
@@ -157,9 +162,9 @@ class BookPage:
             return _marked(ui.label("-").classes("font-mono"), marker)
 
     @staticmethod
-    def _levels_table(title: str, marker: str) -> ui.table:
+    def _levels_table(title: str, marker: str, price_color: str) -> ui.table:
         return _marked(
-            ui.table(columns=LEVEL_COLUMNS, rows=[], row_key="key", title=title)
+            ui.table(columns=level_columns(price_color), rows=[], row_key="key", title=title)
             .props("dense flat bordered")
             .classes("w-full"),
             marker,

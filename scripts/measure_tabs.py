@@ -1,0 +1,150 @@
+"""Measure the dashboard's CPU with N open browser tabs, and the page's refresh rate as a browser sees it.
+
+    python scripts/measure_tabs.py --tabs 10 --seconds 10 [--rate 50]
+
+Starts ``python run.py`` on free ports (in its own process group, stopped at the end), opens N tabs of ``/``
+in headless Debian Chromium (Playwright, /usr/bin/chromium), and samples the CPU of every process of run.py's
+tree with psutil: first with no tab open, then with the N tabs. The refresh rate is the number of times per
+second the sequence label of one tab changes, counted in the browser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import suppress
+from pathlib import Path
+
+import httpx
+import psutil
+from playwright.sync_api import BrowserContext, Page, sync_playwright
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+COUNT_CHANGES_JS = """
+async (seconds) => {
+  const label = document.querySelector('[data-testid=sequence]');
+  let last = label.textContent, changes = 0;
+  const end = performance.now() + seconds * 1000;
+  while (performance.now() < end) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    if (label.textContent !== last) { last = label.textContent; changes += 1; }
+  }
+  return changes / seconds;
+}
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def process_tree(root: psutil.Process) -> dict[str, psutil.Process]:
+    """run.py and its children, named by what they run."""
+    named = {"run.py": root}
+    for child in root.children(recursive=True):
+        with suppress(psutil.Error):
+            cmdline = " ".join(child.cmdline())
+            name = "feed server" if "feed_server" in cmdline else "dashboard" if "dashboard" in cmdline else cmdline
+            named[name] = child
+    return named
+
+
+def sample_cpu(processes: dict[str, psutil.Process], seconds: float) -> dict[str, float]:
+    """CPU percent of one core per process over ``seconds``."""
+    for process in processes.values():
+        process.cpu_percent(None)
+    time.sleep(seconds)
+    return {name: process.cpu_percent(None) for name, process in processes.items()}
+
+
+def wait_served(url: str, process: subprocess.Popen[bytes], within: float = 30.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < within:
+        if process.poll() is not None:
+            raise SystemExit(f"run.py exited with {process.returncode}")
+        with suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return time.monotonic() - started
+        time.sleep(0.05)
+    raise SystemExit(f"{url} not served within {within} s")
+
+
+def open_tab(context: BrowserContext, url: str) -> Page:
+    page = context.new_page()
+    page.goto(url)
+    page.wait_for_selector("[data-testid=bids] tbody tr td", timeout=20_000)
+    return page
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tabs", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=10.0, help="CPU sampling time per phase")
+    parser.add_argument("--rate", type=int, default=None, help="the feed's --rate (default: run.py's)")
+    args = parser.parse_args()
+
+    port, feed_port = free_port(), free_port()
+    command = [sys.executable, "run.py", "--port", str(port), "--feed-port", str(feed_port)]
+    if args.rate is not None:
+        command += ["--rate", str(args.rate)]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    run = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        startup = wait_served(url, run)
+        time.sleep(2.0)  # warm-up
+        processes = process_tree(psutil.Process(run.pid))
+        idle = sample_cpu(processes, args.seconds)
+        with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+            context = playwright.chromium.launch_persistent_context(
+                profile, executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+            try:
+                pages = [open_tab(context, url) for _ in range(args.tabs)]
+                time.sleep(2.0)
+                loaded = sample_cpu(processes, args.seconds)
+                refresh_hz = float(pages[0].evaluate(COUNT_CHANGES_JS, 3))
+                last_hz = float(pages[-1].evaluate(COUNT_CHANGES_JS, 3))
+            finally:
+                context.close()
+    finally:
+        if run.poll() is None:
+            run.send_signal(signal.SIGTERM)
+            try:
+                run.wait(15)
+            except subprocess.TimeoutExpired:
+                run.kill()
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(run.pid, signal.SIGKILL)
+
+    print(f"{' '.join(command[1:])}: served after {startup:.2f} s")
+    print(f"{'process':<14} {'no tab (% core)':>16} {f'{args.tabs} tabs (% core)':>18}")
+    for name in processes:
+        print(f"{name:<14} {idle[name]:>16.1f} {loaded[name]:>18.1f}")
+    print(f"page refresh rate seen by the browser: first tab {refresh_hz:.1f} Hz, last tab {last_hz:.1f} Hz")
+
+
+if __name__ == "__main__":
+    main()

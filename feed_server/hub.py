@@ -77,6 +77,10 @@ class Subscription:
                 return None
             self._wakeup.clear()
             await self._wakeup.wait()
+        return self.take_nowait()
+
+    def take_nowait(self) -> list[pb.BookMessage]:
+        """Everything buffered now (up to ``max_batch`` messages), without waiting; maybe empty."""
         buffer = self._buffer
         if len(buffer) <= self.max_batch:
             batch = list(buffer)
@@ -171,6 +175,11 @@ class Hub:
             await asyncio.wait([engine])  # our own cancellation still propagates
 
     @property
+    def start_ns(self) -> int:
+        """Wall time (ns since the epoch) of simulated time 0: event_time_ns = start_ns + offset_ns."""
+        return self._start_ns
+
+    @property
     def running(self) -> bool:
         return self._engine is not None and not self._engine.done()
 
@@ -261,17 +270,24 @@ class Hub:
 
     # ----------------------------------------------------------------- the engine
     async def _run(self) -> None:
-        sims = list(self.simulators.values())
         while True:
-            elapsed = time.monotonic_ns() - self._start_mono_ns
-            for sim in sims:
-                budget = _MAX_EVENTS_PER_TICK
-                while budget and sim.next_offset_ns <= elapsed:
-                    self._publish(sim, sim.next_event())
-                    budget -= 1
-                if not budget:
-                    self._warn_lag(sim, elapsed)
+            self.advance(time.monotonic_ns() - self._start_mono_ns)
             await asyncio.sleep(self.tick_s)
+
+    def advance(self, elapsed_ns: int, max_events: int = _MAX_EVENTS_PER_TICK) -> int:
+        """Run and publish every instrument's events due by ``elapsed_ns`` of simulated time (at most
+        ``max_events`` per instrument); returns how many ran. The engine calls this every tick; tests may
+        call it directly on a hub that was never started."""
+        count = 0
+        for sim in self.simulators.values():
+            budget = max_events
+            while budget and sim.next_offset_ns <= elapsed_ns:
+                self._publish(sim, sim.next_event())
+                budget -= 1
+            count += max_events - budget
+            if not budget:
+                self._warn_lag(sim, elapsed_ns)
+        return count
 
     def _warn_lag(self, sim: InstrumentSimulator, elapsed: int) -> None:
         lag = elapsed - sim.next_offset_ns

@@ -1,0 +1,117 @@
+"""``python -m feed_server`` as a real process: health, clean shutdown on signals, option errors, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+
+import grpc
+import pytest
+
+from feed_server.book import OrderBook
+from feed_server.errors import ChecksumMismatch, SequenceGap
+from feed_server.pb import market_data_pb2 as pb
+from feed_server.pb import market_data_pb2_grpc
+from feed_server.wire import apply_message
+from tests.servers import REPO_ROOT, child_env, free_port, running_feed_server, start_feed_process, wait_for_health
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_server_cleanly_while_streaming(sig):
+    port = free_port()
+    process = start_feed_process(port, "--rate", "200", "--seed", "3")
+    try:
+        wait_for_health(f"127.0.0.1:{port}", timeout=10)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = market_data_pb2_grpc.MarketDataStub(channel)
+            stream = stub.Subscribe(pb.SubscribeRequest(depth=5), timeout=15)
+            first = next(stream)
+            assert len(first.messages) >= 1
+            process.send_signal(sig)
+            items = sum(1 for _ in stream)  # the stream ends normally (no exception) when the server stops
+            assert items >= 0
+        _, stderr = process.communicate(timeout=5)
+        assert process.returncode == 0, stderr.decode()
+        assert b"Traceback" not in stderr
+        assert b"stopped" in stderr
+    finally:
+        process.kill()
+        process.wait(timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("args", "text"),
+    [
+        (["--rate", "-5"], "--rate"),
+        (["--rate", "lots"], "--rate"),
+        (["--port", "70000"], "--port"),
+        (["--instruments", "AAPL,NOPE"], "NOPE"),
+        (["--fault-rate", "2"], "--fault-rate"),
+        (["--fault-kinds", "drop,explode"], "explode"),
+    ],
+)
+def test_bad_options_are_refused_with_exit_code_2(args, text):
+    result = subprocess.run(
+        [sys.executable, "-m", "feed_server", *args],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        capture_output=True,
+        timeout=20,
+    )
+    assert result.returncode == 2
+    error_lines = [line for line in result.stderr.decode().splitlines() if "error:" in line]
+    assert len(error_lines) == 1 and text in error_lines[0]
+    assert b"Traceback" not in result.stderr
+
+
+async def test_injected_faults_are_detected_by_the_book():
+    kinds: dict[type, int] = {}
+    async with running_feed_server(rate=1000, fault_rate=0.05, seed=9) as server:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            stub = market_data_pb2_grpc.MarketDataStub(channel)
+            call = stub.Subscribe(pb.SubscribeRequest(instrument_ids=["AAPL", "ES-Z6"], depth=10))
+            books = {iid: OrderBook(iid, 10) for iid in ("AAPL", "ES-Z6")}
+            applied = 0
+            try:
+                async with asyncio.timeout(15):
+                    while applied < 3000 or len(kinds) < 2:
+                        item = await call.read()
+                        for message in item.messages:
+                            book = books[message.instrument_id]
+                            if book.sequence is not None and message.sequence <= book.sequence:
+                                kinds[type(None)] = kinds.get(type(None), 0) + 1  # a duplicate or late message
+                                continue
+                            try:
+                                apply_message(book, message)
+                                applied += 1
+                            except (SequenceGap, ChecksumMismatch) as exc:
+                                kinds[type(exc)] = kinds.get(type(exc), 0) + 1
+                                snapshot = await stub.GetSnapshot(
+                                    pb.SnapshotRequest(instrument_id=message.instrument_id, depth=10), timeout=5
+                                )
+                                apply_message(book, snapshot)  # resynchronise and go on
+            finally:
+                call.cancel()
+    assert kinds.get(SequenceGap, 0) > 0
+    assert kinds.get(ChecksumMismatch, 0) > 0
+    assert kinds.get(type(None), 0) > 0
+
+
+async def test_without_faults_nothing_is_wrong():
+    async with running_feed_server(rate=1000) as server, grpc.aio.insecure_channel(server.address) as channel:
+        call = market_data_pb2_grpc.MarketDataStub(channel).Subscribe(pb.SubscribeRequest(depth=10))
+        books: dict[str, OrderBook] = {}
+        applied = 0
+        try:
+            async with asyncio.timeout(15):
+                while applied < 5000:
+                    item = await call.read()
+                    for message in item.messages:
+                        book = books.setdefault(message.instrument_id, OrderBook(message.instrument_id, 10))
+                        apply_message(book, message)
+                        applied += 1
+        finally:
+            call.cancel()
+        assert len(books) == 7

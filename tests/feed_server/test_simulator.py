@@ -1,0 +1,164 @@
+"""The simulator and the hub's publishing path, without the network: the stream rebuilds the true book."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from feed_server.book import OrderBook, Side
+from feed_server.errors import BookError
+from feed_server.hub import Hub
+from feed_server.instruments import DEFAULT_INSTRUMENTS
+from feed_server.pb import market_data_pb2 as pb
+from feed_server.simulator import HEARTBEAT_INTERVAL_NS, InstrumentSimulator, book_at
+from feed_server.wire import apply_message
+
+SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
+STEP_NS = 20_000_000
+
+
+def _stream(hub: Hub, instrument_ids: list[str], depth: int, events: int) -> list[pb.BookMessage]:
+    """The messages one subscriber gets while the hub runs about ``events`` events per instrument."""
+    sub = hub.subscribe(instrument_ids, depth)
+    out = sub.take_nowait()
+    elapsed = 0
+    sims = [hub.simulators[iid] for iid in instrument_ids]
+    for _ in range(1_000_000):
+        if min(sim.sequence for sim in sims) >= events:
+            break
+        elapsed += STEP_NS
+        hub.advance(elapsed, max_events=1_000_000)
+        out.extend(sub.take_nowait())
+    return out
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(min_value=0, max_value=2**31),
+    depth=st.sampled_from([1, 3, 10, 20, 100]),
+    instrument_id=st.sampled_from(sorted(SPECS)),
+    rate=st.sampled_from([20.0, 500.0, 5000.0]),
+)
+def test_stream_rebuilds_the_true_book_at_every_sequence(seed: int, depth: int, instrument_id: str, rate: float):
+    hub = Hub([SPECS[instrument_id]], seed=seed, rate=rate)
+    messages = _stream(hub, [instrument_id], depth, events=2000)
+    reference = InstrumentSimulator(SPECS[instrument_id], seed, rate)
+    rebuilt = OrderBook(instrument_id, depth)
+    assert messages[0].snapshot.reason == pb.SNAPSHOT_REASON_INITIAL
+    expected_sequence = 0
+    for message in messages:
+        assert message.sequence == expected_sequence
+        apply_message(rebuilt, message)  # verifies sequence, crossing and checksum
+        reference.step_to(message.sequence)
+        assert not reference.book.is_crossed()
+        assert rebuilt.bids() == reference.book.bids(depth), message.sequence
+        assert rebuilt.asks() == reference.book.asks(depth), message.sequence
+        expected_sequence += 1
+    assert expected_sequence > 2000
+
+
+def test_the_same_seed_gives_the_same_messages():
+    specs = list(DEFAULT_INSTRUMENTS[:3])
+    ids = [spec.instrument_id for spec in specs]
+    runs = []
+    for _ in range(2):
+        hub = Hub(specs, seed=42, rate=300.0)
+        messages = _stream(hub, ids, 20, events=800)
+        for message in messages:
+            message.event_time_ns -= hub.start_ns  # wall time differs between runs, simulated time does not
+        runs.append([m.SerializeToString(deterministic=True) for m in messages])
+    assert runs[0] == runs[1]
+    other = Hub(specs, seed=43, rate=300.0)
+    assert [m.SerializeToString() for m in _stream(other, ids, 20, events=50)] != runs[0][:50]
+
+
+@pytest.mark.parametrize("spec", DEFAULT_INSTRUMENTS, ids=lambda spec: spec.instrument_id)
+def test_the_book_stays_realistic(spec):
+    sim = InstrumentSimulator(spec, seed=7, rate=100.0)
+    spreads, bid_levels, ask_levels, trades, changes = [], [], [], 0, 0
+    for _ in range(8_000):
+        event = sim.next_event()
+        book = sim.book
+        assert not book.is_crossed()
+        assert book.bids(None)[-1][0] > 0 if book.level_count(Side.BID) else True
+        trades += len(event.trades)
+        changes += len(event.changes)
+        if sim.sequence > 500:  # after warm-up: never one-sided, 20-60 levels a side most of the time
+            assert book.best_bid() is not None and book.best_ask() is not None
+            spreads.append(book.spread())
+            bid_levels.append(book.level_count(Side.BID))
+            ask_levels.append(book.level_count(Side.ASK))
+    assert len(set(spreads)) > 3, "the spread varies"
+    for levels in (bid_levels, ask_levels):
+        levels.sort()
+        median = levels[len(levels) // 2]
+        assert 20 <= median <= 61
+        assert max(levels) <= 70
+    assert trades > 500 and changes > 8_000
+
+
+def test_heartbeats_fill_quiet_gaps_in_simulated_time():
+    sim = InstrumentSimulator(DEFAULT_INSTRUMENTS[0], seed=3, rate=0.2)
+    last = 0
+    heartbeats = 0
+    for sequence in range(1, 200):
+        event = sim.next_event()
+        assert event.sequence == sequence
+        assert 0 < event.offset_ns - last <= HEARTBEAT_INTERVAL_NS
+        last = event.offset_ns
+        heartbeats += event.heartbeat
+        if event.heartbeat:
+            assert not event.changes and not event.trades
+    assert heartbeats > 150  # one order event every 5 s on average
+
+
+def test_book_at_gives_the_book_at_a_sequence():
+    spec = DEFAULT_INSTRUMENTS[4]
+    sim = InstrumentSimulator(spec, seed=11, rate=1000.0)
+    sim.step_to(777)
+    assert sim.sequence == 777
+    assert book_at(spec, 11, 1000.0, 777) == sim.book
+    assert book_at(spec, 11, 1000.0, 776) != sim.book or sim.next_event().heartbeat
+
+
+def test_a_full_subscriber_is_resynchronised_and_stays_consistent():
+    spec = DEFAULT_INSTRUMENTS[0]
+    hub = Hub([spec], seed=5, rate=2000.0, max_backlog=100)
+    slow = hub.subscribe([spec.instrument_id], 10)
+    elapsed = 0
+    for _ in range(100):
+        elapsed += STEP_NS
+        hub.advance(elapsed)
+    assert slow.resyncs >= 1
+    messages = slow.take_nowait()
+    assert len(messages) <= 100
+    first = messages[0]
+    assert first.snapshot.reason == pb.SNAPSHOT_REASON_RESYNC
+    book = OrderBook(spec.instrument_id, 10)
+    for message in messages:
+        apply_message(book, message)
+    elapsed += STEP_NS
+    hub.advance(elapsed)
+    for message in slow.take_nowait():
+        apply_message(book, message)
+    assert book.bids() == hub.simulators[spec.instrument_id].book.bids(10)
+
+
+def test_a_wrong_message_is_refused_by_the_book():
+    hub = Hub([DEFAULT_INSTRUMENTS[1]], seed=1, rate=1000.0)
+    messages = _stream(hub, [DEFAULT_INSTRUMENTS[1].instrument_id], 10, events=20)
+    book = OrderBook(DEFAULT_INSTRUMENTS[1].instrument_id, 10)
+    apply_message(book, messages[0])
+    with pytest.raises(BookError):
+        apply_message(book, messages[2])  # skips messages[1]
+
+
+def test_no_subscriber_builds_nothing():
+    hub = Hub(DEFAULT_INSTRUMENTS, seed=1, rate=500.0)
+    assert hub.advance(2_000_000_000) > 1000
+    sub = hub.subscribe(["AAPL"], 5)
+    hub.unsubscribe(sub)
+    assert sub.closed
+    assert hub.subscriber_count == 0
+    assert not any(hub._groups.values())

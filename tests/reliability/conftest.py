@@ -1,0 +1,198 @@
+"""Helpers for the reliability tests: the feed and the dashboard as real processes, WebSocket and book helpers.
+
+- ``start_dashboard_process(feed_address, port, limits=..., log_path=...)``: ``python -m dashboard`` (or, with
+  ``limits``, the same app built with ``ApiLimits(**limits)``, which the command line does not expose);
+- ``wait_http(url, timeout)``, ``kill(process)``, ``rss_mb(pid)``;
+- ``levels_to_units(spec, levels)``: JSON ``[[price, size], ...]`` back to integer ``(ticks, lots)``;
+- ``recv_json(ws, timeout)``: one JSON message from a ``websockets`` client, bounded in time;
+- the module fixture ``system``: a feed process and a dashboard process, shared by a test module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import orjson
+import psutil
+import pytest
+from websockets.asyncio.client import ClientConnection
+
+from feed_server.instruments import InstrumentSpec
+from tests.servers import REPO_ROOT, child_env, free_port, start_feed_process, wait_for_health
+
+__all__ = [
+    "DashboardProcess",
+    "System",
+    "kill",
+    "levels_to_units",
+    "recv_json",
+    "rss_mb",
+    "start_dashboard_process",
+    "start_system",
+    "wait_http",
+]
+
+_LIMITS_APP = """
+import sys
+from nicegui import ui
+from dashboard.main import TITLE, build_app
+from dashboard.ws_api import ApiLimits
+limits = ApiLimits(**{k: float(v) if "." in v else int(v) for k, v in (a.split("=", 1) for a in sys.argv[3:])})
+build_app(sys.argv[1], limits)
+ui.run(host="127.0.0.1", port=int(sys.argv[2]), reload=False, show=False, title=TITLE, show_welcome_message=False)
+"""
+
+
+@dataclass
+class DashboardProcess:
+    process: subprocess.Popen[bytes]
+    port: int
+    log_path: Path | None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path is not None else ""
+
+
+def start_dashboard_process(
+    feed_address: str,
+    port: int | None = None,
+    *,
+    limits: dict[str, float] | None = None,
+    log_path: Path | None = None,
+) -> DashboardProcess:
+    """The dashboard as its own process on 127.0.0.1 (stderr to ``log_path`` if given). Kill it in a finally."""
+    port = port or free_port()
+    if limits is None:
+        args = ["-m", "dashboard", "--feed-address", feed_address, "--host", "127.0.0.1", "--port", str(port)]
+    else:
+        args = ["-c", _LIMITS_APP, feed_address, str(port), *(f"{k}={v}" for k, v in limits.items())]
+    log: IO[bytes] | int = subprocess.DEVNULL
+    if log_path is not None:
+        log = log_path.open("wb")
+    try:
+        process = subprocess.Popen(
+            [sys.executable, *args], cwd=REPO_ROOT, env=child_env(), stdout=log, stderr=log, start_new_session=True
+        )
+    finally:
+        if not isinstance(log, int):
+            log.close()
+    return DashboardProcess(process, port, log_path)
+
+
+def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll ``url`` until it answers 200 (AssertionError after ``timeout`` s or if ``process`` exits)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"process {process.pid} exited with {process.returncode} before serving {url}")
+        with suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer 200 within {timeout} s")
+
+
+def kill(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
+    """SIGTERM, SIGKILL after ``grace`` s, reap; also kills what is left in its process group."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate(timeout=5.0)
+    else:
+        with suppress(subprocess.TimeoutExpired, ValueError):
+            process.communicate(timeout=1.0)
+    with suppress(ProcessLookupError, PermissionError):
+        if os.getpgid(process.pid) == process.pid:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def rss_mb(pid: int) -> float:
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+def levels_to_units(spec: InstrumentSpec, levels: list[list[float]]) -> list[tuple[int, int]]:
+    """JSON levels (numbers exactly rounded to tick and lot) back to integer (ticks, lots)."""
+    out: list[tuple[int, int]] = []
+    for price, size in levels:
+        ticks = Decimal(repr(price)) / spec.tick_size
+        lots = Decimal(repr(size)) / spec.lot_size
+        assert ticks == ticks.to_integral_value(), f"{price} is not a multiple of {spec.tick_size}"
+        assert lots == lots.to_integral_value(), f"{size} is not a multiple of {spec.lot_size}"
+        out.append((int(ticks), int(lots)))
+    return out
+
+
+async def recv_json(ws: ClientConnection, timeout: float = 5.0) -> dict[str, Any]:  # noqa: ASYNC109
+    """The next message of a WebSocket client, decoded (TimeoutError after ``timeout`` s)."""
+    async with asyncio.timeout(timeout):
+        data = await ws.recv()
+    message: dict[str, Any] = orjson.loads(data)
+    return message
+
+
+@dataclass
+class System:
+    feed: subprocess.Popen[bytes]
+    feed_port: int
+    dashboard: DashboardProcess
+
+    @property
+    def feed_address(self) -> str:
+        return f"127.0.0.1:{self.feed_port}"
+
+
+def start_system(*feed_args: str, log_path: Path | None = None, limits: dict[str, float] | None = None) -> System:
+    """A feed process and a dashboard process pointed at it, both serving. The caller stops them (``stop``)."""
+    feed_port = free_port()
+    feed = start_feed_process(feed_port, *feed_args)
+    dashboard: DashboardProcess | None = None
+    try:
+        wait_for_health(f"127.0.0.1:{feed_port}", 20.0)
+        dashboard = start_dashboard_process(f"127.0.0.1:{feed_port}", limits=limits, log_path=log_path)
+        wait_http(dashboard.url + "/api/instruments", 30.0, dashboard.process)
+    except BaseException:
+        if dashboard is not None:
+            kill(dashboard.process)
+        kill(feed)
+        raise
+    return System(feed, feed_port, dashboard)
+
+
+def stop_system(system: System) -> None:
+    try:
+        kill(system.dashboard.process)
+    finally:
+        kill(system.feed)
+
+
+@pytest.fixture(scope="module")
+def system() -> Iterator[System]:
+    """A feed (seed 3, 100 events/s per instrument) and a dashboard, as processes, for one test module."""
+    running = start_system("--seed", "3", "--rate", "100")
+    try:
+        yield running
+    finally:
+        stop_system(running)

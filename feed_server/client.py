@@ -156,10 +156,10 @@ async def _stream(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     finally:
         subscriber.remove_listener(on_book)
+        printer.finish(subscriber.books.get(args.instrument), loop.time())
         finished.cancel()
         run.cancel()
         await asyncio.gather(run, finished, return_exceptions=True)
-        printer.finish(subscriber.books.get(args.instrument), loop.time())
 
 
 async def _list(args: argparse.Namespace, out: TextIO) -> int:

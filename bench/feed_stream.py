@@ -1,7 +1,8 @@
 """Row 2: level changes per second one subscriber process receives, decodes and applies from the feed server.
 
-The feed runs at ``HIGHEST_RATE`` (order events per second per instrument, beyond what one process can
-simulate, so it runs flat out). The client (``bench.stream_client``, its own process) applies every message
+"Its highest rate" is found, not assumed: the full run tries each of ``RATES`` (order events per second
+per instrument; the feed saturates somewhere in that range on this machine) and keeps the best; --quick
+tries ``QUICK_RATE`` only. The client (``bench.stream_client``, its own process) applies every message
 to an OrderBook with sequence and checksum verified. Baseline in the same run: ``bench.bare_stream``, a
 bare grpc.aio server streaming pre-built messages with the same mean changes per message and messages per
 stream item as the feed just sent, to the same client in ``--bare`` mode (receive and decode only).
@@ -10,15 +11,17 @@ stream item as the feed just sent, to the same client in ``--bare`` mode (receiv
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from bench.procs import free_port, run_client, started, wait_for_grpc_health, wait_for_output
 from bench.report import Result, at_least
 
-__all__ = ["HIGHEST_RATE", "feed_args", "run"]
+__all__ = ["QUICK_RATE", "RATES", "feed_args", "run"]
 
 log = logging.getLogger(__name__)
 
-HIGHEST_RATE = 20_000
+RATES = (500, 1_000, 2_000)
+QUICK_RATE = 1_000
 
 
 def feed_args(port: int, rate: float, seed: int = 1) -> list[str]:
@@ -31,17 +34,26 @@ def _client_args(address: str, seconds: float, bare: bool) -> list[str]:
     return [*args, "--bare"] if bare else args
 
 
-def run(quick: bool) -> list[Result]:
-    seconds = 2.0 if quick else 8.0
+def _feed_at(rate: float, seconds: float) -> dict[str, Any]:
+    """The stream client's figures against ``python -m feed_server --rate`` (plus the feed's CPU %)."""
     port = free_port()
     address = f"127.0.0.1:{port}"
-    with started("feed", feed_args(port, HIGHEST_RATE)) as feed:
+    with started("feed", feed_args(port, rate)) as feed:
         wait_for_grpc_health(feed, address, 15)
         before = feed.ps.cpu_times()
         got = run_client("stream-client", _client_args(address, seconds, False), seconds + 30)
         after = feed.ps.cpu_times()
-    feed_cpu = 100 * (after.user + after.system - before.user - before.system) / got["seconds"]
-    log.info("feed stream: %s", got)
+    got["feed_cpu"] = 100 * (after.user + after.system - before.user - before.system) / got["seconds"]
+    got["rate"] = rate
+    log.info("feed stream at --rate %g: %s", rate, got)
+    return got
+
+
+def run(quick: bool) -> list[Result]:
+    seconds = 2.0 if quick else 6.0
+    tried = [_feed_at(rate, seconds) for rate in ((QUICK_RATE,) if quick else RATES)]
+    got = max(tried, key=lambda r: float(r["changes_per_s"]))
+    feed_cpu = got["feed_cpu"]
     per_message, per_item = got["changes_per_message"], got["messages_per_item"]
     bare_port = free_port()
     bare_args = ["-m", "bench.bare_stream", "--port", str(bare_port)]
@@ -53,7 +65,7 @@ def run(quick: bool) -> list[Result]:
     return [
         Result(
             "2",
-            f"feed stream: 1 subscriber process decodes + applies, --rate {HIGHEST_RATE}",
+            f"feed stream: 1 subscriber process decodes + applies, --rate {got['rate']:g}",
             got["changes_per_s"],
             "changes/s",
             at_least(200_000, ">= 200,000 and >= 0.5x"),
@@ -62,7 +74,8 @@ def run(quick: bool) -> list[Result]:
             note=(
                 f"feed sent {per_message:.2f} changes/msg, {per_item:.1f} msgs/item, {got['messages_per_s']:,.0f} "
                 f"msgs/s, feed CPU {feed_cpu:.0f}%, {got['resyncs']} resyncs, {got['errors']} book errors; "
-                f"baseline: bare grpc.aio stream of the same sizes, {base['messages_per_s']:,.0f} msgs/s"
+                f"baseline: bare grpc.aio stream of the same sizes, {base['messages_per_s']:,.0f} msgs/s; "
+                + ", ".join(f"--rate {r['rate']:g}: {r['changes_per_s']:,.0f}/s" for r in tried)
             ),
         )
     ]

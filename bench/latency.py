@@ -21,7 +21,7 @@ __all__ = ["CHANGES_PER_EVENT", "rate_for", "run", "ws_latency"]
 log = logging.getLogger(__name__)
 
 # Level changes per order event in the simulator (measured), to turn changes/s into --rate.
-CHANGES_PER_EVENT = 1.6
+CHANGES_PER_EVENT = 1.1
 LAG_GROWTH_MS = 5.0
 
 

@@ -24,11 +24,13 @@ from feed_server.wire import apply_message
 
 __all__ = ["consume", "main"]
 
+STALL_S = 5.0  # no item this long after the window's end: stop and report what arrived
 OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 
 
 async def consume(address: str, seconds: float, bare: bool, depth: int) -> dict[str, Any]:
     changes = messages = items = snapshots = resyncs = errors = 0
+    stalled = False
     books: dict[str, OrderBook] = {}
     async with grpc.aio.insecure_channel(address, options=OPTIONS) as channel:
         stub = market_data_pb2_grpc.MarketDataStub(channel)
@@ -60,9 +62,14 @@ async def consume(address: str, seconds: float, bare: bool, depth: int) -> dict[
                             apply_message(book, message)
                         except BookError:
                             errors += 1
-                if time.perf_counter() >= deadline:
+                now = time.perf_counter()
+                if now >= deadline:
                     break
-                pending = [await asyncio.wait_for(stream.__anext__(), 10)]
+                try:
+                    pending = [await asyncio.wait_for(stream.__anext__(), deadline - now + STALL_S)]
+                except TimeoutError:
+                    stalled = True
+                    break
         finally:
             call.cancel()
         elapsed = time.perf_counter() - start
@@ -74,6 +81,7 @@ async def consume(address: str, seconds: float, bare: bool, depth: int) -> dict[
         "snapshots": snapshots,
         "resyncs": resyncs,
         "errors": errors,
+        "stalled": stalled,
         "changes_per_s": changes / elapsed,
         "messages_per_s": messages / elapsed,
         "changes_per_message": changes / max(1, messages - snapshots),

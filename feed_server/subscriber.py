@@ -205,6 +205,7 @@ class FeedSubscriber:
         self._live = asyncio.Event()
         self._stopped = asyncio.Event()
         self._error: BaseException | None = None
+        self._running = False
 
     # ------------------------------------------------------------------ public API
     def add_listener(self, listener: BookListener) -> None:
@@ -239,6 +240,9 @@ class FeedSubscriber:
         Raises UnknownInstrument / BadRequest when the server refuses the request, FeedUnavailable on a lost
         connection when ``reconnect`` is False, and FeedError for any other refusal.
         """
+        if self._running:
+            raise RuntimeError("FeedSubscriber.run() is already running")
+        self._running = True
         self._stopped.clear()
         self._error = None
         attempt = 0
@@ -272,6 +276,7 @@ class FeedSubscriber:
             self._cancel_resyncs()
             self._mark_all_stale()
             self.state = ConnectionState.STOPPED
+            self._running = False
             self._stopped.set()
 
     # ------------------------------------------------------------------ connection

@@ -135,7 +135,8 @@ class InstrumentSync:
                 if isinstance(exc, SequenceGap):
                     self._buffer.append(message)  # the message itself may be fine: keep it for after the snapshot
                 return step
-            trades = trades_from_pb(message) if message.HasField("update") else _NO_TRADES
+            # An unset submessage reads as empty: heartbeats have no trades.
+            trades = trades_from_pb(message) if message.update.trades else _NO_TRADES
             self._record(message, trades)
             step.applied += 1
             step.notifications.append(trades)
@@ -189,7 +190,7 @@ class InstrumentSync:
                 if isinstance(exc, SequenceGap):
                     self._buffer.extend(pending[i:])
                 return
-            trades = trades_from_pb(buffered) if buffered.HasField("update") else _NO_TRADES
+            trades = trades_from_pb(buffered) if buffered.update.trades else _NO_TRADES
             self._record(buffered, trades)
             step.applied += 1
             step.notifications.append(trades)

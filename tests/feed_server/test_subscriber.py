@@ -21,7 +21,7 @@ from feed_server.server import FeedServer
 from feed_server.simulator import InstrumentSimulator
 from feed_server.subscriber import ConnectionState, FeedSubscriber, list_instruments
 from feed_server.wire import instrument_to_pb, snapshot_message
-from tests.servers import free_port, running_feed_server
+from tests.servers import free_port, running_feed_server, start_feed_process, wait_for_health
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
 Levels = tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
@@ -321,3 +321,33 @@ async def test_a_failing_listener_does_not_stop_the_subscriber(caplog: pytest.Lo
                 await asyncio.sleep(0.2)
         assert calls == removed_at > 5
         assert len(recorder.records) > calls
+
+
+async def test_a_killed_feed_process_restarted_on_the_same_port_recovers() -> None:
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    processes = [start_feed_process(port, "--seed", "1", "--rate", "100")]
+    try:
+        await asyncio.to_thread(wait_for_health, address, 15)
+        subscriber = FeedSubscriber(address, ["AAPL", "ES-Z6"], depth=10, backoff_initial=0.05, backoff_max=0.5)
+        recorder = Recorder(subscriber)
+        async with running(subscriber):
+            await subscriber.wait_live(timeout=5)
+            first_session = subscriber.session_id
+            processes[0].kill()  # SIGKILL: no goodbye on the stream
+            took = await eventually(
+                lambda: subscriber.state is ConnectionState.RECONNECTING
+                and all(entry.stale for entry in subscriber.books.values()),
+                2,
+            )
+            assert took < 2
+            processes.append(start_feed_process(port, "--seed", "1", "--rate", "100"))
+            await subscriber.wait_live(timeout=20)
+            assert subscriber.session_id != first_session
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait(timeout=10)
+    # The restarted feed (same seed) starts again from sequence 1: its books are checked against its own truth.
+    second = [r for r in recorder.live_records() if r.session_id == subscriber.session_id]
+    assert second and assert_records_true(second, 1, 100.0, 10)

@@ -261,7 +261,7 @@ def test_a_stream_snapshot_during_a_resync_ends_it() -> None:
     assert_true_book(sync, feed)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     faults=st.lists(st.sampled_from(["ok", "ok", "ok", "drop", "dup", "swap", "corrupt"]), min_size=50, max_size=300),

@@ -112,21 +112,25 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None 
     raise AssertionError(f"{url} did not answer 200 within {timeout} s")
 
 
-def kill(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    """SIGTERM, SIGKILL after ``grace`` s, reap; also kills what is left in its process group."""
+def kill(process: subprocess.Popen[bytes], grace: float = 5.0) -> str:
+    """SIGTERM, SIGKILL after ``grace`` s, reap; also kills what is left in its process group.
+
+    Returns what the process wrote to its pipes (if they were pipes), decoded."""
+    out: list[bytes | None] = []
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.communicate(timeout=grace)
+            out = list(process.communicate(timeout=grace))
         except subprocess.TimeoutExpired:
             process.kill()
-            process.communicate(timeout=5.0)
+            out = list(process.communicate(timeout=5.0))
     else:
         with suppress(subprocess.TimeoutExpired, ValueError):
-            process.communicate(timeout=1.0)
+            out = list(process.communicate(timeout=1.0))
     with suppress(ProcessLookupError, PermissionError):
         if os.getpgid(process.pid) == process.pid:
             os.killpg(process.pid, signal.SIGKILL)
+    return b"".join(part for part in out if part).decode(errors="replace")
 
 
 def rss_mb(pid: int) -> float:

@@ -133,14 +133,16 @@ class BookPage:
                     .classes(STATUS_CLASSES["CONNECTING"]),
                     "status",
                 )
-            with ui.row().classes("w-full gap-x-6 gap-y-1 flex-wrap text-sm items-baseline"):
-                self.sequence = self._stat("Sequence", "sequence")
-                self.spread = self._stat("Spread", "spread")
-                self.mid = self._stat("Mid", "mid")
-                self.last_trade = self._stat("Last trade", "last_trade")
-                self.rate = self._stat("Updates/s", "rate")
-                self.checksum = self._stat("Checksum", "checksum")
-            with ui.column().classes("w-full gap-2") as self.data_area:
+            # Everything below the header is greyed out while the book is not live (see _set_status).
+            self.data_area = _marked(ui.column().classes("w-full gap-2"), "book_area")
+            with self.data_area:
+                with ui.row().classes("w-full gap-x-6 gap-y-1 flex-wrap text-sm items-baseline"):
+                    self.sequence = self._stat("Sequence", "sequence")
+                    self.spread = self._stat("Spread", "spread")
+                    self.mid = self._stat("Mid", "mid")
+                    self.last_trade = self._stat("Last trade", "last_trade")
+                    self.rate = self._stat("Updates/s", "rate")
+                    self.checksum = self._stat("Checksum", "checksum")
                 with ui.element("div").classes("w-full grid grid-cols-1 md:grid-cols-2 gap-2"):
                     self.bids = self._levels_table("Bids", "bids", "text-green-9")
                     self.asks = self._levels_table("Asks", "asks", "text-red-9")

@@ -12,6 +12,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from tests.servers import child_env, free_port, start_feed_process, wait_for_health
@@ -54,7 +55,10 @@ def page_feed() -> Iterator[str]:
 
 
 def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps the process (and its process group)."""
+    """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps the process, and kills any child it left."""
+    children: list[psutil.Process] = []
+    with suppress(psutil.Error):
+        children = psutil.Process(process.pid).children(recursive=True)
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -62,8 +66,10 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate(timeout=5.0)
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)  # anything the process left behind in its own group
+    for child in children:  # run.py's children live in their own process groups
+        with suppress(psutil.Error):
+            child.kill()
+            child.wait(5.0)
 
 
 @contextmanager

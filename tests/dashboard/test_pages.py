@@ -7,8 +7,10 @@ its address from DASHBOARD_FEED_ADDRESS; the bridge's subscriber task really run
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -17,7 +19,8 @@ from nicegui import ui
 from nicegui.testing import User
 
 from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
-from tests.dashboard.page_fixtures import page_feed  # noqa: F401  (fixture)
+from tests.dashboard.page_fixtures import page_feed, stop_process  # noqa: F401  (page_feed is a fixture)
+from tests.servers import free_port, start_feed_process, wait_for_health
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
 Rows = list[dict[str, Any]]
@@ -145,3 +148,40 @@ async def test_refresh_is_steady_and_not_per_message(user: User) -> None:
     assert messages > 3 * refreshes, (messages, refreshes)  # many messages per refresh
     assert 12 <= refreshes <= 18, refreshes  # 8 Hz over 2 s
     assert float(text_of(user, "rate")) > 20
+
+
+@pytest.fixture
+def restartable_feed() -> Iterator[tuple[int, list[subprocess.Popen[bytes]]]]:
+    """A feed process of this test's own (the app is pointed at it); the test may kill and restart it."""
+    port = free_port()
+    processes = [start_feed_process(port, "--seed", "3", "--rate", "50")]
+    previous = os.environ["DASHBOARD_FEED_ADDRESS"]
+    try:
+        wait_for_health(f"127.0.0.1:{port}", 15.0)
+        os.environ["DASHBOARD_FEED_ADDRESS"] = f"127.0.0.1:{port}"
+        yield port, processes
+    finally:
+        os.environ["DASHBOARD_FEED_ADDRESS"] = previous
+        for process in processes:
+            stop_process(process)
+
+
+async def test_lost_feed_shows_reconnecting_and_stale_then_recovers(
+    restartable_feed: tuple[int, list[subprocess.Popen[bytes]]], user: User
+) -> None:
+    port, processes = restartable_feed
+    await open_page(user)
+    area = next(iter(user.find(marker="book_area").elements))
+    assert "grayscale" not in area.classes
+    processes[0].kill()
+    processes[0].wait(5.0)
+    # The watchdog notices within its 2 s heartbeat timeout; the last book stays visible but greyed.
+    await wait_for(lambda: text_of(user, "status") != "LIVE", within=5.0)
+    assert text_of(user, "status") in {"RECONNECTING", "CONNECTING", "STALE"}
+    assert "grayscale" in area.classes and "opacity-40" in area.classes
+    assert_book_of(SPECS["AAPL"], rows_of(user, "bids"), rows_of(user, "asks"))
+    # A restarted server (sequences from 1 again) makes the page live again without any action.
+    processes.append(start_feed_process(port, "--seed", "4", "--rate", "50"))
+    await wait_for(lambda: text_of(user, "status") == "LIVE", within=20.0)
+    assert "grayscale" not in area.classes
+    assert_book_of(SPECS["AAPL"], rows_of(user, "bids"), rows_of(user, "asks"))

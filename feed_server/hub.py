@@ -27,12 +27,21 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 
-from feed_server.book import CHECKSUM_LEVELS, DEFAULT_DEPTH, DepthView, compute_checksum
+from feed_server.book import (
+    CHECKSUM_LEVELS,
+    DEFAULT_DEPTH,
+    DepthView,
+    LevelChange,
+    OrderBook,
+    Side,
+    Trade,
+    compute_checksum,
+)
 from feed_server.errors import BadRequest, UnknownInstrument
 from feed_server.instruments import InstrumentSpec
 from feed_server.pb import market_data_pb2 as pb
 from feed_server.simulator import Event, InstrumentSimulator
-from feed_server.wire import heartbeat_message, snapshot_message, update_message
+from feed_server.wire import heartbeat_message, snapshot_message
 
 __all__ = ["DEFAULT_MAX_BACKLOG", "DEFAULT_MAX_BATCH", "Hub", "Subscription"]
 
@@ -41,7 +50,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_BACKLOG = 50_000
 DEFAULT_MAX_BATCH = 5_000
 DEFAULT_TICK_S = 0.005
-_MAX_EVENTS_PER_TICK = 5_000  # per instrument: beyond this the engine yields to the event loop and goes on
+_MAX_EVENTS_PER_SLICE = 100  # per instrument and call: then the engine lets the event loop send, and goes on
 _LAG_WARNING_NS = 1_000_000_000
 
 
@@ -104,6 +113,60 @@ class Subscription:
         self._wakeup.set()
 
 
+class _Checksum:
+    """One instrument's checksum over its top ``levels`` levels, recomputed only when an event reaches them."""
+
+    __slots__ = ("ask_limit", "bid_limit", "levels", "value")
+
+    def __init__(self, levels: int) -> None:
+        self.levels = levels
+        self.value = -1
+        self.bid_limit: int | None = None  # price of the levels-th best bid; None: always recompute
+        self.ask_limit: int | None = None
+
+    def get(self, book: OrderBook, changes: Sequence[LevelChange]) -> int:
+        if self.value < 0 or self._reached(changes):
+            n = self.levels
+            bids, asks = book.bids(n), book.asks(n)
+            self.value = compute_checksum(bids, asks)
+            self.bid_limit = bids[-1][0] if len(bids) == n else None
+            self.ask_limit = asks[-1][0] if len(asks) == n else None
+        return self.value
+
+    def _reached(self, changes: Sequence[LevelChange]) -> bool:
+        bid_limit, ask_limit = self.bid_limit, self.ask_limit
+        for change in changes:
+            if change.side is Side.BID:
+                if bid_limit is None or change.price >= bid_limit:
+                    return True
+            elif ask_limit is None or change.price <= ask_limit:
+                return True
+        return False
+
+
+def _update_pb(
+    instrument_id: str,
+    sequence: int,
+    event_time_ns: int,
+    checksum: int,
+    changes: Iterable[LevelChange],
+    trades: Iterable[Trade],
+) -> pb.BookMessage:
+    """The same message as wire.update_message, built about twice as fast (the engine's hot path)."""
+    message = pb.BookMessage(
+        instrument_id=instrument_id, sequence=sequence, event_time_ns=event_time_ns, checksum=checksum
+    )
+    update = message.update
+    update.SetInParent()
+    add_change = update.changes.add
+    for c in changes:
+        add_change(side=c.side, price_ticks=c.price, size_lots=c.size)  # type: ignore[arg-type]
+    add_trade = update.trades.add
+    for t in trades:
+        add_trade(price_ticks=t.price, size_lots=t.size, aggressor=t.aggressor)  # type: ignore[arg-type]
+    return message
+
+
 class _Group:
     """The subscribers of one (instrument, depth) and the depth view their messages are built from."""
 
@@ -143,6 +206,9 @@ class Hub:
         }
         self.events = 0  # events and heartbeats run so far, all instruments
         self._groups: dict[str, dict[int, _Group]] = {iid: {} for iid in self.specs}
+        self._checksums: dict[str, dict[int, _Checksum]] = {
+            iid: {n: _Checksum(n) for n in range(1, CHECKSUM_LEVELS + 1)} for iid in self.specs
+        }
         self._subscriptions: dict[int, Subscription] = {}
         self._next_sub_id = 1
         self._start_ns = time.time_ns()
@@ -209,6 +275,8 @@ class Hub:
             group = groups.get(depth)
             if group is None:
                 group = groups[depth] = _Group(DepthView(self.simulators[iid].book, depth))
+                # The cached checksum was not kept up to date while nobody used it.
+                self._checksums[iid][min(CHECKSUM_LEVELS, depth)].value = -1
             group.subscribers.append(sub)
             sub._buffer.append(self._snapshot(iid, depth, pb.SNAPSHOT_REASON_INITIAL))
         self._subscriptions[sub.sub_id] = sub
@@ -271,10 +339,12 @@ class Hub:
     # ----------------------------------------------------------------- the engine
     async def _run(self) -> None:
         while True:
-            self.advance(time.monotonic_ns() - self._start_mono_ns)
-            await asyncio.sleep(self.tick_s)
+            budget = _MAX_EVENTS_PER_SLICE
+            ran = self.advance(time.monotonic_ns() - self._start_mono_ns, budget)
+            # Behind the clock (a full slice ran): only let the streams send, then catch up.
+            await asyncio.sleep(0 if ran >= budget else self.tick_s)
 
-    def advance(self, elapsed_ns: int, max_events: int = _MAX_EVENTS_PER_TICK) -> int:
+    def advance(self, elapsed_ns: int, max_events: int = _MAX_EVENTS_PER_SLICE) -> int:
         """Run and publish every instrument's events due by ``elapsed_ns`` of simulated time (at most
         ``max_events`` per instrument); returns how many ran. The engine calls this every tick; tests may
         call it directly on a hub that was never started."""
@@ -304,17 +374,20 @@ class Hub:
         iid = sim.instrument_id
         event_time_ns = self._start_ns + event.offset_ns
         book = sim.book
-        checksums: dict[int, int] = {}
+        changes = event.changes
+        checksums = self._checksums[iid]
+        used: dict[int, int] = {}
         for depth, group in list(groups.items()):
             n = min(CHECKSUM_LEVELS, depth)
-            checksum = checksums.get(n)
+            checksum = used.get(n)
             if checksum is None:
-                checksum = checksums[n] = compute_checksum(book.bids(n), book.asks(n))
+                checksum = used[n] = checksums[n].get(book, changes)
             if event.heartbeat:
                 message = heartbeat_message(iid, event.sequence, event_time_ns, checksum)
             else:
-                changes = group.view.diff(event.changes)
-                message = update_message(iid, event.sequence, event_time_ns, checksum, changes, event.trades)
+                message = _update_pb(
+                    iid, event.sequence, event_time_ns, checksum, group.view.diff(changes), event.trades
+                )
             for sub in group.subscribers:
                 buffer = sub._buffer
                 if len(buffer) >= sub.max_backlog:

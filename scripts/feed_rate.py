@@ -1,0 +1,84 @@
+"""Measure what one subscriber receives from a running feed server.
+
+    python -m feed_server --port 50051 --rate 5000 &
+    python scripts/feed_rate.py --address 127.0.0.1:50051 --seconds 10 [--depth 20] [--instruments AAPL,...]
+
+Prints messages/s, level changes/s, stream items/s and the event-time-to-receipt lag (p50/p99/max), after
+decoding and applying every message to an OrderBook (sequence and checksum verified).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+import grpc
+
+from feed_server.book import OrderBook
+from feed_server.pb import market_data_pb2 as pb
+from feed_server.pb import market_data_pb2_grpc
+from feed_server.wire import apply_message
+
+
+async def measure(address: str, seconds: float, depth: int, instruments: list[str]) -> None:
+    async with grpc.aio.insecure_channel(address, options=[("grpc.max_receive_message_length", 64 << 20)]) as ch:
+        call = market_data_pb2_grpc.MarketDataStub(ch).Subscribe(
+            pb.SubscribeRequest(instrument_ids=instruments, depth=depth)
+        )
+        books: dict[str, OrderBook] = {}
+        messages = changes = items = 0
+        lags: list[float] = []
+        start = time.monotonic()
+        warmup_done = False
+        try:
+            while True:
+                item = await call.read()
+                if item is grpc.aio.EOF:
+                    break
+                now_ns = time.time_ns()
+                for message in item.messages:
+                    book = books.get(message.instrument_id)
+                    if book is None:
+                        book = books[message.instrument_id] = OrderBook(message.instrument_id, depth)
+                    apply_message(book, message)
+                if not warmup_done:
+                    if time.monotonic() - start > 1.0:
+                        warmup_done, start = True, time.monotonic()
+                    continue
+                items += 1
+                messages += len(item.messages)
+                changes += sum(len(m.update.changes) for m in item.messages)
+                lags.append((now_ns - item.messages[-1].event_time_ns) / 1e6)
+                if time.monotonic() - start >= seconds:
+                    break
+        finally:
+            call.cancel()
+        elapsed = time.monotonic() - start
+        lags.sort()
+        print(f"instruments {len(books)} depth {depth} over {elapsed:.1f} s")
+        print(f"messages/s       {messages / elapsed:12,.0f}")
+        print(f"level changes/s  {changes / elapsed:12,.0f}")
+        print(f"stream items/s   {items / elapsed:12,.0f}  ({messages / max(items, 1):.0f} messages per item)")
+        if lags:
+            print(
+                f"lag ms           p50 {lags[len(lags) // 2]:.1f}  p99 {lags[int(len(lags) * 0.99)]:.1f}  "
+                f"max {lags[-1]:.1f}"
+            )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--address", default="127.0.0.1:50051")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--depth", type=int, default=20)
+    parser.add_argument("--instruments", default="", help="comma-separated ids (default: all)")
+    args = parser.parse_args()
+    ids = [part for part in args.instruments.split(",") if part]
+    asyncio.run(measure(args.address, args.seconds, args.depth, ids))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

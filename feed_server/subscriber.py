@@ -154,11 +154,14 @@ class _Backoff:
         self.maximum = maximum
         self._rng = rng
         self._next = 0.0
+        self.attempts = 0  # delays handed out since the last reset
 
     def reset(self) -> None:
         self._next = 0.0
+        self.attempts = 0
 
     def delay(self) -> float:
+        self.attempts += 1
         if self._next == 0.0:
             self._next = self.initial * (0.5 + self._rng.random())
         else:
@@ -267,7 +270,9 @@ class FeedSubscriber:
                 if self.session_id is not None:
                     self.state = ConnectionState.RECONNECTING
                 delay = self._backoff.delay()
-                log.warning("%s; reconnecting in %.2f s", reason, delay)
+                # One warning per outage; the further attempts of the same outage are logged at INFO.
+                level = logging.WARNING if self._backoff.attempts == 1 else logging.INFO
+                log.log(level, "%s; reconnecting in %.2f s", reason, delay)
                 await asyncio.sleep(delay)
         except BaseException as exc:
             self._error = exc if isinstance(exc, Exception) else None

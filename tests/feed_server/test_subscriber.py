@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
@@ -351,3 +352,19 @@ async def test_a_killed_feed_process_restarted_on_the_same_port_recovers() -> No
     # The restarted feed (same seed) starts again from sequence 1: its books are checked against its own truth.
     second = [r for r in recorder.live_records() if r.session_id == subscriber.session_id]
     assert second and assert_records_true(second, 1, 100.0, 10)
+
+
+def test_backoff_grows_with_jitter_up_to_the_cap_and_resets() -> None:
+    from feed_server.subscriber import _Backoff
+
+    delays_by_seed = []
+    for seed in range(5):
+        backoff = _Backoff(0.1, 2.0, random.Random(seed))
+        delays = [backoff.delay() for _ in range(10)]
+        assert 0.03 <= delays[0] <= 0.2  # a random start around the initial delay
+        assert all(d <= 2.0 for d in delays) and delays[-1] >= 1.5  # capped, and reaching the cap
+        assert delays[4] > delays[0] * 4  # exponential growth
+        backoff.reset()
+        assert backoff.delay() <= 0.2  # back to the start after a success
+        delays_by_seed.append(delays[0])
+    assert len(set(delays_by_seed)) == 5  # jitter: clients do not retry in lockstep

@@ -23,7 +23,7 @@ from dashboard.formatting import (
     level_rows,
     trade_rows,
 )
-from feed_server.book import Side
+from feed_server.book import Side, Trade
 from feed_server.subscriber import ConnectionState, InstrumentBook
 
 __all__ = ["BOOK_LEVELS", "DEPTH_CHART_LEVELS", "REFRESH_HZ", "TAPE_TRADES", "BookPage", "register_pages"]
@@ -107,6 +107,7 @@ class BookPage:
         self._shown_key: tuple[str | None, int, int] | None = None
         self._shown_stale: bool | None = None
         self._shown_status = "CONNECTING"
+        self._shown_trade: tuple[int, Trade] | None = None
         self._build(specs)
         self.refresh()
         self.timer = ui.timer(1.0 / REFRESH_HZ, self.refresh)
@@ -229,7 +230,10 @@ class BookPage:
         series = self.depth_chart.options["series"]
         series[0]["data"] = depth_series(spec, bids, Side.BID)
         series[1]["data"] = depth_series(spec, asks, Side.ASK)
-        _assign_rows(self.trades, trade_rows(spec, item.trades, TAPE_TRADES))
+        newest = item.trades[-1] if item.trades else None
+        if newest is not self._shown_trade or not newest:  # the tape only changes with a new trade
+            self._shown_trade = newest
+            _assign_rows(self.trades, trade_rows(spec, item.trades, TAPE_TRADES))
         best_bid = bids[0][0] if bids else None
         best_ask = asks[0][0] if asks else None
         self.sequence.text = str(book.sequence) if book.sequence is not None else "-"

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import random
 from collections import deque
+from decimal import Decimal
+
+import pytest
 
 from dashboard.formatting import (
+    FixedPoint,
+    SpecFormat,
     depth_series,
     format_last_trade,
     format_mid,
@@ -15,7 +21,7 @@ from dashboard.formatting import (
     trade_rows,
 )
 from feed_server.book import Side, Trade
-from feed_server.instruments import DEFAULT_INSTRUMENTS
+from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
 
@@ -70,3 +76,22 @@ def test_depth_series_ascending_prices_with_cumulative_sizes() -> None:
 
 def test_instrument_label_is_id_and_name() -> None:
     assert instrument_label(SPECS["ETH-USD"]) == "ETH-USD - Ether / US Dollar"
+
+
+@pytest.mark.parametrize("spec", DEFAULT_INSTRUMENTS, ids=lambda spec: spec.instrument_id)
+def test_fixed_point_matches_the_specs_decimal_formatting(spec: InstrumentSpec) -> None:
+    fmt = SpecFormat.of(spec)
+    rng = random.Random(spec.instrument_id)
+    values = [0, 1, 5, 9, 10, 99, 100, 12345, -1, -7, *(rng.randrange(-(10**9), 10**9) for _ in range(2000))]
+    for units in values:
+        assert fmt.price.text(units) == spec.format_price(units), units
+        assert fmt.size.text(units) == spec.format_size(units), units
+        assert fmt.price.number(units) == spec.price_float(units), units
+        assert fmt.size.number(units) == spec.size_float(units), units
+
+
+def test_fixed_point_refuses_a_step_that_is_not_positive() -> None:
+    with pytest.raises(ValueError, match="not a positive decimal step"):
+        FixedPoint.of(Decimal(0))
+    assert FixedPoint.of(Decimal("0.25")) == FixedPoint(25, 2)
+    assert FixedPoint.of(Decimal("1000")) == FixedPoint(1000, 0)

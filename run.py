@@ -114,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--feed-address", help="HOST:PORT of a running feed server (then none is started)")
     parser.add_argument("--seed", type=int, default=1, help="the feed's random seed (default %(default)s)")
     parser.add_argument("--rate", type=float, default=50.0, help="order events/s per instrument (default %(default)s)")
+    parser.add_argument("--start-timeout", type=float, default=FEED_START_TIMEOUT,
+                        help="seconds to wait for the feed to report SERVING (default %(default)s)")
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGINT, _on_signal)
@@ -131,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         dashboard = _spawn(["-m", "dashboard", "--feed-address", feed_address, "--host", args.host,
                             "--port", str(args.port)])
         children = [c for c in (feed, dashboard) if c is not None]
-        _wait_until(f"feed server at {feed_address}", lambda: _feed_serving(feed_address), FEED_START_TIMEOUT,
+        _wait_until(f"feed server at {feed_address}", lambda: _feed_serving(feed_address), args.start_timeout,
                     children)
         _wait_until(f"dashboard at {url}", lambda: _page_answers(url), DASHBOARD_START_TIMEOUT, children)
         if not _Stop.requested:

@@ -14,8 +14,7 @@ import os
 from nicegui import app, ui
 
 from dashboard.bridge import FeedBridge, set_bridge
-from dashboard.shutdown import install_clean_shutdown
-from dashboard.ws_api import ApiLimits, MarketDataHub, api_router
+from dashboard.ws_api import ApiLimits, MarketDataHub, TransportMiddleware, api_router
 
 __all__ = ["DEFAULT_FEED_ADDRESS", "DEFAULT_HOST", "DEFAULT_PORT", "TITLE", "build_app", "serve"]
 
@@ -28,16 +27,20 @@ TITLE = "Market data"
 
 
 def build_app(feed_address: str, limits: ApiLimits | None = None) -> FeedBridge:
-    """Set up NiceGUI's app: the feed bridge (started with the app), the JSON API and the pages."""
+    """Set up NiceGUI's app: the feed bridge (started with the app), the JSON API and the pages.
+
+    ``limits`` default to ``ApiLimits.from_env(os.environ)`` (DASHBOARD_MAX_CONNECTIONS, DASHBOARD_SEND_TIMEOUT,
+    DASHBOARD_TRADE_BUFFER).
+    """
     from dashboard.pages import register_pages  # the page module imports the bridge module, not this one
 
     bridge = FeedBridge(feed_address)
     set_bridge(bridge)
-    hub = MarketDataHub(bridge, limits)
+    hub = MarketDataHub(bridge, limits or ApiLimits.from_env(os.environ))
     app.on_startup(bridge.start)
     app.on_shutdown(bridge.stop)
     app.include_router(api_router(hub))
-    install_clean_shutdown()
+    app.add_middleware(TransportMiddleware)
     register_pages()
     return bridge
 

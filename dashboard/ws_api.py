@@ -25,13 +25,17 @@ errors as JSON with status 400 (bad_request), 404 (unknown_instrument) or 503 (f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import socket
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, cast
 
 from fastapi import APIRouter, Request, Response, WebSocket
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
 from dashboard.book_json import BookJsonCache, encode_error, encode_trade, instruments_json
@@ -39,7 +43,7 @@ from dashboard.bridge import FeedBridge
 from feed_server.book import MAX_DEPTH, Trade
 from feed_server.instruments import InstrumentSpec
 
-__all__ = ["ApiLimits", "MarketDataHub", "api_router"]
+__all__ = ["ApiLimits", "MarketDataHub", "TransportMiddleware", "api_router"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,17 @@ class ApiLimits:
     send_timeout: float = 5.0  # seconds one send may block before the client is dropped (slow_consumer)
     trade_buffer: int = 256  # trade messages buffered per client; the oldest are dropped past it
     instrument_wait: float = 5.0  # seconds to wait for the feed's instrument list before judging an id
+    socket_send_buffer: int = 128 * 1024  # the kernel's send buffer per connection (SO_SNDBUF), bytes
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ApiLimits:
+        """Limits from DASHBOARD_MAX_CONNECTIONS, DASHBOARD_SEND_TIMEOUT, DASHBOARD_TRADE_BUFFER (defaults above)."""
+        default = cls()
+        return cls(
+            max_connections=int(env.get("DASHBOARD_MAX_CONNECTIONS", default.max_connections)),
+            send_timeout=float(env.get("DASHBOARD_SEND_TIMEOUT", default.send_timeout)),
+            trade_buffer=int(env.get("DASHBOARD_TRADE_BUFFER", default.trade_buffer)),
+        )
 
 
 class BadParameter(ValueError):
@@ -162,6 +177,7 @@ class MarketDataHub:
 
     # ----------------------------------------------------------------- one WebSocket connection
     async def serve(self, ws: WebSocket, instrument_id: str) -> None:
+        _limit_send_buffer(ws, self.limits.socket_send_buffer)
         await ws.accept()
         if self.connections >= self.limits.max_connections:
             message = f"at most {self.limits.max_connections} connections"
@@ -271,13 +287,57 @@ async def _refuse(ws: WebSocket, code: str, message: str, close_code: int) -> No
         pass  # the client went away meanwhile
 
 
+TRANSPORT_SCOPE_KEY = "dashboard.transport"
+
+
+class TransportMiddleware:
+    """Pure ASGI middleware: records a WebSocket connection's asyncio transport in its scope.
+
+    uvicorn hands the app its protocol's own ``send`` (a bound method of the protocol, which holds the
+    transport); Starlette wraps it further in. The API needs the transport for two things ASGI cannot express:
+    capping the kernel's send buffer, and aborting the connection of a client that does not read (a close
+    frame could never be written to it).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is not None:  # asyncio's or uvloop's (which does not subclass asyncio's classes)
+                scope[TRANSPORT_SCOPE_KEY] = transport
+        await self.app(scope, receive, send)
+
+
+class _Transport(Protocol):
+    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
+
+    def abort(self) -> None: ...
+
+
+def _transport(ws: WebSocket) -> _Transport | None:
+    """The connection's transport (asyncio's or uvloop's), when TransportMiddleware could find it."""
+    transport = ws.scope.get(TRANSPORT_SCOPE_KEY)
+    if callable(getattr(transport, "get_extra_info", None)) and callable(getattr(transport, "abort", None)):
+        return cast(_Transport, transport)
+    return None
+
+
+def _limit_send_buffer(ws: WebSocket, size: int) -> None:
+    """Cap the kernel's send buffer of the connection (loopback auto-tuning would otherwise allow megabytes)."""
+    transport = _transport(ws)
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+
+
 def _abort(ws: WebSocket) -> None:
     """Abort the connection's transport: a client that does not read would otherwise hold it forever."""
-    send = getattr(ws, "_send", None)
-    transport = getattr(getattr(send, "__self__", None), "transport", None)
-    abort = getattr(transport, "abort", None)
-    if callable(abort):
-        abort()
+    transport = _transport(ws)
+    if transport is not None:
+        transport.abort()
 
 
 def api_router(hub: MarketDataHub) -> APIRouter:

@@ -1,0 +1,121 @@
+"""Shared dashboard fixtures: a real feed server process and a real ``python -m dashboard`` process on it.
+
+Both are processes (not in-process servers) so that NiceGUI's global app is never built twice in the test
+process; they are started once per module and always killed.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO
+
+import httpx
+import pytest
+
+from tests.servers import REPO_ROOT, child_env, free_port, start_feed_process, wait_for_health
+
+FEED_RATE = "200"  # order events per second per instrument
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    """A running ``python -m dashboard`` process."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    feed_address: str
+    log: IO[bytes]  # the process's stderr (a temporary file, never a pipe that could fill up)
+
+    def log_text(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws(self, instrument_id: str, query: str = "") -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/market_data/{instrument_id}" + (f"?{query}" if query else "")
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def start_dashboard(feed_address: str, port: int | None = None, **env: str) -> Dashboard:
+    """``python -m dashboard`` on a free port; waits (bounded) until /api/instruments answers 200."""
+    port = port or free_port()
+    child = child_env()
+    child.update(env)
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dashboard", "--feed-address", feed_address, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=REPO_ROOT,
+        env=child,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    dashboard = Dashboard(process, port, feed_address, log)
+    try:
+        wait_for_http(f"{dashboard.http}/api/instruments", 60.0, process)
+    except BaseException:
+        stop_process(process)
+        raise
+    return dashboard
+
+
+def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer 200 within {timeout} s")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def feed_address() -> Iterator[str]:
+    """A real feed server process (seed 3, rate FEED_RATE); yields its address."""
+    port = free_port()
+    process = start_feed_process(port, "--seed", "3", "--rate", FEED_RATE)
+    try:
+        address = f"127.0.0.1:{port}"
+        wait_for_health(address, 15.0)
+        yield address
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture(scope="module")
+def dashboard(feed_address: str) -> Iterator[Dashboard]:
+    """``python -m dashboard`` fed by ``feed_address`` (send timeout 1 s so slow clients are dropped fast)."""
+    running = start_dashboard(feed_address, DASHBOARD_SEND_TIMEOUT="1")
+    try:
+        yield running
+    finally:
+        stop_process(running.process)
+        errors = running.log_text()
+        running.log.close()
+        assert "Traceback" not in errors and " ERROR " not in errors, errors
+
+
+__all__ = ["Dashboard", "dashboard", "feed_address", "start_dashboard", "stop_process", "wait_for_http"]

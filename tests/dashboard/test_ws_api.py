@@ -1,0 +1,280 @@
+"""The raw JSON WebSocket ``/ws/market_data/{id}`` against a real dashboard process fed by a real feed server."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import time
+from decimal import Decimal
+from itertools import pairwise
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from feed_server.book import compute_checksum
+from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
+from tests.dashboard.conftest import Dashboard, start_dashboard, stop_process
+from tests.servers import free_port, start_feed_process, wait_for_health
+
+SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
+
+
+async def recv_json(ws: ClientConnection, within: float = 5.0) -> dict[str, Any]:
+    async with asyncio.timeout(within):
+        message = await ws.recv()
+    assert isinstance(message, str), "JSON must come as text frames"
+    data = json.loads(message)
+    assert isinstance(data, dict)
+    return data
+
+
+async def recv_book(ws: ClientConnection, within: float = 5.0, live: bool = True) -> dict[str, Any]:
+    """The next book message (skipping trades); with ``live`` also skip stale ones (bounded)."""
+    deadline = time.monotonic() + within
+    while True:
+        data = await recv_json(ws, max(0.01, deadline - time.monotonic()))
+        if data["type"] == "book" and (not live or not data["stale"]):
+            return data
+        assert data["type"] in {"book", "trade"}, data
+
+
+async def closed_with(ws: ClientConnection, within: float = 5.0) -> int | None:
+    async with asyncio.timeout(within):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd is not None else None
+
+
+def to_units(value: float, step: Decimal) -> int:
+    """The integer number of ticks (lots) of a JSON number; fails if it is not a multiple of the step."""
+    units, remainder = divmod(Decimal(repr(value)), step)
+    assert remainder == 0, f"{value} is not a multiple of {step}"
+    return int(units)
+
+
+def check_book(message: dict[str, Any], spec: InstrumentSpec, depth: int) -> None:
+    assert set(message) == {"type", "instrument_id", "sequence", "timestamp_ns", "bids", "asks", "checksum", "stale"}
+    assert message["instrument_id"] == spec.instrument_id
+    bids = [(to_units(p, spec.tick_size), to_units(s, spec.lot_size)) for p, s in message["bids"]]
+    asks = [(to_units(p, spec.tick_size), to_units(s, spec.lot_size)) for p, s in message["asks"]]
+    assert 0 < len(bids) <= depth and 0 < len(asks) <= depth
+    assert all(a[0] > b[0] for a, b in pairwise(bids)), "bids strictly descending"
+    assert all(a[0] < b[0] for a, b in pairwise(asks)), "asks strictly ascending"
+    assert bids[0][0] < asks[0][0], "best bid below best ask"
+    assert all(size > 0 for _, size in bids + asks)
+    # Prices are JSON numbers exactly rounded: the float nearest the exact decimal.
+    assert message["bids"][0][0] == spec.price_float(bids[0][0])
+    if depth >= 10:
+        assert message["checksum"] == compute_checksum(bids[:10], asks[:10])
+    assert isinstance(message["timestamp_ns"], int) and message["timestamp_ns"] > 1_600_000_000 * 10**9
+
+
+async def test_full_book_on_connect_then_verified_changes(dashboard: Dashboard) -> None:
+    spec = SPECS["AAPL"]
+    async with connect(dashboard.ws("AAPL", "depth=20")) as ws:
+        first = await recv_book(ws, 10.0)
+        check_book(first, spec, 20)
+        assert len(first["bids"]) == 20 and len(first["asks"]) == 20, "the full book at the asked depth"
+        previous = first["sequence"]
+        for _ in range(30):
+            message = await recv_book(ws)
+            check_book(message, spec, 20)
+            assert message["sequence"] > previous, "sequences rise"
+            assert message["stale"] is False
+            previous = message["sequence"]
+
+
+async def test_default_depth_is_10_and_trades_come_on_the_same_socket(dashboard: Dashboard) -> None:
+    spec = SPECS["BTC-USD"]
+    async with connect(dashboard.ws("BTC-USD")) as ws:
+        book = await recv_book(ws, 10.0)
+        assert len(book["bids"]) == 10 and len(book["asks"]) == 10
+        check_book(book, spec, 10)
+        trade = None
+        async with asyncio.timeout(10.0):
+            while trade is None:
+                data = await recv_json(ws)
+                if data["type"] == "trade":
+                    trade = data
+    assert set(trade) == {"type", "instrument_id", "sequence", "timestamp_ns", "price", "size", "aggressor"}
+    assert trade["instrument_id"] == "BTC-USD" and trade["aggressor"] in {"buy", "sell"}
+    assert to_units(trade["price"], spec.tick_size) > 0 and to_units(trade["size"], spec.lot_size) > 0
+
+
+async def test_trades_0_sends_books_only(dashboard: Dashboard) -> None:
+    async with connect(dashboard.ws("BTC-USD", "trades=0&depth=1")) as ws:
+        for _ in range(40):
+            assert (await recv_json(ws))["type"] == "book"
+
+
+async def test_interval_ms_is_the_least_time_between_two_books(dashboard: Dashboard) -> None:
+    async with connect(dashboard.ws("ETH-USD", "interval_ms=200&trades=0")) as fast_feed:
+        await recv_book(fast_feed, 10.0)
+        arrivals = []
+        for _ in range(6):
+            await recv_book(fast_feed, 2.0, live=False)
+            arrivals.append(time.monotonic())
+    gaps = [b - a for a, b in pairwise(arrivals)]
+    assert min(gaps) >= 0.17, gaps  # 200 ms less scheduling slack on the receiving side
+    assert max(gaps) < 1.5, gaps  # and the instrument changes often enough to fill (almost) every interval
+
+
+async def test_interval_0_sends_every_change(dashboard: Dashboard) -> None:
+    async with connect(dashboard.ws("ETH-USD", "trades=0")) as ws:
+        await recv_book(ws, 10.0)
+        start = time.monotonic()
+        count = 0
+        while time.monotonic() - start < 1.0:
+            await recv_book(ws, 2.0, live=False)
+            count += 1
+    assert count > 50, f"only {count} books in 1 s at rate {200}/s"
+
+
+@pytest.mark.parametrize(
+    ("instrument_id", "shown"),
+    [("NOPE", "'NOPE'"), ("x" * 500, "'" + "x" * 40 + "..."), ("Ünïcødé €", "Ünïcødé €"), ("a/b/../c", "a/b/../c")],
+)
+async def test_unknown_instrument_gets_error_then_4404(dashboard: Dashboard, instrument_id: str, shown: str) -> None:
+    async with connect(dashboard.ws(instrument_id)) as ws:
+        error = await recv_json(ws)
+        assert error["type"] == "error" and error["code"] == "unknown_instrument"
+        assert shown in error["message"]
+        assert len(error["message"]) < 120
+        assert await closed_with(ws) == 4404
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("depth=0", "'0'"),
+        ("depth=101", "'101'"),
+        ("depth=abc", "'abc'"),
+        ("depth=1.5", "'1.5'"),
+        ("interval_ms=-1", "'-1'"),
+        ("interval_ms=60001", "'60001'"),
+        ("trades=maybe", "'maybe'"),
+        ("depth=" + "9" * 300, "'" + "9" * 40 + "..."),
+    ],
+)
+async def test_bad_parameter_gets_error_then_4400(dashboard: Dashboard, query: str, named: str) -> None:
+    async with connect(dashboard.ws("AAPL", query)) as ws:
+        error = await recv_json(ws)
+        assert error["type"] == "error" and error["code"] == "bad_request"
+        assert named in error["message"]
+        assert await closed_with(ws) == 4400
+
+
+async def test_unknown_parameters_and_client_frames_are_ignored(dashboard: Dashboard) -> None:
+    async with connect(dashboard.ws("MSFT", "foo=bar&&=&%zz&depth=5")) as ws:
+        for i in range(200):
+            await ws.send("garbage " * (i % 50))
+            await ws.send(os.urandom(200))
+        book = await recv_book(ws, 10.0)
+        check_book(book, SPECS["MSFT"], 5)
+        await recv_book(ws, 5.0)
+
+
+def open_raw_websocket(port: int, path: str) -> socket.socket:
+    """A WebSocket handshake on a plain socket with a tiny receive buffer; the caller never reads after it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(5.0)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(1)
+        assert chunk, "connection closed during the handshake"
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+async def test_a_client_that_never_reads_delays_nobody_and_is_dropped(dashboard: Dashboard) -> None:
+    stuck = [open_raw_websocket(dashboard.port, "/ws/market_data/BTC-USD?depth=100") for _ in range(3)]
+    try:
+        async with connect(dashboard.ws("BTC-USD", "depth=100&trades=0")) as ws:
+            await recv_book(ws, 10.0)
+            # For 6 s (the stuck clients fill their buffers, then block past the 1 s send timeout): books keep
+            # arriving, fresh and often.
+            start = time.monotonic()
+            count = 0
+            worst_lag = 0.0
+            while time.monotonic() - start < 6.0:
+                message = await recv_book(ws, 1.0, live=False)
+                worst_lag = max(worst_lag, time.time() - message["timestamp_ns"] / 1e9)
+                count += 1
+        assert count > 150, count
+        assert worst_lag < 1.0, f"a book arrived {worst_lag:.3f} s after its feed event"
+        # The stuck clients were dropped: their connections are gone (reset or closed) once we drain them.
+        for sock in stuck:
+            sock.settimeout(5.0)
+            received = 0
+            with pytest.raises((ConnectionResetError, TimeoutError, AssertionError)):
+                while True:
+                    chunk = sock.recv(65536)
+                    assert chunk, "closed"
+                    received += len(chunk)
+            assert received < 2 * 1024 * 1024, "far more buffered than the documented limit"
+    finally:
+        for sock in stuck:
+            sock.close()
+
+
+async def test_too_many_connections_are_refused_with_1013(feed_address: str) -> None:
+    small = await asyncio.to_thread(start_dashboard, feed_address, DASHBOARD_MAX_CONNECTIONS="2")
+    try:
+        url = f"ws://127.0.0.1:{small.port}/ws/market_data/AAPL"
+        async with connect(url) as one, connect(url) as two:
+            await recv_book(one, 10.0)
+            await recv_book(two, 10.0)
+            async with connect(url) as three:
+                error = await recv_json(three)
+                assert error["type"] == "error" and error["code"] == "too_many_connections"
+                assert await closed_with(three) == 1013
+        async with connect(url) as again:  # a slot is free again
+            await recv_book(again, 10.0)
+    finally:
+        stop_process(small.process)
+        small.log.close()
+
+
+async def test_stale_while_the_feed_is_down_and_live_again_after_a_restart() -> None:
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    feed = start_feed_process(port, "--seed", "5", "--rate", "50")
+    board: Dashboard | None = None
+    try:
+        await asyncio.to_thread(wait_for_health, address, 15.0)
+        board = await asyncio.to_thread(start_dashboard, address)
+        async with connect(board.ws("EUR-USD", "trades=0")) as ws:
+            live = await recv_book(ws, 10.0)
+            feed.kill()
+            feed.wait(5.0)
+            killed = time.monotonic()
+            async with asyncio.timeout(5.0):
+                while not (message := await recv_json(ws))["stale"]:
+                    pass
+            assert time.monotonic() - killed < 3.0, "stale within the 2 s heartbeat watchdog"
+            assert message["sequence"] >= live["sequence"]
+            feed = start_feed_process(port, "--seed", "6", "--rate", "50")
+            again = await recv_book(ws, 15.0)
+            check_book(again, SPECS["EUR-USD"], 10)
+    finally:
+        stop_process(feed)
+        if board is not None:
+            stop_process(board.process)
+            board.log.close()

@@ -75,6 +75,7 @@ RETRYABLE_CODES = frozenset(
     }
 )
 SNAPSHOT_TIMEOUT = 5.0
+YIELD_EVERY = 500  # messages applied between two yields to the event loop when a stream item is large
 
 
 class ConnectionState(StrEnum):
@@ -308,6 +309,10 @@ class FeedSubscriber:
     def _set_instruments(self, specs: Sequence[InstrumentSpec]) -> None:
         self.instruments = {spec.instrument_id: spec for spec in specs}
         wanted = self.instrument_ids or tuple(self.instruments)
+        if not self.instrument_ids:  # subscribed to everything: forget instruments a restarted feed dropped
+            for gone in [iid for iid in self.books if iid not in self.instruments]:
+                del self.books[gone]
+                del self._syncs[gone]
         for instrument_id in wanted:
             spec = self.instruments.get(instrument_id)
             if spec is None:
@@ -327,16 +332,24 @@ class FeedSubscriber:
             async with asyncio.timeout(timeout) as watchdog:
                 async for response in call:
                     watchdog.reschedule(loop.time() + timeout)
-                    self._on_response(response)
+                    if response.session_id != self.session_id or self.state is not ConnectionState.LIVE:
+                        self._new_stream(response.session_id)
+                    messages = response.messages
+                    if len(messages) <= YIELD_EVERY:
+                        self._on_messages(messages)
+                        continue
+                    # A large batch (a backlog): let the event loop breathe between slices.
+                    for start in range(0, len(messages), YIELD_EVERY):
+                        self._on_messages(messages[start : start + YIELD_EVERY])
+                        await asyncio.sleep(0)
+                        watchdog.reschedule(loop.time() + timeout)
         except TimeoutError:
             self.stats.watchdog_timeouts += 1
             raise _ConnectionLost(f"no message from {self.address} for {timeout:g} s") from None
 
-    def _on_response(self, response: pb.SubscribeResponse) -> None:
-        if response.session_id != self.session_id or self.state is not ConnectionState.LIVE:
-            self._new_stream(response.session_id)
+    def _on_messages(self, messages: Sequence[pb.BookMessage]) -> None:
         syncs = self._syncs
-        for message in response.messages:
+        for message in messages:
             sync = syncs.get(message.instrument_id)
             if sync is None:
                 log.debug("ignoring message for unsubscribed instrument %r", message.instrument_id)

@@ -21,7 +21,7 @@ from feed_server.pb import market_data_pb2_grpc
 from feed_server.server import FeedServer
 from feed_server.simulator import InstrumentSimulator
 from feed_server.subscriber import ConnectionState, FeedSubscriber, list_instruments
-from feed_server.wire import instrument_to_pb, snapshot_message
+from feed_server.wire import heartbeat_message, instrument_to_pb, snapshot_message
 from tests.servers import free_port, running_feed_server, start_feed_process, wait_for_health
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
@@ -368,3 +368,48 @@ def test_backoff_grows_with_jitter_up_to_the_cap_and_resets() -> None:
         assert backoff.delay() <= 0.2  # back to the start after a success
         delays_by_seed.append(delays[0])
     assert len(set(delays_by_seed)) == 5  # jitter: clients do not retry in lockstep
+
+
+class BurstFeed(SilentFeed):
+    """One stream item carrying a snapshot and 2,999 heartbeats (a backlog arriving at once), then silence."""
+
+    async def Subscribe(self, request: pb.SubscribeRequest, context: object) -> AsyncIterator[pb.SubscribeResponse]:
+        bids, asks = [(100, 1)], [(101, 1)]
+        checksum = compute_checksum(bids, asks)
+        messages = [snapshot_message("AAPL", 1, 0, checksum, bids, asks)]
+        messages += [heartbeat_message("AAPL", seq, seq, checksum) for seq in range(2, 3001)]
+        yield pb.SubscribeResponse(session_id="burst", messages=messages)
+        await asyncio.sleep(3600)
+
+
+async def test_a_large_stream_item_is_applied_without_starving_the_event_loop() -> None:
+    server = grpc.aio.server()
+    market_data_pb2_grpc.add_MarketDataServicer_to_server(BurstFeed(), server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    ticks = 0
+    seen: list[tuple[int | None, bool, int]] = []
+
+    async def ticker() -> None:
+        nonlocal ticks
+        for _ in range(100_000):  # bounded
+            ticks += 1
+            await asyncio.sleep(0)
+
+    try:
+        subscriber = FeedSubscriber(f"127.0.0.1:{port}", ["AAPL"], depth=10, heartbeat_timeout=5)
+        subscriber.add_listener(
+            lambda iid, trades: seen.append((subscriber.books[iid].book.sequence, subscriber.books[iid].stale, ticks))
+        )
+        tick_task = asyncio.create_task(ticker())
+        async with running(subscriber):
+            await subscriber.wait_live(timeout=5)
+            await eventually(lambda: subscriber.books["AAPL"].book.sequence == 3000, 5)
+        tick_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await tick_task
+    finally:
+        await server.stop(0)
+    during = [t for seq, stale, t in seen if seq is not None and seq > 1 and not stale]
+    assert len(during) == 2999
+    assert during[-1] - during[0] >= 5  # other tasks ran while the batch was applied

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import book_apply, fanout, feed_stream, latency, system
+from bench import book_apply, feed_stream, system, ws_rows
 from bench.report import Result, error_result, render_table, write_json
 
 log = logging.getLogger("bench")
@@ -28,8 +28,7 @@ RowRunner = Callable[[bool], list[Result]]
 ROWS: list[tuple[tuple[str, ...], str, str, RowRunner]] = [
     (("1",), "book apply", "levels/s", book_apply.run),
     (("2",), "feed stream", "changes/s", feed_stream.run),
-    (("3a", "3b", "3c", "3d", "3e"), "end-to-end latency", "ms", latency.run),
-    (("4a", "4b", "4c", "4d"), "fan-out", "-", fanout.run),
+    (("3a", "3b", "3c", "3d", "3e", "4a", "4b", "4c", "4d"), "latency / fan-out", "-", ws_rows.run),
     (("5", "6", "7a", "7b", "7c", "7d"), "tabs / start-up / idle", "-", system.run),
 ]
 
@@ -45,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     started = time.monotonic()
     for ids, what, unit, runner in ROWS:
-        if wanted is not None and not wanted.intersection(i.rstrip("abcde") for i in ids):
+        if wanted is not None and not wanted.intersection(i.rstrip("abcdefgh") for i in ids):
             continue
         log.info("row %s: %s", "/".join(ids), what)
         row_start = time.monotonic()

@@ -59,8 +59,11 @@ class Result:
     @property
     def passed(self) -> bool | None:
         """True/False against the target (and the ratio target); None when there is nothing to judge."""
-        if self.error is not None or self.figure is None or math.isnan(self.figure):
-            return False if self.error is not None else None
+        if self.error is not None:
+            return False
+        if self.figure is None or math.isnan(self.figure):
+            # Nothing measured (e.g. no message arrived): a line with a target fails.
+            return False if self.target.check is not None else None
         verdicts: list[bool] = []
         if self.target.check is not None:
             verdicts.append(self.target.check(self.figure))

@@ -22,11 +22,12 @@ from urllib.parse import urlsplit
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 __all__ = ["Recorder", "main", "percentile", "summarize"]
 
 CONNECT_CONCURRENCY = 64
+OPEN_TIMEOUT_S = 30.0
 
 
 @dataclass(slots=True)
@@ -95,6 +96,8 @@ async def _read(ws: ClientConnection, index: int, recorder: Recorder) -> None:
             recorder.stale_flags += bool(message.get("stale"))
     except ConnectionClosed as exc:
         recorder.closed.append(f"{exc.rcvd.code if exc.rcvd else 'none'}")
+    except OSError as exc:
+        recorder.closed.append(type(exc).__name__)
 
 
 def _small_buffer_socket(host: str, port: int) -> socket.socket:
@@ -113,18 +116,30 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     recorder = Recorder(counts=[0] * args.clients)
     limiter = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
-    async def open_one(index: int, silent: bool) -> ClientConnection:
+    failures: list[str] = []
+
+    async def open_one(index: int, silent: bool) -> ClientConnection | None:
         url = f"{args.base}/ws/market_data/{instruments[index % len(instruments)]}{query}"
         async with limiter:
-            if silent:
-                return await connect(
-                    url, sock=_small_buffer_socket(host, port), max_queue=1, open_timeout=30, compression=None
-                )
-            return await connect(url, open_timeout=30, compression=None, max_size=None)
+            try:
+                if silent:
+                    return await connect(
+                        url, sock=_small_buffer_socket(host, port), max_queue=1, open_timeout=OPEN_TIMEOUT_S,
+                        compression=None,
+                    )
+                return await connect(url, open_timeout=OPEN_TIMEOUT_S, compression=None, max_size=None)
+            except (OSError, TimeoutError, InvalidHandshake) as exc:
+                failures.append(type(exc).__name__)
+                return None
 
-    readers = await asyncio.gather(*(open_one(i, False) for i in range(args.clients)))
-    silent = await asyncio.gather(*(open_one(i, True) for i in range(args.silent)))
-    tasks = [asyncio.create_task(_read(ws, i, recorder), name=f"ws-reader-{i}") for i, ws in enumerate(readers)]
+    opened = await asyncio.gather(*(open_one(i, False) for i in range(args.clients)))
+    silent = [ws for ws in await asyncio.gather(*(open_one(i, True) for i in range(args.silent))) if ws]
+    readers = [ws for ws in opened if ws is not None]
+    tasks = [
+        asyncio.create_task(_read(ws, i, recorder), name=f"ws-reader-{i}")
+        for i, ws in enumerate(opened)
+        if ws is not None
+    ]
     print("CONNECTED", flush=True)
     recorder.window_start = time.monotonic() + args.warmup
     recorder.window_end = recorder.window_start + args.seconds
@@ -134,11 +149,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await asyncio.wait_for(asyncio.gather(*(ws.close() for ws in readers), return_exceptions=True), 10)
-        for ws in silent:
-            ws.transport.abort()
+        for ws in [*readers, *silent]:
+            ws.transport.abort()  # no closing handshake: a busy server must not hold the measurement up
     recorder.window_end = min(recorder.window_end, time.monotonic())
-    return summarize(recorder)
+    summary = summarize(recorder)
+    summary["connect_failures"] = len(failures)
+    summary["connect_failure_kinds"] = sorted(set(failures))
+    return summary
 
 
 def main() -> None:

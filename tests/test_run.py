@@ -1,0 +1,106 @@
+"""``python run.py``: starts the feed and the dashboard, serves, and stops cleanly, leaving no process behind."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from typing import IO
+
+import httpx
+import psutil
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.servers import REPO_ROOT, child_env, free_port
+
+START_TIMEOUT = 60.0  # generous: the test machine may be busy
+
+
+def start_run(*args: str) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    output = tempfile.TemporaryFile()
+    process = subprocess.Popen(
+        [sys.executable, "run.py", *args], cwd=REPO_ROOT, env=child_env(), stdout=output, stderr=subprocess.STDOUT
+    )
+    return process, output
+
+
+def text_of(output: IO[bytes]) -> str:
+    output.seek(0)
+    return output.read().decode(errors="replace")
+
+
+def wait_for_line(process: subprocess.Popen[bytes], output: IO[bytes], prefix: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in text_of(output).splitlines():
+            if line.startswith(prefix):
+                return line
+        assert process.poll() is None, f"run.py exited early:\n{text_of(output)}"
+        time.sleep(0.05)
+    raise AssertionError(f"no line starting with {prefix!r} within {timeout} s:\n{text_of(output)}")
+
+
+def kill_all(process: subprocess.Popen[bytes], children: list[psutil.Process]) -> None:
+    for child in children:
+        if child.is_running():
+            child.kill()
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_run_serves_and_stops_cleanly(signum: signal.Signals) -> None:
+    port, feed_port = free_port(), free_port()
+    process, output = start_run("--port", str(port), "--feed-port", str(feed_port), "--rate", "100")
+    children: list[psutil.Process] = []
+    try:
+        line = await asyncio.to_thread(wait_for_line, process, output, "Dashboard:", START_TIMEOUT)
+        assert line.startswith(f"Dashboard: http://127.0.0.1:{port}/")
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert len(children) == 2, children
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15.0) as http:
+            page = await http.get("/")
+            assert page.status_code == 200 and "<html" in page.text.lower()
+            listed = await http.get("/api/instruments")
+            assert listed.status_code == 200 and len(listed.json()) == 7
+        # Stop while a WebSocket client is connected and reading.
+        async with connect(f"ws://127.0.0.1:{port}/ws/market_data/AAPL") as ws:
+            async with asyncio.timeout(15.0):
+                await ws.recv()
+            process.send_signal(signum)
+            await asyncio.to_thread(process.wait, 30.0)
+        log = text_of(output)
+        assert process.returncode == 0, log
+        assert "Traceback" not in log and "ERROR" not in log, log
+        _, alive = psutil.wait_procs(children, timeout=5.0)
+        assert not alive, f"left behind: {alive}"
+    finally:
+        kill_all(process, children)
+        output.close()
+
+
+async def test_run_exits_1_with_one_line_when_the_feed_never_answers() -> None:
+    port = free_port()
+    process, output = start_run("--port", str(free_port()), "--feed-address", f"127.0.0.1:{port}",
+                                "--start-timeout", "2")
+    children: list[psutil.Process] = []
+    try:
+        await asyncio.sleep(0.5)
+        if process.poll() is None:
+            children = psutil.Process(process.pid).children(recursive=True)
+        await asyncio.to_thread(process.wait, 45.0)
+        log = text_of(output)
+        assert process.returncode == 1, log
+        errors = [line for line in log.splitlines() if line.startswith("run.py: error:")]
+        assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0], log
+        assert "Traceback" not in log, log
+        _, alive = psutil.wait_procs(children, timeout=5.0)
+        assert not alive, f"left behind: {alive}"
+    finally:
+        kill_all(process, children)
+        output.close()

@@ -45,7 +45,9 @@ __all__ = [
 ]
 
 _LIMITS_APP = """
+import logging
 import sys
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 from nicegui import ui
 from dashboard.main import TITLE, build_app
 from dashboard.ws_api import ApiLimits

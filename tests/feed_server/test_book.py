@@ -74,6 +74,7 @@ def test_a_wrong_checksum_is_refused_and_the_book_rolled_back() -> None:
         book.apply_update(11, [LevelChange(Side.BID, 101, 1), LevelChange(Side.BID, 100, 0)], checksum=12345)
     assert info.value.expected == 12345
     assert (book.bids(), book.asks(), book.sequence) == (*before, 10)
+    assert book.checksum() == compute_checksum(*before)
 
 
 def test_a_crossed_result_is_refused_and_the_book_rolled_back() -> None:
@@ -144,3 +145,23 @@ def test_depth_view_diffs_rebuild_the_top_of_any_book(
         assert copy.bids() == full.bids(depth)
         assert copy.asks() == full.asks(depth)
         assert copy.checksum() == compute_checksum(full.bids(min(depth, 10)), full.asks(min(depth, 10)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(1, 40), st.integers(0, 5)), max_size=200),
+    st.integers(1, 15),
+)
+def test_the_cached_checksum_always_equals_a_fresh_one(moves: list[tuple[bool, int, int]], depth: int) -> None:
+    """However levels come and go, checksum() equals the checksum computed from scratch."""
+    book = OrderBook("T", depth)
+    book.apply_snapshot(0, [], [])
+    n = min(depth, 10)
+    for seq, (is_bid, price, size) in enumerate(moves, start=1):
+        side, at = (Side.BID, price) if is_bid else (Side.ASK, price + 40)
+        if seq % 2:
+            book.set_level(side, at, size)
+            book.sequence = seq
+        else:
+            book.apply_update(seq, [LevelChange(side, at, size)])
+        assert book.checksum() == compute_checksum(book.bids(n), book.asks(n))

@@ -6,10 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
 import httpx
 import psutil
@@ -74,27 +76,38 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 
 @contextmanager
 def running_dashboard(*args: str, startup: float = 30.0) -> Iterator[str]:
-    """``python run.py --port P --feed-port Q *args`` in its own process group; yields the page's URL."""
+    """``python run.py --port P --feed-port Q *args``; yields the page's URL.
+
+    On the way out run.py is stopped (SIGTERM) and its log must hold no traceback and no ERROR line.
+    """
     port, feed_port = free_port(), free_port()
+    log = tempfile.TemporaryFile()
     process = subprocess.Popen(
         [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(port), "--feed-port", str(feed_port), *args],
         cwd=REPO,
         env=child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + startup
         for _ in range(int(startup / 0.1) + 1):
-            assert process.poll() is None, f"run.py exited with {process.returncode}"
+            assert process.poll() is None, f"run.py exited with {process.returncode}: {read_log(log)}"
             with suppress(httpx.HTTPError):
                 if httpx.get(url, timeout=1.0).status_code == 200:
                     break
             if time.monotonic() > deadline:
-                raise AssertionError(f"run.py did not serve {url} within {startup} s")
+                raise AssertionError(f"run.py did not serve {url} within {startup} s: {read_log(log)}")
             time.sleep(0.1)
         yield url
     finally:
         stop_process(process)
+        text = read_log(log)
+        log.close()
+    assert "Traceback" not in text and " ERROR " not in text, text
+
+
+def read_log(log: IO[bytes]) -> str:
+    log.seek(0)
+    return log.read().decode(errors="replace")

@@ -24,6 +24,7 @@ from dashboard.formatting import (
     trade_rows,
 )
 from feed_server.book import Side, Trade
+from feed_server.instruments import InstrumentSpec
 from feed_server.subscriber import ConnectionState, InstrumentBook
 
 __all__ = ["BOOK_LEVELS", "DEPTH_CHART_LEVELS", "REFRESH_HZ", "TAPE_TRADES", "BookPage", "register_pages"]
@@ -113,7 +114,7 @@ class BookPage:
         self.timer = ui.timer(1.0 / REFRESH_HZ, self.refresh)
 
     # ----------------------------------------------------------------- layout
-    def _build(self, specs: list[Any]) -> None:
+    def _build(self, specs: list[InstrumentSpec]) -> None:
         with ui.column().classes("w-full max-w-screen-xl mx-auto p-2 gap-2"):
             with ui.row().classes("w-full items-center gap-3 flex-wrap"):
                 ui.label("Market data").classes("text-h6")
@@ -228,8 +229,10 @@ class BookPage:
         _assign_rows(self.bids, level_rows(spec, bids[:BOOK_LEVELS]))
         _assign_rows(self.asks, level_rows(spec, asks[:BOOK_LEVELS]))
         series = self.depth_chart.options["series"]
-        series[0]["data"] = depth_series(spec, bids, Side.BID)
-        series[1]["data"] = depth_series(spec, asks, Side.ASK)
+        bid_points, ask_points = depth_series(spec, bids, Side.BID), depth_series(spec, asks, Side.ASK)
+        if series[0]["data"] != bid_points or series[1]["data"] != ask_points:  # else the chart is not re-sent
+            series[0]["data"] = bid_points
+            series[1]["data"] = ask_points
         newest = item.trades[-1] if item.trades else None
         if newest is not self._shown_trade or not newest:  # the tape only changes with a new trade
             self._shown_trade = newest

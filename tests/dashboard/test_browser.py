@@ -97,6 +97,15 @@ def test_page_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
 
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+            # Phone width: everything stacks in one column, nothing makes the page scroll sideways.
+            page.set_viewport_size({"width": 390, "height": 844})
+            wait_until(lambda: page.evaluate("document.documentElement.scrollWidth") <= 390, "no sideways scrolling")
+            bids_box = page.locator("[data-testid=bids]").bounding_box()
+            asks_box = page.locator("[data-testid=asks]").bounding_box()
+            assert bids_box is not None and asks_box is not None
+            assert asks_box["y"] >= bids_box["y"] + bids_box["height"] - 1  # stacked, not side by side
+            page.screenshot(path=str(ARTIFACTS / "dashboard_phone.png"), full_page=True)
         finally:
             context.close()
     assert errors == []

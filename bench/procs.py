@@ -126,7 +126,7 @@ def _stop(proc: Proc, grace: float) -> None:
 
 
 @contextlib.contextmanager
-def started(name: str, args: Sequence[str], grace: float = 5.0) -> Iterator[Proc]:
+def started(name: str, args: Sequence[str], grace: float = 3.0) -> Iterator[Proc]:
     """Start ``python <args>`` in the repo root; on exit SIGTERM it (then SIGKILL) and kill its children."""
     log_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     log_path = log_dir / "output.log"

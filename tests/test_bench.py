@@ -27,7 +27,7 @@ def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        stdout, stderr = proc.communicate(timeout=150)
+        stdout, stderr = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
             proc.kill()

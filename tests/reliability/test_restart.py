@@ -5,11 +5,15 @@ A WebSocket client and a real browser tab (headless Debian Chromium) watch throu
 sequences start again from 1, with another seed) the same socket, never reconnected, must carry live books
 again that are the new feed's true books at their (low) sequence numbers, and the page must say LIVE again.
 The recovery time (restart -> first live book on the socket) is measured and printed.
+
+A frozen feed (SIGSTOP: the TCP connection stays up, nothing arrives) must be noticed by the heartbeat
+watchdog: stale on the socket within 2 s (+ the hop), and live again once the feed resumes (SIGCONT).
 """
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -131,3 +135,38 @@ async def test_kill_and_restart_the_feed_the_socket_and_the_page_recover(tmp_pat
     assert levels_to_units(SPEC, live["asks"]) == truth.asks(20)
     assert live["sequence"] < before["sequence"] or live["sequence"] < RATE * (recovered - restarted + 2) * 4
     assert "Traceback" not in (board.log_text() if board is not None else "")
+
+
+async def test_a_frozen_feed_is_noticed_by_the_watchdog_and_the_books_come_back(tmp_path: Path) -> None:
+    """SIGSTOP: the connection stays open but nothing arrives (no heartbeat); SIGCONT brings the feed back."""
+    feed_port = free_port()
+    address = f"127.0.0.1:{feed_port}"
+    feed = start_feed_process(feed_port, "--seed", "8", "--rate", str(RATE))
+    board = None
+    try:
+        await asyncio.to_thread(wait_for_health, address, 20.0)
+        board = start_dashboard_process(address, log_path=tmp_path / "dashboard.log")
+        await asyncio.to_thread(wait_http, board.url + "/api/instruments", 30.0, board.process)
+        url = f"{board.ws_url}/ws/market_data/{INSTRUMENT}?depth=20&interval_ms=0&trades=0"
+        async with connect(url, open_timeout=10) as ws:
+            await next_where(ws, lambda m: not m["stale"], 10.0)
+            feed.send_signal(signal.SIGSTOP)
+            frozen = time.monotonic()
+            try:
+                await next_where(ws, lambda m: m["stale"], 6.0)
+                stale_after = time.monotonic() - frozen
+            finally:
+                feed.send_signal(signal.SIGCONT)
+            resumed = time.monotonic()
+            live = await next_where(ws, lambda m: not m["stale"], 20.0)
+            recovered = time.monotonic() - resumed
+    finally:
+        if board is not None:
+            kill(board.process)
+        kill(feed)
+    print(f"\nfrozen feed: stale {stale_after:.2f} s after SIGSTOP, live {recovered:.2f} s after SIGCONT")
+    # The watchdog allows 2 s without a message (heartbeats come every 0.5 s); the rest is the socket hop.
+    assert stale_after < 3.0, f"a silent feed was noticed only after {stale_after:.2f} s"
+    truth = book_at(SPEC, 8, RATE, live["sequence"])
+    assert levels_to_units(SPEC, live["bids"]) == truth.bids(20)
+    assert levels_to_units(SPEC, live["asks"]) == truth.asks(20)

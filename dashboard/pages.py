@@ -37,6 +37,10 @@ REFRESH_HZ = 8.0
 BOOK_LEVELS = 15
 DEPTH_CHART_LEVELS = 30
 TAPE_TRADES = 15
+# How long a tab whose socket dropped keeps its state on the server (NiceGUI's default is 3 s). A busy
+# browser (many tabs, a phone in the background) can miss a ping for a few seconds; within this time it
+# reconnects to the same page instead of reloading it.
+RECONNECT_TIMEOUT = 10.0
 
 STATUS_CLASSES = {
     "LIVE": "bg-green-700",
@@ -69,7 +73,7 @@ TRADE_COLUMNS: list[dict[str, Any]] = [
 def register_pages() -> None:
     """Define the page ``/`` on NiceGUI's app (called once by dashboard/main.py)."""
 
-    @ui.page("/", title="Market data")
+    @ui.page("/", title="Market data", reconnect_timeout=RECONNECT_TIMEOUT)
     def index() -> None:
         BookPage(get_bridge())
 

@@ -76,7 +76,8 @@ def process_tree(root: psutil.Process) -> dict[str, psutil.Process]:
 
 
 def chromium_processes() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["name"]) if "chrom" in (p.info["name"] or "")]
+    """This script's own browser (under Playwright's driver), not any other Chromium on the machine."""
+    return [p for p in psutil.Process().children(recursive=True) if "chrom" in p.name()]
 
 
 def sample_cpu(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import platform
 import sys
 import time
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     wanted = set(args.rows.split(",")) if args.rows else None
     results: list[Result] = []
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     for ids, what, unit, runner in ROWS:
         if wanted is not None and not wanted.intersection(i.rstrip("abcdefgh") for i in ids):
@@ -56,13 +58,19 @@ def main(argv: list[str] | None = None) -> int:
         log.info("row %s done in %.1f s", "/".join(ids), time.monotonic() - row_start)
     total = time.monotonic() - started
     print(render_table(results))
-    print(f"\n{'quick' if args.quick else 'full'} run: {total:.0f} s on {psutil.cpu_count()} cores")
+    load_after = os.getloadavg()[0]
+    print(
+        f"\n{'quick' if args.quick else 'full'} run: {total:.0f} s on {psutil.cpu_count()} cores, "
+        f"1-min load average {load_before:.1f} before, {load_after:.1f} after"
+    )
     if args.json is not None:
         meta: dict[str, object] = {
             "quick": args.quick,
             "seconds": total,
             "cores": psutil.cpu_count(),
             "python": platform.python_version(),
+            "load_average_before": load_before,
+            "load_average_after": load_after,
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         write_json(args.json, results, meta)

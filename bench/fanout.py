@@ -26,9 +26,13 @@ log = logging.getLogger(__name__)
 MB = 1024 * 1024
 
 
+CONNECT_TIMEOUT_S = 60.0
+
+
 def _client_args(ws_base: str, clients: int, silent: int, warmup: float, seconds: float) -> list[str]:
     args = ["-m", "bench.ws_clients", "--base", ws_base, "--instruments", ",".join(INSTRUMENT_IDS)]
     args += ["--clients", str(clients), "--silent", str(silent), "--interval-ms", "100"]
+    args += ["--connect-timeout", f"{CONNECT_TIMEOUT_S}"]
     return [*args, "--warmup", f"{warmup}", "--seconds", f"{seconds}"]
 
 
@@ -53,7 +57,7 @@ def measure(stack: Stack, rate: float, quick: bool) -> list[Result]:
             )
             for n in range(processes)
         ]
-        deadline = time.monotonic() + 90 + seconds
+        deadline = time.monotonic() + CONNECT_TIMEOUT_S + 60 + seconds
         while not all("CONNECTED" in w.output() for w in workers):
             for w in workers:
                 w.check_alive()

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 __all__ = ["CHROMIUM", "CHROMIUM_FLAGS", "browser", "open_tabs"]
 
@@ -47,17 +48,31 @@ def browser() -> Iterator[BrowserContext]:
             context.close()
 
 
-def open_tabs(context: BrowserContext, url: str, count: int, timeout_s: float = 20) -> list[Page]:
-    """Open ``count`` more tabs on ``url`` and wait until each shows its book tables."""
+def open_tabs(context: BrowserContext, url: str, count: int, timeout_s: float = 30) -> tuple[list[Page], list[str]]:
+    """Open ``count`` more tabs on ``url`` and wait until each shows its book tables.
+
+    Returns the tabs that did and one line per tab that did not (timeouts), so that a saturated server
+    is measured with the tabs it managed to serve rather than not at all.
+    """
     pages: list[Page] = []
+    failures: list[str] = []
     errors: list[str] = []
     for _ in range(count):
         page = context.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto(url, wait_until="domcontentloaded", timeout=timeout_s * 1000)
+        try:
+            page.goto(url, wait_until="domcontentloaded", timeout=timeout_s * 1000)
+        except PlaywrightError as exc:
+            failures.append(str(exc).splitlines()[0])
+            continue
         pages.append(page)
+    ready: list[Page] = []
     for page in pages:
-        page.wait_for_selector("table", timeout=timeout_s * 1000)
+        try:
+            page.wait_for_selector("table", timeout=timeout_s * 1000)
+            ready.append(page)
+        except PlaywrightError as exc:
+            failures.append(str(exc).splitlines()[0])
     if errors:
         log.warning("JavaScript errors in the tabs: %s", errors[:3])
-    return pages
+    return ready, failures

@@ -132,8 +132,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 failures.append(type(exc).__name__)
                 return None
 
-    opened = await asyncio.gather(*(open_one(i, False) for i in range(args.clients)))
-    silent = [ws for ws in await asyncio.gather(*(open_one(i, True) for i in range(args.silent))) if ws]
+    # The whole connect phase is bounded: connections still pending at the deadline count as failures.
+    opening = [asyncio.create_task(open_one(i, False), name=f"ws-open-{i}") for i in range(args.clients)]
+    opening += [asyncio.create_task(open_one(i, True), name=f"ws-open-silent-{i}") for i in range(args.silent)]
+    done, pending = await asyncio.wait(opening, timeout=args.connect_timeout)
+    for task in pending:
+        task.cancel()
+        failures.append("ConnectPhaseTimeout")
+    await asyncio.gather(*pending, return_exceptions=True)
+    results = [task.result() if task in done else None for task in opening]
+    opened = results[: args.clients]
+    silent = [ws for ws in results[args.clients :] if ws is not None]
     readers = [ws for ws in opened if ws is not None]
     tasks = [
         asyncio.create_task(_read(ws, i, recorder), name=f"ws-reader-{i}")
@@ -166,6 +175,7 @@ def main() -> None:
     parser.add_argument("--silent", type=int, default=0, help="connections that never read")
     parser.add_argument("--interval-ms", type=int, default=0)
     parser.add_argument("--depth", type=int, default=0, help="0: the server's default")
+    parser.add_argument("--connect-timeout", type=float, default=60.0, help="bound on the whole connect phase")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()

@@ -338,12 +338,15 @@ class FeedSubscriber:
                     messages = response.messages
                     if len(messages) <= YIELD_EVERY:
                         self._on_messages(messages)
-                        continue
-                    # A large batch (a backlog): let the event loop breathe between slices.
-                    for start in range(0, len(messages), YIELD_EVERY):
-                        self._on_messages(messages[start : start + YIELD_EVERY])
-                        await asyncio.sleep(0)
-                        watchdog.reschedule(loop.time() + timeout)
+                    else:
+                        # A large batch (a backlog): let the event loop breathe between slices.
+                        for start in range(0, len(messages), YIELD_EVERY):
+                            self._on_messages(messages[start : start + YIELD_EVERY])
+                            await asyncio.sleep(0)
+                            watchdog.reschedule(loop.time() + timeout)
+                    # The silence that counts starts once this response is handled: a busy process must not
+                    # take its own slowness for a dead feed.
+                    watchdog.reschedule(loop.time() + timeout)
         except TimeoutError:
             self.stats.watchdog_timeouts += 1
             raise _ConnectionLost(f"no message from {self.address} for {timeout:g} s") from None

@@ -63,6 +63,8 @@ class Trade:
 
 Level = tuple[int, int]
 
+_set_value = dict.__setitem__  # replaces the value of a key a SortedDict already holds, skipping its index
+
 
 def compute_checksum(bids: Iterable[Level], asks: Iterable[Level]) -> int:
     """CRC32 of the canonical string of the given levels (best first), as an unsigned 32-bit int."""
@@ -256,30 +258,36 @@ class OrderBook:
         ChecksumMismatch if it does not match ``checksum``; in every case the book is left unchanged.
         """
         self._check_next(sequence)
+        bids, asks = self._bids, self._asks
+        bid_edge, ask_edge, cached_checksum = self._bid_edge, self._ask_edge, self._checksum
+        stale_checksum = cached_checksum is None
         undo: list[tuple[SortedDict, int, int]] = []
-        cached = self._checksum, self._bid_edge, self._ask_edge
         try:
             for change in changes:
-                price, size = change.price, change.size
-                if change.side is Side.BID:
-                    levels, key = self._bids, -price
-                    edge = self._bid_edge
-                elif change.side is Side.ASK:
-                    levels, key = self._asks, price
-                    edge = self._ask_edge
+                side, price, size = change.side, change.price, change.size
+                if side is Side.BID:
+                    levels, key, edge = bids, -price, bid_edge
+                elif side is Side.ASK:
+                    levels, key, edge = asks, price, ask_edge
                 else:
-                    raise InvalidMessage(self.instrument_id, sequence, f"unknown side {change.side!r}")
+                    raise InvalidMessage(self.instrument_id, sequence, f"unknown side {side!r}")
                 if size < 0:
                     raise InvalidMessage(self.instrument_id, sequence, f"negative size {size} at {price}")
-                if edge is None or key <= edge:
-                    self._checksum = None
-                undo.append((levels, key, levels.get(key, 0)))
-                if size:
-                    levels[key] = size
+                if not stale_checksum and (edge is None or key <= edge):
+                    stale_checksum = True
+                old = levels.get(key, 0)
+                undo.append((levels, key, old))
+                if not size:
+                    if old:
+                        del levels[key]
+                elif old:
+                    _set_value(levels, key, size)  # the key is already in the sorted index
                 else:
-                    levels.pop(key, None)
-            if self._bids and self._asks and -self._bids.keys()[0] >= self._asks.keys()[0]:
-                raise CrossedBook(self.instrument_id, sequence, -self._bids.keys()[0], self._asks.keys()[0])
+                    levels[key] = size
+            if bids and asks and -bids.keys()[0] >= asks.keys()[0]:
+                raise CrossedBook(self.instrument_id, sequence, -bids.keys()[0], asks.keys()[0])
+            if stale_checksum:
+                self._checksum = None
             if checksum is not None:
                 computed = self.checksum()
                 if computed != checksum:
@@ -290,7 +298,7 @@ class OrderBook:
                     levels[key] = size
                 else:
                     levels.pop(key, None)
-            self._checksum, self._bid_edge, self._ask_edge = cached
+            self._checksum, self._bid_edge, self._ask_edge = cached_checksum, bid_edge, ask_edge
             raise
         self.sequence = sequence
 

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from feed_server.book import MAX_DEPTH, Trade
 from feed_server.errors import MarketDataError
@@ -65,8 +65,15 @@ def _positive_float(text: str) -> float:
     return value
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Bad arguments are one line on stderr, ``error: BadArguments: ...``, and exit code 1, like every error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"error: BadArguments: {message} (see --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="python -m feed_server.client",
         description="Subscribe to one instrument of a market data feed and print its live top of book.",
     )

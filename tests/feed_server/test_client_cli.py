@@ -9,6 +9,8 @@ import signal
 import sys
 from decimal import Decimal
 
+import pytest
+
 from feed_server.book import OrderBook, Side, Trade
 from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.sync import InstrumentBook
@@ -236,3 +238,20 @@ def test_table_rendering() -> None:
     assert summary_line(entry).endswith(" STALE") and "[STALE]" in render_table(entry, 5)[0]
     assert format_mid(spec, 400, 401) == "100.125"
     assert format_mid(spec, 400, 402) == "100.25"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--instrument", "AAPL", "--depth", "500"),
+        ("--instrument", "AAPL", "--count", "-3"),
+        ("--instrument", "AAPL", "--list"),
+        ("--instrument", "AAPL", "--bogus"),
+        (),
+    ],
+)
+async def test_bad_arguments_give_one_error_line_and_exit_1(args: tuple[str, ...]) -> None:
+    code, out, err = await run_client(*args)
+    assert code == 1
+    assert out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("error: BadArguments: "), err

@@ -2,13 +2,15 @@
 
 WebSocket ``/ws/market_data/{instrument_id}?depth=10&interval_ms=0&trades=1``
 
-- ``depth``: levels per side, 1..100 (default 10). ``interval_ms``: the least time between two book
-  messages, 0..60000 (default 0 = every change). ``trades``: 1/0 (or true/false), default 1: also send a
+- ``depth``: levels per side, 1..100 (default 10). ``interval_ms``: the least time between two flushes,
+  0..60000 (default 0 = every change). ``trades``: 1/0 (or true/false), default 0: also send a
   ``{"type": "trade", ...}`` message for each trade. Other parameters are ignored.
 - On connect one full book message, then one whenever the book changes (see dashboard/book_json.py for the
-  fields). A client always gets the latest state: books are conflated per client (a version, never a queue),
-  so a slow client skips intermediate books. Trades are kept per client in a bounded buffer
-  (``ApiLimits.trade_buffer`` messages, oldest dropped past it) and sent before the next book.
+  fields), at most once per ``interval_ms``. A client always gets the latest state: books are conflated per
+  client (a version, never a queue), so a slow client skips intermediate books. With ``trades=1`` the trades
+  since the last flush come just before the book, in the same flush (so never more often than
+  ``interval_ms``); each instrument keeps its last ``ApiLimits.trade_buffer`` trade messages, and a client
+  that falls further behind skips the older ones.
 - Frames sent by the client are read and ignored.
 - Errors: ``{"type": "error", "code": ..., "message": ...}`` then a close code:
   ``unknown_instrument`` 4404, ``bad_request`` 4400, ``too_many_connections`` 1013 (past
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import re
 import socket
@@ -104,18 +107,41 @@ def bool_param(params: Mapping[str, str], name: str, default: bool) -> bool:
     return value
 
 
+class _TradeLog:
+    """One instrument's recent trade messages, encoded once and shared by every client that wants trades.
+
+    ``count`` numbers the trades ever added; a client remembers the count it has sent up to, so a trade costs
+    the listener one encode and an append, whatever the number of clients.
+    """
+
+    __slots__ = ("count", "recent")
+
+    def __init__(self, keep: int) -> None:
+        self.count = 0
+        self.recent: deque[str] = deque(maxlen=keep)
+
+    def add(self, texts: list[str]) -> None:
+        self.recent.extend(texts)
+        self.count += len(texts)
+
+    def since(self, seen: int) -> list[str]:
+        """The trades after the first ``seen`` ones (at most the ``keep`` newest)."""
+        missing = min(self.count - seen, len(self.recent))
+        if missing <= 0:
+            return []
+        return list(itertools.islice(self.recent, len(self.recent) - missing, None))
+
+
 class _Client:
-    """One WebSocket client's subscription: what it wants and what is waiting for it."""
+    """One WebSocket client's subscription: what it wants and how far it has been sent."""
 
-    __slots__ = ("depth", "instrument_id", "interval", "sending", "trades", "wake", "want_trades")
+    __slots__ = ("depth", "instrument_id", "interval", "sending", "trades")
 
-    def __init__(self, instrument_id: str, depth: int, interval: float, want_trades: bool, trade_buffer: int) -> None:
+    def __init__(self, instrument_id: str, depth: int, interval: float, trades: _TradeLog | None) -> None:
         self.instrument_id = instrument_id
         self.depth = depth
         self.interval = interval
-        self.want_trades = want_trades
-        self.wake = asyncio.Event()  # set by the listener: something changed for this client
-        self.trades: deque[str] = deque(maxlen=trade_buffer)
+        self.trades = trades  # None: the client did not ask for trades
         self.sending = False  # inside a send (that may be blocked by a client that does not read)
 
 
@@ -126,32 +152,33 @@ class _SlowConsumer(Exception):
 class MarketDataHub:
     """Fans the bridge's books out to WebSocket clients.
 
-    The subscriber's listener only marks clients and wakes them; each client's own task (its connection's
-    handler) encodes nothing itself but takes the shared JSON from the cache and sends it, so a slow client
-    delays nobody.
+    The subscriber's listener does O(1) work per change plus one wake-up per client that is idle and waiting
+    for that instrument: a client that has just been sent a book with ``interval_ms > 0`` sleeps out its
+    interval without being woken, then takes the latest book (and the trades since its last flush). Each
+    client's own task sends the shared JSON from the cache, so a slow client delays nobody.
     """
 
     def __init__(self, bridge: FeedBridge, limits: ApiLimits | None = None) -> None:
         self.bridge = bridge
         self.limits = limits or ApiLimits()
         self.cache = BookJsonCache()
-        self._clients: dict[str, set[_Client]] = {}
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}  # per instrument: clients idle until a change
+        self._trade_logs: dict[str, _TradeLog] = {}
+        self._trade_clients: dict[str, int] = {}  # per instrument: how many clients want trades
         self.connections = 0
         self.dropped_slow = 0
         bridge.subscriber.add_listener(self._on_book)
 
     # ----------------------------------------------------------------- listener (in the subscriber task)
     def _on_book(self, instrument_id: str, trades: Sequence[Trade]) -> None:
-        clients = self._clients.get(instrument_id)
-        if not clients:
-            return
-        encoded: list[str] | None = None
-        for client in clients:
-            if trades and client.want_trades:
-                if encoded is None:
-                    encoded = self._encode_trades(instrument_id, trades)
-                client.trades.extend(encoded)
-            client.wake.set()
+        if trades and self._trade_clients.get(instrument_id):
+            self._trade_logs[instrument_id].add(self._encode_trades(instrument_id, trades))
+        waiting = self._waiting.get(instrument_id)
+        if waiting:
+            self._waiting[instrument_id] = []
+            for future in waiting:
+                if not future.done():
+                    future.set_result(None)
 
     def _encode_trades(self, instrument_id: str, trades: Sequence[Trade]) -> list[str]:
         ibook = self.bridge.book(instrument_id)
@@ -159,6 +186,19 @@ class MarketDataHub:
             return []
         seq, ts = ibook.book.sequence, ibook.last_event_time_ns
         return [encode_trade(ibook.spec, t, seq, ts).decode() for t in trades]
+
+    async def _next_change(self, instrument_id: str) -> None:
+        """Wait until the listener sees the next change of ``instrument_id``."""
+        future = asyncio.get_running_loop().create_future()
+        waiting = self._waiting.setdefault(instrument_id, [])
+        waiting.append(future)
+        try:
+            await future
+        finally:
+            if not future.done():  # cancelled (the client went away): do not leave it behind
+                future.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiting.get(instrument_id, []).remove(future)
 
     # ----------------------------------------------------------------- shared helpers
     async def known_instruments(self) -> list[InstrumentSpec]:
@@ -194,7 +234,7 @@ class MarketDataHub:
         try:
             depth = int_param(params, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)
             interval_ms = int_param(params, "interval_ms", 0, 0, MAX_INTERVAL_MS)
-            want_trades = bool_param(params, "trades", True)
+            want_trades = bool_param(params, "trades", False)
         except BadParameter as exc:
             await _refuse(ws, "bad_request", str(exc), CLOSE_BAD_REQUEST)
             return
@@ -206,19 +246,20 @@ class MarketDataHub:
             message = f"unknown instrument id {shown(instrument_id)}"
             await _refuse(ws, "unknown_instrument", message, CLOSE_UNKNOWN_INSTRUMENT)
             return
-        client = _Client(instrument_id, depth, interval_ms / 1000, want_trades, self.limits.trade_buffer)
-        client.wake.set()  # the full book on connect
-        self._clients.setdefault(instrument_id, set()).add(client)
+        trades: _TradeLog | None = None
+        if want_trades:
+            trades = self._trade_logs.get(instrument_id)
+            if trades is None:
+                trades = self._trade_logs[instrument_id] = _TradeLog(self.limits.trade_buffer)
+            self._trade_clients[instrument_id] = self._trade_clients.get(instrument_id, 0) + 1
+        client = _Client(instrument_id, depth, interval_ms / 1000, trades)
         reader = asyncio.create_task(_read_and_ignore(ws), name=f"ws read {instrument_id}")
         sender = asyncio.create_task(self._send_loop(ws, client), name=f"ws send {instrument_id}")
         try:
             await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            clients = self._clients.get(instrument_id)
-            if clients is not None:
-                clients.discard(client)
-                if not clients:
-                    del self._clients[instrument_id]
+            if want_trades:
+                self._trade_clients[instrument_id] -= 1
             blocked = client.sending and not sender.done()  # stuck in a send: its buffer may never drain
             for task in (reader, sender):
                 task.cancel()
@@ -232,39 +273,41 @@ class MarketDataHub:
             _abort(ws)
 
     async def _send_loop(self, ws: WebSocket, client: _Client) -> None:
+        """Send the full book at once, then at each change (at most once per interval): the trades since the
+        last flush, then the latest book."""
         loop = asyncio.get_running_loop()
         timeout = self.limits.send_timeout
+        instrument_id, trades, interval = client.instrument_id, client.trades, client.interval
+        trades_seen = trades.count if trades is not None else 0
         sent_book: object = None
         sent_version = -1
-        next_book_at = 0.0
         while True:
-            while client.trades:
-                client.sending = True
-                await _send(ws, client.trades.popleft(), timeout)
-                client.sending = False
-            ibook = self.bridge.book(client.instrument_id)
-            if ibook is not None and (ibook is not sent_book or ibook.version != sent_version):
-                delay = next_book_at - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                    continue  # send the trades that came meanwhile, then the newest book
+            ibook = self.bridge.book(instrument_id)
+            book_changed = ibook is not None and (ibook is not sent_book or ibook.version != sent_version)
+            new_trades = trades.since(trades_seen) if trades is not None else []
+            if not book_changed and not new_trades:
+                await self._next_change(instrument_id)
+                continue
+            flushed_at = loop.time()
+            if trades is not None:
+                trades_seen = trades.count
+            data = None
+            if book_changed:
+                assert ibook is not None
                 data = self.cache.get(ibook, client.depth)
                 sent_book, sent_version = ibook, ibook.version
-                client.sending = True
-                await _send(ws, data, timeout)
-                client.sending = False
-                next_book_at = loop.time() + client.interval
-                continue
-            await client.wake.wait()
-            client.wake.clear()
-
-
-async def _send(ws: WebSocket, data: str, seconds: float) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            await ws.send_text(data)
-    except TimeoutError:
-        raise _SlowConsumer from None
+            client.sending = True
+            try:
+                async with asyncio.timeout(timeout):
+                    for text in new_trades:
+                        await ws.send_text(text)
+                    if data is not None:
+                        await ws.send_text(data)
+            except TimeoutError:
+                raise _SlowConsumer from None
+            client.sending = False
+            if interval:
+                await asyncio.sleep(flushed_at + interval - loop.time())
 
 
 async def _read_and_ignore(ws: WebSocket) -> None:

@@ -91,9 +91,9 @@ async def test_full_book_on_connect_then_verified_changes(dashboard: Dashboard) 
             previous = message["sequence"]
 
 
-async def test_default_depth_is_10_and_trades_come_on_the_same_socket(dashboard: Dashboard) -> None:
+async def test_default_depth_is_10_and_trades_come_on_the_same_socket_when_asked(dashboard: Dashboard) -> None:
     spec = SPECS["BTC-USD"]
-    async with connect(dashboard.ws("BTC-USD")) as ws:
+    async with connect(dashboard.ws("BTC-USD", "trades=1")) as ws:
         book = await recv_book(ws, 10.0)
         assert len(book["bids"]) == 10 and len(book["asks"]) == 10
         check_book(book, spec, 10)
@@ -108,10 +108,33 @@ async def test_default_depth_is_10_and_trades_come_on_the_same_socket(dashboard:
     assert to_units(trade["price"], spec.tick_size) > 0 and to_units(trade["size"], spec.lot_size) > 0
 
 
-async def test_trades_0_sends_books_only(dashboard: Dashboard) -> None:
-    async with connect(dashboard.ws("BTC-USD", "trades=0&depth=1")) as ws:
-        for _ in range(40):
+@pytest.mark.parametrize("query", ["depth=1", "trades=0&depth=1"])
+async def test_books_only_by_default_and_with_trades_0(dashboard: Dashboard, query: str) -> None:
+    async with connect(dashboard.ws("BTC-USD", query)) as ws:
+        for _ in range(100):
             assert (await recv_json(ws))["type"] == "book"
+
+
+async def test_trades_come_in_the_flush_before_the_book_at_the_interval(dashboard: Dashboard) -> None:
+    """With interval_ms, trades are flushed together with the book: no frame comes between two flushes."""
+    async with connect(dashboard.ws("BTC-USD", "trades=1&interval_ms=200")) as ws:
+        await recv_book(ws, 10.0, live=False)
+        flushes: list[tuple[float, list[str]]] = []  # (arrival of the flush's first frame, types in it)
+        trades = 0
+        async with asyncio.timeout(10.0):
+            while len(flushes) < 8 or trades == 0:
+                data = await recv_json(ws)
+                if not flushes or flushes[-1][1][-1] == "book":
+                    flushes.append((time.monotonic(), []))
+                flushes[-1][1].append(data["type"])
+                trades += data["type"] == "trade"
+                if data["type"] == "trade":
+                    assert data["sequence"] is not None
+    complete = [types for _, types in flushes if types[-1] == "book"]
+    assert all(set(types[:-1]) <= {"trade"} for types in complete), "trades, then one book, per flush"
+    starts = [t for t, _ in flushes]
+    gaps = [b - a for a, b in pairwise(starts)]
+    assert min(gaps) >= 0.17, gaps  # never more often than interval_ms (less scheduling slack)
 
 
 async def test_interval_ms_is_the_least_time_between_two_books(dashboard: Dashboard) -> None:

@@ -1,12 +1,28 @@
 """The publisher: runs the simulators against the wall clock and fans their messages out to subscribers.
 
-One engine task paces every :class:`~feed_server.simulator.InstrumentSimulator`: every tick (a few ms) it runs
-each simulator's events whose simulated time has come (``event_time_ns`` = the hub's start wall time + the
-event's simulated offset). For each event it builds one ``pb.BookMessage`` per depth currently subscribed on
-that instrument (the view's changes plus the event's trades, or a heartbeat), computes each checksum once, and
-hands the same message object to every subscriber at that depth. An event that leaves a depth's view unchanged
-still gives it an Update with no changes, so sequences are contiguous and identical for every subscriber.
-Nothing is built for an instrument nobody subscribes to.
+One engine task paces every :class:`~feed_server.simulator.InstrumentSimulator`. It runs the events of all
+instruments in simulated-time order (a heap on each simulator's next due time), so no instrument is favoured,
+and publishes each one as soon as it is due (``event_time_ns`` = the hub's start wall time + the event's
+simulated offset): between events it sleeps until the next one is due, so an event leaves the hub within about
+a millisecond (the event loop's timer resolution) of its event time. For each event it builds one
+``pb.BookMessage`` per depth currently subscribed on that instrument (the view's changes plus the event's
+trades, or a heartbeat), computes each checksum once, and hands the same message object to every subscriber at
+that depth. An event that leaves a depth's view unchanged still gives it an Update with no changes, so
+sequences are contiguous and identical for every subscriber. Nothing is built for an instrument nobody
+subscribes to.
+
+Fairness and responsiveness. The engine works in slices of at most ``SLICE_S`` (wall clock) and always returns to
+the event loop between slices, so the gRPC streams keep sending and signals are handled promptly even when the
+simulation cannot keep up with ``--rate``. When it is behind it goes on at once (no sleep) after each slice.
+
+Falling behind. The simulated clock is never bent: every event is run, in order, with its simulated time. When
+the engine falls more than ``MAX_LAG_S`` behind the wall clock, the mapping of simulated time to wall time is
+moved on by the excess (``start_ns`` grows), and a warning is logged at most every 10 s: the lag consumers see
+in ``event_time_ns`` stays bounded, and the feed simply runs slower than real time, with exactly the same
+messages (only ``event_time_ns`` shifts). Per instrument, ``event_time_ns`` never goes backwards.
+
+Idle. With no subscriber the engine runs the simulation in coarse steps (every ``idle_step_s``) so a new
+subscriber still gets a live book; nothing is encoded. A new subscription wakes the engine at once.
 
 Slow subscribers. Each :class:`Subscription` has a bounded buffer (``max_backlog`` messages). The publishing
 path never waits for a subscriber. When a subscriber's buffer is full, its whole backlog is dropped and
@@ -22,6 +38,7 @@ carries many messages under load.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from collections import deque
@@ -43,15 +60,25 @@ from feed_server.pb import market_data_pb2 as pb
 from feed_server.simulator import Event, InstrumentSimulator
 from feed_server.wire import heartbeat_message, snapshot_message
 
-__all__ = ["DEFAULT_MAX_BACKLOG", "DEFAULT_MAX_BATCH", "Hub", "Subscription"]
+__all__ = [
+    "DEFAULT_IDLE_STEP_S",
+    "DEFAULT_MAX_BACKLOG",
+    "DEFAULT_MAX_BATCH",
+    "MAX_LAG_S",
+    "SLICE_S",
+    "Hub",
+    "Subscription",
+]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BACKLOG = 50_000
 DEFAULT_MAX_BATCH = 5_000
-DEFAULT_TICK_S = 0.005
-_MAX_EVENTS_PER_SLICE = 100  # per instrument and call: then the engine lets the event loop send, and goes on
-_LAG_WARNING_NS = 1_000_000_000
+DEFAULT_IDLE_STEP_S = 0.1  # with no subscriber: how often the engine runs the simulation up to now
+SLICE_S = 0.005  # the most the engine works before it returns to the event loop
+MAX_LAG_S = 0.25  # behind the wall clock by more than this, the simulated-to-wall-time mapping moves on
+_MAX_SLEEP_S = 0.1  # the longest the engine sleeps with subscribers (the next event is usually sooner)
+_LAG_WARNING_INTERVAL_NS = 10_000_000_000
 
 
 class Subscription:
@@ -188,19 +215,19 @@ class Hub:
         rate: float = 50.0,
         max_backlog: int = DEFAULT_MAX_BACKLOG,
         max_batch: int = DEFAULT_MAX_BATCH,
-        tick_s: float = DEFAULT_TICK_S,
+        idle_step_s: float = DEFAULT_IDLE_STEP_S,
     ) -> None:
         self.specs: dict[str, InstrumentSpec] = {spec.instrument_id: spec for spec in instruments}
         if not self.specs:
             raise ValueError("a hub needs at least one instrument")
-        if max_backlog < 1 or max_batch < 1 or tick_s <= 0:
-            raise ValueError("max_backlog, max_batch and tick_s must be positive")
+        if max_backlog < 1 or max_batch < 1 or idle_step_s <= 0:
+            raise ValueError("max_backlog, max_batch and idle_step_s must be positive")
         self.seed = seed
         self.rate = rate
         # A resync puts one snapshot per instrument in the buffer: the backlog must hold at least that.
         self.max_backlog = max(max_backlog, 2 * len(self.specs))
         self.max_batch = max_batch
-        self.tick_s = tick_s
+        self.idle_step_s = idle_step_s
         self.simulators: dict[str, InstrumentSimulator] = {
             iid: InstrumentSimulator(spec, seed, rate) for iid, spec in self.specs.items()
         }
@@ -209,11 +236,18 @@ class Hub:
         self._checksums: dict[str, dict[int, _Checksum]] = {
             iid: {n: _Checksum(n) for n in range(1, CHECKSUM_LEVELS + 1)} for iid in self.specs
         }
+        # The simulators by next due time (simulated ns), ties in instrument order: the engine's run order.
+        self._due: list[tuple[int, int, InstrumentSimulator]] = [
+            (sim.next_offset_ns, index, sim) for index, sim in enumerate(self.simulators.values())
+        ]
+        heapq.heapify(self._due)
         self._subscriptions: dict[int, Subscription] = {}
         self._next_sub_id = 1
         self._start_ns = time.time_ns()
         self._start_mono_ns = time.monotonic_ns()
         self._engine: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()  # wakes an idle engine when the first subscriber arrives
+        self.shifted_ns = 0  # how far the simulated-to-wall-time mapping moved on because the engine fell behind
         self._last_lag_warning_ns = 0
 
     # ----------------------------------------------------------------- lifecycle
@@ -242,7 +276,9 @@ class Hub:
 
     @property
     def start_ns(self) -> int:
-        """Wall time (ns since the epoch) of simulated time 0: event_time_ns = start_ns + offset_ns."""
+        """Wall time (ns since the epoch) of simulated time 0: event_time_ns = start_ns + offset_ns.
+
+        It only changes (grows) when the engine falls more than MAX_LAG_S behind the wall clock."""
         return self._start_ns
 
     @property
@@ -281,6 +317,7 @@ class Hub:
             sub._buffer.append(self._snapshot(iid, depth, pb.SNAPSHOT_REASON_INITIAL))
         self._subscriptions[sub.sub_id] = sub
         sub._wakeup.set()
+        self._subscribed.set()
         logger.debug("subscribed %r", sub)
         return sub
 
@@ -338,33 +375,62 @@ class Hub:
 
     # ----------------------------------------------------------------- the engine
     async def _run(self) -> None:
+        slice_ns = int(SLICE_S * 1e9)
         while True:
-            budget = _MAX_EVENTS_PER_SLICE
-            ran = self.advance(time.monotonic_ns() - self._start_mono_ns, budget)
-            # Behind the clock (a full slice ran): only let the streams send, then catch up.
-            await asyncio.sleep(0 if ran >= budget else self.tick_s)
+            elapsed = self._elapsed_ns()
+            self.advance(elapsed, deadline_ns=time.monotonic_ns() + slice_ns)
+            due = self._due[0][0]
+            elapsed = self._elapsed_ns()
+            if due <= elapsed:  # behind: let the streams send (and signals in), then go on at once
+                self._bound_lag(elapsed - due)
+                await asyncio.sleep(0)
+            elif self._subscriptions:
+                await asyncio.sleep(min(due - elapsed, _MAX_SLEEP_S * 1e9) / 1e9)
+            else:
+                self._subscribed.clear()
+                try:
+                    async with asyncio.timeout(self.idle_step_s):
+                        await self._subscribed.wait()
+                except TimeoutError:
+                    pass
 
-    def advance(self, elapsed_ns: int, max_events: int = _MAX_EVENTS_PER_SLICE) -> int:
-        """Run and publish every instrument's events due by ``elapsed_ns`` of simulated time (at most
-        ``max_events`` per instrument); returns how many ran. The engine calls this every tick; tests may
-        call it directly on a hub that was never started."""
-        count = 0
-        for sim in self.simulators.values():
-            budget = max_events
-            while budget and sim.next_offset_ns <= elapsed_ns:
-                self._publish(sim, sim.next_event())
-                budget -= 1
-            count += max_events - budget
-            if not budget:
-                self._warn_lag(sim, elapsed_ns)
-        return count
+    def _elapsed_ns(self) -> int:
+        """Simulated time that is due now, by the wall clock (less any shift after falling behind)."""
+        return time.monotonic_ns() - self._start_mono_ns - self.shifted_ns
 
-    def _warn_lag(self, sim: InstrumentSimulator, elapsed: int) -> None:
-        lag = elapsed - sim.next_offset_ns
+    def _bound_lag(self, lag_ns: int) -> None:
+        """Keep the lag behind the wall clock under MAX_LAG_S by moving the time mapping on (see the docstring)."""
+        excess = lag_ns - int(MAX_LAG_S * 1e9)
+        if excess <= 0:
+            return
+        self.shifted_ns += excess
+        self._start_ns += excess
         now = time.monotonic_ns()
-        if lag > _LAG_WARNING_NS and now - self._last_lag_warning_ns > 10 * _LAG_WARNING_NS:
+        if now - self._last_lag_warning_ns >= _LAG_WARNING_INTERVAL_NS:
             self._last_lag_warning_ns = now
-            logger.warning("the simulation is %.1f s behind the wall clock (rate too high for this machine)", lag / 1e9)
+            logger.warning(
+                "the simulation cannot keep up with --rate %g on this machine and runs slower than real time: "
+                "%.1f s behind the wall clock so far (event times lag by at most %g s)",
+                self.rate,
+                self.shifted_ns / 1e9,
+                MAX_LAG_S,
+            )
+
+    def advance(self, elapsed_ns: int, max_events: int | None = None, deadline_ns: int | None = None) -> int:
+        """Run and publish the events due by ``elapsed_ns`` of simulated time, all instruments in simulated-time
+        order; stop early after ``max_events`` events or once ``time.monotonic_ns()`` passes ``deadline_ns``.
+        Returns how many ran. The engine calls this; tests may call it directly on a hub that was never
+        started."""
+        due = self._due
+        count = 0
+        while due[0][0] <= elapsed_ns:
+            _, index, sim = due[0]
+            self._publish(sim, sim.next_event())
+            heapq.heapreplace(due, (sim.next_offset_ns, index, sim))
+            count += 1
+            if count == max_events or (deadline_ns is not None and time.monotonic_ns() >= deadline_ns):
+                break
+        return count
 
     def _publish(self, sim: InstrumentSimulator, event: Event) -> None:
         self.events += 1

@@ -12,7 +12,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from feed_server.faults import FAULT_KINDS
-from feed_server.hub import DEFAULT_MAX_BACKLOG, DEFAULT_TICK_S, Hub
+from feed_server.hub import DEFAULT_IDLE_STEP_S, DEFAULT_MAX_BACKLOG, Hub
 from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.pb import market_data_pb2_grpc
 from feed_server.service import MarketDataServicer
@@ -52,7 +52,7 @@ class FeedServer:
         max_backlog: int = DEFAULT_MAX_BACKLOG,
         fault_rate: float = 0.0,
         fault_kinds: Iterable[str] = FAULT_KINDS,
-        tick_s: float = DEFAULT_TICK_S,
+        idle_step_s: float = DEFAULT_IDLE_STEP_S,
         max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
     ) -> None:
         self.host = host
@@ -62,7 +62,7 @@ class FeedServer:
         self.fault_rate = fault_rate
         self.fault_kinds = frozenset(fault_kinds)
         self._session_id = uuid.uuid4().hex
-        self._hub = Hub(instruments, seed=seed, rate=rate, max_backlog=max_backlog, tick_s=tick_s)
+        self._hub = Hub(instruments, seed=seed, rate=rate, max_backlog=max_backlog, idle_step_s=idle_step_s)
         self._max_concurrent_rpcs = max_concurrent_rpcs
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None

@@ -3,7 +3,8 @@
     python -m feed_server --port 50051 --rate 5000 &
     python scripts/feed_rate.py --address 127.0.0.1:50051 --seconds 10 [--depth 20] [--instruments AAPL,...]
 
-Prints messages/s, level changes/s, stream items/s and the event-time-to-receipt lag (p50/p99/max), after
+Prints messages/s, level changes/s, stream items/s, the event-time-to-receipt lag and the gap between stream
+items (p50/p99/max), after
 decoding and applying every message to an OrderBook (sequence and checksum verified).
 """
 
@@ -30,7 +31,8 @@ async def measure(address: str, seconds: float, depth: int, instruments: list[st
         books: dict[str, OrderBook] = {}
         messages = changes = items = 0
         lags: list[float] = []
-        start = time.monotonic()
+        gaps: list[float] = []
+        last_arrival = start = time.monotonic()
         warmup_done = False
         try:
             while True:
@@ -38,6 +40,8 @@ async def measure(address: str, seconds: float, depth: int, instruments: list[st
                 if item is grpc.aio.EOF:
                     break
                 now_ns = time.time_ns()
+                arrival = time.monotonic()
+                gap, last_arrival = arrival - last_arrival, arrival
                 for message in item.messages:
                     book = books.get(message.instrument_id)
                     if book is None:
@@ -48,6 +52,7 @@ async def measure(address: str, seconds: float, depth: int, instruments: list[st
                         warmup_done, start = True, time.monotonic()
                     continue
                 items += 1
+                gaps.append(gap * 1e3)
                 messages += len(item.messages)
                 changes += sum(len(m.update.changes) for m in item.messages)
                 lags.append((now_ns - item.messages[-1].event_time_ns) / 1e6)
@@ -57,6 +62,7 @@ async def measure(address: str, seconds: float, depth: int, instruments: list[st
             call.cancel()
         elapsed = time.monotonic() - start
         lags.sort()
+        gaps.sort()
         print(f"instruments {len(books)} depth {depth} over {elapsed:.1f} s")
         print(f"messages/s       {messages / elapsed:12,.0f}")
         print(f"level changes/s  {changes / elapsed:12,.0f}")
@@ -66,6 +72,8 @@ async def measure(address: str, seconds: float, depth: int, instruments: list[st
                 f"lag ms           p50 {lags[len(lags) // 2]:.1f}  p99 {lags[int(len(lags) * 0.99)]:.1f}  "
                 f"max {lags[-1]:.1f}"
             )
+            p50, p99 = gaps[len(gaps) // 2], gaps[int(len(gaps) * 0.99)]
+            print(f"item gap ms      p50 {p50:.1f}  p99 {p99:.1f}  max {gaps[-1]:.1f}")
 
 
 def main() -> int:

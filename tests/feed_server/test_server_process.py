@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import subprocess
 import sys
+import time
 
 import grpc
 import pytest
@@ -36,6 +38,39 @@ def test_a_signal_stops_the_server_cleanly_while_streaming(sig):
         assert process.returncode == 0, stderr.decode()
         assert b"Traceback" not in stderr
         assert b"stopped" in stderr
+    finally:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def test_a_rate_the_machine_cannot_keep_up_with_still_streams_regularly_and_stops_promptly():
+    port = free_port()
+    process = start_feed_process(port, "--rate", "500000", "--seed", "2")  # far beyond any machine
+    try:
+        wait_for_health(f"127.0.0.1:{port}", timeout=10)
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stream = market_data_pb2_grpc.MarketDataStub(channel).Subscribe(pb.SubscribeRequest(depth=5), timeout=15)
+            next(stream)  # the initial snapshots
+            arrivals = [time.monotonic()]
+            lags_ms: list[float] = []
+            for item in stream:
+                arrivals.append(time.monotonic())
+                lags_ms.append((time.time_ns() - item.messages[-1].event_time_ns) / 1e6)
+                if arrivals[-1] - arrivals[0] > 2.0:
+                    break
+            gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+            assert len(gaps) > 20, "stream items arrive regularly, many per second"
+            assert max(gaps) < 0.2, f"longest silence {max(gaps) * 1e3:.0f} ms"
+            # The feed runs slower than real time, but the lag it shows in event_time_ns stays bounded.
+            assert max(lags_ms[len(lags_ms) // 2 :]) < 2_000, f"lag {max(lags_ms):.0f} ms"
+            process.send_signal(signal.SIGTERM)
+            stopping = time.monotonic()
+            _, stderr = process.communicate(timeout=5)
+            stopped_in = time.monotonic() - stopping
+        assert process.returncode == 0, stderr.decode()
+        assert stopped_in < 2.0, f"SIGTERM took {stopped_in:.1f} s"
+        assert b"Traceback" not in stderr
+        assert b"cannot keep up" in stderr
     finally:
         process.kill()
         process.wait(timeout=5)

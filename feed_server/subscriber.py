@@ -353,12 +353,24 @@ class FeedSubscriber:
 
     def _on_messages(self, messages: Sequence[pb.BookMessage]) -> None:
         syncs = self._syncs
+        listeners = self._listeners
+        stats = self.stats
         for message in messages:
-            sync = syncs.get(message.instrument_id)
+            instrument_id = message.instrument_id
+            sync = syncs.get(instrument_id)
             if sync is None:
-                log.debug("ignoring message for unsubscribed instrument %r", message.instrument_id)
+                log.debug("ignoring message for unsubscribed instrument %r", instrument_id)
                 continue
-            self._handle(sync, sync.on_stream(message))
+            trades = sync.on_live_message(message)  # the common case: nothing but the book and one notification
+            if trades is None:
+                self._handle(sync, sync.on_stream(message))
+                continue
+            stats.messages += 1
+            for listener in listeners:
+                try:
+                    listener(instrument_id, trades)
+                except Exception:
+                    log.exception("book listener %r failed on %s", listener, instrument_id)
 
     def _new_stream(self, session_id: str) -> None:
         """The first response of a stream: every book waits for its snapshot on it."""

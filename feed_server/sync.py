@@ -30,7 +30,7 @@ from feed_server.book import OrderBook, Trade
 from feed_server.errors import BookError, InvalidMessage, SequenceGap
 from feed_server.instruments import InstrumentSpec
 from feed_server.pb import market_data_pb2 as pb
-from feed_server.wire import apply_message, trades_from_pb
+from feed_server.wire import apply_body, apply_message
 
 __all__ = ["MAX_BUFFERED", "TRADES_KEPT", "InstrumentBook", "InstrumentSync", "SnapshotMissing", "Step", "SyncState"]
 
@@ -113,12 +113,32 @@ class InstrumentSync:
         self._set_stale(True, step)
         return step
 
+    def on_live_message(self, message: pb.BookMessage) -> Sequence[Trade] | None:
+        """The common case, fast: apply the next update or heartbeat of a LIVE instrument.
+
+        Returns the message's trades when it was applied (one listener call is due, nothing else changed), or
+        None when it needs :meth:`on_stream`: the instrument is not LIVE, the message is a snapshot, a
+        duplicate or refused by the book (which is then left as it was, for ``on_stream`` to judge).
+        """
+        if self.state is not SyncState.LIVE:
+            return None
+        body = message.WhichOneof("body")
+        if body == "snapshot":
+            return None
+        try:
+            trades = apply_body(self.entry.book, message, body)
+        except BookError:
+            return None
+        self._record(message, trades)
+        return trades
+
     def on_stream(self, message: pb.BookMessage) -> Step:
         """One message of this instrument from the Subscribe stream."""
         step = Step()
         state = self.state
         book_seq = self.entry.book.sequence
-        if message.HasField("snapshot"):
+        body = message.WhichOneof("body")
+        if body == "snapshot":
             if self._base and book_seq is not None and message.sequence <= book_seq:
                 step.duplicates += 1  # an old snapshot again: never go back in time
             else:
@@ -129,14 +149,12 @@ class InstrumentSync:
                 step.duplicates += 1
                 return step
             try:
-                apply_message(self.entry.book, message)
+                trades = apply_body(self.entry.book, message, body)
             except BookError as exc:
                 self._fault(exc, step)
                 if isinstance(exc, SequenceGap):
                     self._buffer.append(message)  # the message itself may be fine: keep it for after the snapshot
                 return step
-            # An unset submessage reads as empty: heartbeats have no trades.
-            trades = trades_from_pb(message) if message.update.trades else _NO_TRADES
             self._record(message, trades)
             step.applied += 1
             step.notifications.append(trades)
@@ -184,13 +202,12 @@ class InstrumentSync:
                 step.duplicates += 1
                 continue
             try:
-                apply_message(book, buffered)
+                trades = apply_message(book, buffered)
             except BookError as exc:
                 self._fault(exc, step)
                 if isinstance(exc, SequenceGap):
                     self._buffer.extend(pending[i:])
                 return
-            trades = trades_from_pb(buffered) if buffered.update.trades else _NO_TRADES
             self._record(buffered, trades)
             step.applied += 1
             step.notifications.append(trades)
@@ -201,12 +218,11 @@ class InstrumentSync:
 
     def _record(self, message: pb.BookMessage, trades: Sequence[Trade]) -> None:
         entry = self.entry
-        entry.last_event_time_ns = message.event_time_ns
+        entry.last_event_time_ns = t = message.event_time_ns
         entry.messages_applied += 1
         entry.version += 1
         if trades:
-            t = message.event_time_ns
-            entry.trades.extend((t, trade) for trade in trades)
+            entry.trades.extend([(t, trade) for trade in trades])
             entry.last_trade = trades[-1]
 
     def _fault(self, exc: BookError, step: Step) -> None:

@@ -14,6 +14,7 @@ from feed_server.instruments import InstrumentSpec
 from feed_server.pb import market_data_pb2 as pb
 
 __all__ = [
+    "apply_body",
     "apply_message",
     "changes_from_pb",
     "heartbeat_message",
@@ -108,43 +109,60 @@ def heartbeat_message(instrument_id: str, sequence: int, event_time_ns: int, che
     )
 
 
-def _side(value: int, instrument_id: str, sequence: int) -> Side:
-    try:
-        return _SIDES[value]  # type: ignore[index]
-    except KeyError:
-        raise InvalidMessage(instrument_id, sequence, f"unknown side {value}") from None
-
-
 def changes_from_pb(message: pb.BookMessage) -> list[LevelChange]:
-    seq, iid = message.sequence, message.instrument_id
-    return [
-        LevelChange(_side(c.side, iid, seq), c.price_ticks, c.size_lots) for c in message.update.changes
-    ]
+    return _changes(message.update.changes, message)
 
 
 def trades_from_pb(message: pb.BookMessage) -> list[Trade]:
-    seq, iid = message.sequence, message.instrument_id
-    return [Trade(t.price_ticks, t.size_lots, _side(t.aggressor, iid, seq)) for t in message.update.trades]
+    return _trades(message.update.trades, message)
+
+
+def _changes(changes: Iterable[pb.LevelChange], message: pb.BookMessage) -> list[LevelChange]:
+    sides = _SIDES
+    try:
+        return [LevelChange(sides[c.side], c.price_ticks, c.size_lots) for c in changes]  # type: ignore[index]
+    except KeyError as exc:
+        raise InvalidMessage(message.instrument_id, message.sequence, f"unknown side {exc.args[0]}") from None
+
+
+def _trades(trades: Iterable[pb.Trade], message: pb.BookMessage) -> list[Trade]:
+    sides = _SIDES
+    try:
+        return [Trade(t.price_ticks, t.size_lots, sides[t.aggressor]) for t in trades]  # type: ignore[index]
+    except KeyError as exc:
+        raise InvalidMessage(message.instrument_id, message.sequence, f"unknown side {exc.args[0]}") from None
 
 
 def _levels_from_pb(levels: Sequence[pb.Level]) -> list[Level]:
     return [(lv.price_ticks, lv.size_lots) for lv in levels]
 
 
-def apply_message(book: OrderBook, message: pb.BookMessage) -> None:
-    """Apply one received message to a book, verifying sequence, crossing and checksum.
+_NO_TRADES: Sequence[Trade] = ()
 
-    Raises a BookError (and leaves the book as it was) when the message cannot be applied.
+
+def apply_message(book: OrderBook, message: pb.BookMessage) -> Sequence[Trade]:
+    """Apply one received message to a book, verifying sequence, crossing and checksum; return its trades.
+
+    Raises a BookError (and leaves the book as it was) when the message cannot be applied, including when a
+    trade in it is malformed.
     """
-    kind = message.WhichOneof("body")
-    if kind == "update":
-        book.apply_update(message.sequence, changes_from_pb(message), message.checksum)
-    elif kind == "heartbeat":
+    return apply_body(book, message, message.WhichOneof("body"))
+
+
+def apply_body(book: OrderBook, message: pb.BookMessage, body: str | None) -> Sequence[Trade]:
+    """``apply_message`` for a caller that has already read ``message.WhichOneof("body")``."""
+    if body == "update":
+        update = message.update
+        trades = _trades(update.trades, message) if update.trades else _NO_TRADES
+        book.apply_update(message.sequence, _changes(update.changes, message), message.checksum)
+        return trades
+    if body == "heartbeat":
         book.apply_heartbeat(message.sequence, message.checksum)
-    elif kind == "snapshot":
+        return _NO_TRADES
+    if body == "snapshot":
         snap = message.snapshot
         book.apply_snapshot(
             message.sequence, _levels_from_pb(snap.bids), _levels_from_pb(snap.asks), message.checksum
         )
-    else:
-        raise InvalidMessage(message.instrument_id, message.sequence, "message has no body")
+        return _NO_TRADES
+    raise InvalidMessage(message.instrument_id, message.sequence, "message has no body")

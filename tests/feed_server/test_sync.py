@@ -332,3 +332,38 @@ def test_after_a_reset_a_new_session_snapshot_with_lower_sequences_is_applied() 
     step = sync.on_stream(snapshot)
     assert step.resynced and not sync.entry.stale and sync.entry.book.sequence == 2
     assert_true_book(sync, restarted)
+
+
+def test_the_live_fast_path_applies_in_order_messages_and_declines_the_rest_untouched() -> None:
+    feed, sync = Feed(seed=3), new_sync()
+    first = feed.next()
+    assert sync.on_live_message(first) is None, "not live yet: the general path decides"
+    assert sync.entry.book.sequence is None and sync.state.value == "waiting"
+    sync.on_stream(feed.snapshot())
+    assert sync.on_live_message(feed.snapshot()) is None, "a snapshot goes the general path"
+    for message in feed.run(100):
+        version = sync.entry.version
+        trades = sync.on_live_message(message)
+        assert trades is not None
+        assert list(trades) == [Trade(t.price_ticks, t.size_lots, Side(t.aggressor)) for t in message.update.trades]
+        assert sync.entry.version == version + 1 and sync.entry.last_event_time_ns == message.sequence * 1000
+        assert_true_book(sync, feed)
+    feed.next()  # lost
+    gap = feed.next()
+    before, version = levels_of(sync), sync.entry.version
+    assert sync.on_live_message(gap) is None, "a gap is declined"
+    assert levels_of(sync) == before and sync.entry.version == version and sync.state is SyncState.LIVE
+    step = sync.on_stream(gap)
+    assert isinstance(step.fault, SequenceGap) and step.request_snapshot and sync.entry.stale
+
+
+def test_an_unknown_trade_side_refuses_the_whole_message() -> None:
+    feed, sync = Feed(seed=4), new_sync()
+    sync.on_stream(feed.snapshot())
+    before = levels_of(sync)
+    bad = update_message(IID, feed.seq + 1, 1, 0, [LevelChange(Side.BID, 999, 7)])
+    bad.update.trades.add(price_ticks=1000, size_lots=1, aggressor=7)  # type: ignore[arg-type]
+    assert sync.on_live_message(bad) is None
+    step = sync.on_stream(bad)
+    assert step.fault is not None and step.request_snapshot and sync.entry.stale
+    assert levels_of(sync) == before, "the book is left as it was"

@@ -41,6 +41,7 @@ import asyncio
 import heapq
 import logging
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterable, Sequence
 
@@ -141,34 +142,46 @@ class Subscription:
 
 
 class _Checksum:
-    """One instrument's checksum over its top ``levels`` levels, recomputed only when an event reaches them."""
+    """One instrument's checksum over its top ``levels`` levels per side (see feed_server.book).
 
-    __slots__ = ("ask_limit", "bid_limit", "levels", "value")
+    Each side's part of the canonical text is kept and rebuilt only when an event reaches that side's checksummed
+    levels (most events touch one side): CRC32 is chained, crc32(asks, crc32(bids + "|")) == crc32(whole text).
+    """
+
+    __slots__ = ("ask_limit", "ask_text", "bid_crc", "bid_limit", "levels", "value")
 
     def __init__(self, levels: int) -> None:
         self.levels = levels
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the cached parts (the book changed while nobody kept them up to date)."""
         self.value = -1
-        self.bid_limit: int | None = None  # price of the levels-th best bid; None: always recompute
+        self.bid_crc = 0  # CRC32 of the bid part and the "|"
+        self.ask_text = b""
+        self.bid_limit: int | None = None  # price of the levels-th best bid; None: any bid change counts
         self.ask_limit: int | None = None
 
     def get(self, book: OrderBook, changes: Sequence[LevelChange]) -> int:
-        if self.value < 0 or self._reached(changes):
-            n = self.levels
-            bids, asks = book.bids(n), book.asks(n)
-            self.value = compute_checksum(bids, asks)
-            self.bid_limit = bids[-1][0] if len(bids) == n else None
-            self.ask_limit = asks[-1][0] if len(asks) == n else None
-        return self.value
-
-    def _reached(self, changes: Sequence[LevelChange]) -> bool:
+        bids_reached = asks_reached = self.value < 0
         bid_limit, ask_limit = self.bid_limit, self.ask_limit
         for change in changes:
             if change.side is Side.BID:
-                if bid_limit is None or change.price >= bid_limit:
-                    return True
-            elif ask_limit is None or change.price <= ask_limit:
-                return True
-        return False
+                bids_reached = bids_reached or bid_limit is None or change.price >= bid_limit
+            else:
+                asks_reached = asks_reached or ask_limit is None or change.price <= ask_limit
+        if bids_reached:
+            bids = book.bids(self.levels)
+            text = ",".join([f"{p}:{s}" for p, s in bids]) + "|"
+            self.bid_crc = zlib.crc32(text.encode("ascii"))
+            self.bid_limit = bids[-1][0] if len(bids) == self.levels else None
+        if asks_reached:
+            asks = book.asks(self.levels)
+            self.ask_text = ",".join([f"{p}:{s}" for p, s in asks]).encode("ascii")
+            self.ask_limit = asks[-1][0] if len(asks) == self.levels else None
+        if bids_reached or asks_reached:
+            self.value = zlib.crc32(self.ask_text, self.bid_crc)
+        return self.value
 
 
 def _update_pb(
@@ -312,7 +325,7 @@ class Hub:
             if group is None:
                 group = groups[depth] = _Group(DepthView(self.simulators[iid].book, depth))
                 # The cached checksum was not kept up to date while nobody used it.
-                self._checksums[iid][min(CHECKSUM_LEVELS, depth)].value = -1
+                self._checksums[iid][min(CHECKSUM_LEVELS, depth)].reset()
             group.subscribers.append(sub)
             sub._buffer.append(self._snapshot(iid, depth, pb.SNAPSHOT_REASON_INITIAL))
         self._subscriptions[sub.sub_id] = sub

@@ -1,11 +1,16 @@
 """Measure what one subscriber receives from a running feed server.
 
     python -m feed_server --port 50051 --rate 5000 &
-    python scripts/feed_rate.py --address 127.0.0.1:50051 --seconds 10 [--depth 20] [--instruments AAPL,...]
+    python -m scripts.feed_rate --address 127.0.0.1:50051 --seconds 10 [--depth 20] [--instruments AAPL,...]
 
 Prints messages/s, level changes/s, stream items/s, the event-time-to-receipt lag and the gap between stream
-items (p50/p99/max), after
-decoding and applying every message to an OrderBook (sequence and checksum verified).
+items (p50/p99/max), after decoding and applying every message to an OrderBook (sequence and checksum verified).
+
+    python -m scripts.feed_rate --in-process [--depth 100] [--seconds 3] [--subscribers 1]
+
+measures the engine alone, on one core, without the network: events/s that ``Hub.advance`` simulates and
+publishes (CPU time of this process) with that many subscribers of every instrument at that depth, each
+taking its messages after every step.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import time
 import grpc
 
 from feed_server.book import OrderBook
+from feed_server.hub import Hub
+from feed_server.instruments import DEFAULT_INSTRUMENTS
 from feed_server.pb import market_data_pb2 as pb
 from feed_server.pb import market_data_pb2_grpc
 from feed_server.wire import apply_message
@@ -76,13 +83,39 @@ async def measure(address: str, seconds: float, depth: int, instruments: list[st
             print(f"item gap ms      p50 {p50:.1f}  p99 {p99:.1f}  max {gaps[-1]:.1f}")
 
 
+def measure_engine(seconds: float, depth: int, subscribers: int) -> None:
+    """Events/s through Hub.advance (simulate and publish), by this process's CPU time."""
+    hub = Hub(DEFAULT_INSTRUMENTS, seed=1, rate=2000.0)
+    subs = [hub.subscribe(None, depth) for _ in range(subscribers)]
+    elapsed = 0
+    start_events = 0
+    start = 0.0
+    for step in range(10_000_000):
+        if step == 50:  # warmed up
+            start_events, start = hub.events, time.process_time()
+        elapsed += 10_000_000  # 10 ms of simulated time: about 140 events
+        hub.advance(elapsed)
+        for sub in subs:
+            sub.take_nowait()
+        if step > 50 and time.process_time() - start >= seconds:
+            break
+    cpu = time.process_time() - start
+    rate = (hub.events - start_events) / cpu
+    print(f"engine: {rate:,.0f} events/s on one core ({subscribers} subscriber(s), depth {depth})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--address", default="127.0.0.1:50051")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--instruments", default="", help="comma-separated ids (default: all)")
+    parser.add_argument("--in-process", action="store_true", help="measure the engine alone (no server, no network)")
+    parser.add_argument("--subscribers", type=int, default=1, help="with --in-process: subscribers of every instrument")
     args = parser.parse_args()
+    if args.in_process:
+        measure_engine(args.seconds, args.depth, args.subscribers)
+        return 0
     ids = [part for part in args.instruments.split(",") if part]
     asyncio.run(measure(args.address, args.seconds, args.depth, ids))
     return 0

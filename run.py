@@ -11,7 +11,6 @@ or dies, the other is stopped and the exit code is 1.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import subprocess
@@ -21,6 +20,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from types import FrameType
+
+from feed_server.cli_args import OneLineArgumentParser, host_port, port_number
 
 FEED_START_TIMEOUT = 15.0
 DASHBOARD_START_TIMEOUT = 20.0
@@ -107,11 +108,13 @@ def _host_for_url(host: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python run.py", description="Run the feed server and the dashboard.")
+    parser = OneLineArgumentParser(prog="python run.py", description="Run the feed server and the dashboard.")
     parser.add_argument("--host", default="127.0.0.1", help="dashboard address (default %(default)s)")
-    parser.add_argument("--port", type=int, default=8000, help="dashboard port (default %(default)s)")
-    parser.add_argument("--feed-port", type=int, default=50051, help="feed server port (default %(default)s)")
-    parser.add_argument("--feed-address", help="HOST:PORT of a running feed server (then none is started)")
+    parser.add_argument("--port", type=port_number, default=8000, help="dashboard port (default %(default)s)")
+    parser.add_argument("--feed-port", type=port_number, default=50051, help="feed server port (default %(default)s)")
+    parser.add_argument(
+        "--feed-address", type=host_port, help="HOST:PORT of a running feed server (then none is started)"
+    )
     parser.add_argument("--seed", type=int, default=1, help="the feed's random seed (default %(default)s)")
     parser.add_argument("--rate", type=float, default=50.0, help="order events/s per instrument (default %(default)s)")
     parser.add_argument("--start-timeout", type=float, default=FEED_START_TIMEOUT,

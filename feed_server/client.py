@@ -13,9 +13,10 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn, TextIO
+from typing import TextIO
 
 from feed_server.book import MAX_DEPTH, Trade
+from feed_server.cli_args import OneLineArgumentParser, host_port
 from feed_server.errors import MarketDataError
 from feed_server.subscriber import FeedSubscriber, list_instruments
 from feed_server.sync import InstrumentBook
@@ -65,19 +66,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """Bad arguments are one line on stderr, ``error: BadArguments: ...``, and exit code 1, like every error."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(1, f"error: BadArguments: {message} (see --help)\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(
+    parser = OneLineArgumentParser(
         prog="python -m feed_server.client",
         description="Subscribe to one instrument of a market data feed and print its live top of book.",
     )
-    parser.add_argument("--address", default=DEFAULT_ADDRESS, help=f"feed server HOST:PORT (default {DEFAULT_ADDRESS})")
+    parser.add_argument(
+        "--address", type=host_port, default=DEFAULT_ADDRESS, help=f"feed server HOST:PORT (default {DEFAULT_ADDRESS})"
+    )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--instrument", metavar="ID", help="the instrument to subscribe to")
     what.add_argument("--list", action="store_true", help="print the instruments, one a line, and exit")

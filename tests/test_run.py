@@ -104,3 +104,20 @@ async def test_run_exits_1_with_one_line_when_the_feed_never_answers() -> None:
     finally:
         kill_all(process, children)
         output.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--port", "abc"], "--port"),
+        (["--feed-port", "70000"], "--feed-port"),
+        (["--feed-address", "nonsense"], "--feed-address"),
+    ],
+)
+def test_bad_arguments_give_one_error_line_and_exit_1(args: list[str], named: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "run.py", *args], cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1 and named in result.stderr, result.stderr

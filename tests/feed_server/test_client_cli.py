@@ -247,6 +247,7 @@ def test_table_rendering() -> None:
         ("--instrument", "AAPL", "--count", "-3"),
         ("--instrument", "AAPL", "--list"),
         ("--instrument", "AAPL", "--bogus"),
+        ("--address", "no-port-here", "--list"),
         (),
     ],
 )
@@ -254,4 +255,4 @@ async def test_bad_arguments_give_one_error_line_and_exit_1(args: tuple[str, ...
     code, out, err = await run_client(*args)
     assert code == 1
     assert out == ""
-    assert len(err.splitlines()) == 1 and err.startswith("error: BadArguments: "), err
+    assert len(err.splitlines()) == 1 and err.startswith("python -m feed_server.client: error: "), err

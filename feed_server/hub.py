@@ -189,21 +189,24 @@ def _update_pb(
     sequence: int,
     event_time_ns: int,
     checksum: int,
-    changes: Iterable[LevelChange],
-    trades: Iterable[Trade],
+    changes: Sequence[LevelChange],
+    trades: Sequence[Trade],
 ) -> pb.BookMessage:
     """The same message as wire.update_message, built about twice as fast (the engine's hot path)."""
     message = pb.BookMessage(
         instrument_id=instrument_id, sequence=sequence, event_time_ns=event_time_ns, checksum=checksum
     )
     update = message.update
-    update.SetInParent()
+    if not changes and not trades:
+        update.SetInParent()  # an empty Update is still an update (adding a change or trade sets it too)
+        return message
     add_change = update.changes.add
     for c in changes:
         add_change(side=c.side, price_ticks=c.price, size_lots=c.size)  # type: ignore[arg-type]
-    add_trade = update.trades.add
-    for t in trades:
-        add_trade(price_ticks=t.price, size_lots=t.size, aggressor=t.aggressor)  # type: ignore[arg-type]
+    if trades:
+        add_trade = update.trades.add
+        for t in trades:
+            add_trade(price_ticks=t.price, size_lots=t.size, aggressor=t.aggressor)  # type: ignore[arg-type]
     return message
 
 
@@ -455,9 +458,9 @@ class Hub:
         book = sim.book
         changes = event.changes
         checksums = self._checksums[iid]
-        used: dict[int, int] = {}
-        for depth, group in list(groups.items()):
-            n = min(CHECKSUM_LEVELS, depth)
+        used: dict[int, int] = {}  # checksum by levels, computed once per event
+        for depth, group in groups.items():
+            n = depth if depth < CHECKSUM_LEVELS else CHECKSUM_LEVELS
             checksum = used.get(n)
             if checksum is None:
                 checksum = used[n] = checksums[n].get(book, changes)

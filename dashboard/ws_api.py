@@ -15,9 +15,9 @@ WebSocket ``/ws/market_data/{instrument_id}?depth=10&interval_ms=0&trades=1``
 - Errors: ``{"type": "error", "code": ..., "message": ...}`` then a close code:
   ``unknown_instrument`` 4404, ``bad_request`` 4400, ``too_many_connections`` 1013 (past
   ``ApiLimits.max_connections``), ``feed_unavailable`` 1013 (the feed has not listed its instruments within
-  ``ApiLimits.instrument_wait`` seconds), ``slow_consumer`` 1008 (a send blocked for more than
-  ``ApiLimits.send_timeout`` seconds: the server buffers at most one message plus the transport's ~64 KiB per
-  client, then drops the client and aborts its connection).
+  ``ApiLimits.instrument_wait`` seconds), ``slow_consumer`` 1008 (a flush blocked for more than
+  ``ApiLimits.send_timeout`` seconds, checked 4 times a second: the server buffers at most one flush plus the
+  transport's ~64 KiB per client, then drops the client and aborts its connection).
 
 REST: ``GET /api/instruments`` -> ``[{"instrument_id", "name", "kind", "tick_size", "lot_size",
 "price_decimals", "size_decimals"}]``; ``GET /api/book/{instrument_id}?depth=N`` -> a book message;
@@ -135,18 +135,16 @@ class _TradeLog:
 class _Client:
     """One WebSocket client's subscription: what it wants and how far it has been sent."""
 
-    __slots__ = ("depth", "instrument_id", "interval", "sending", "trades")
+    __slots__ = ("depth", "flush_started", "instrument_id", "interval", "sender", "slow", "trades")
 
     def __init__(self, instrument_id: str, depth: int, interval: float, trades: _TradeLog | None) -> None:
         self.instrument_id = instrument_id
         self.depth = depth
         self.interval = interval
         self.trades = trades  # None: the client did not ask for trades
-        self.sending = False  # inside a send (that may be blocked by a client that does not read)
-
-
-class _SlowConsumer(Exception):
-    pass
+        self.flush_started = 0.0  # loop time the current flush began (0.0: not sending); the watchdog reads it
+        self.sender: asyncio.Task[None] | None = None
+        self.slow = False  # the watchdog found a flush blocked for longer than the send timeout
 
 
 class MarketDataHub:
@@ -165,6 +163,9 @@ class MarketDataHub:
         self._waiting: dict[str, list[asyncio.Future[None]]] = {}  # per instrument: clients idle until a change
         self._trade_logs: dict[str, _TradeLog] = {}
         self._trade_clients: dict[str, int] = {}  # per instrument: how many clients want trades
+        self._connected: set[_Client] = set()
+        self._watchdog: asyncio.TimerHandle | None = None  # armed while clients are connected
+        self._watch_every = max(0.01, min(0.25, self.limits.send_timeout / 4))
         self.connections = 0
         self.dropped_slow = 0
         bridge.subscriber.add_listener(self._on_book)
@@ -199,6 +200,23 @@ class MarketDataHub:
                 future.cancel()
                 with contextlib.suppress(ValueError):
                     self._waiting.get(instrument_id, []).remove(future)
+
+    # ----------------------------------------------------------------- slow-client watchdog
+    def _watch(self) -> None:
+        """Drop the clients whose current flush has been blocked for more than the send timeout.
+
+        One timer for all clients (rather than a timeout around every flush): a flush only stamps its start.
+        """
+        self._watchdog = None
+        if not self._connected:
+            return
+        loop = asyncio.get_running_loop()
+        overdue = loop.time() - self.limits.send_timeout
+        for client in self._connected:
+            if 0.0 < client.flush_started < overdue and not client.slow and client.sender is not None:
+                client.slow = True
+                client.sender.cancel()
+        self._watchdog = loop.call_later(self._watch_every, self._watch)
 
     # ----------------------------------------------------------------- shared helpers
     async def known_instruments(self) -> list[InstrumentSpec]:
@@ -254,17 +272,24 @@ class MarketDataHub:
             self._trade_clients[instrument_id] = self._trade_clients.get(instrument_id, 0) + 1
         client = _Client(instrument_id, depth, interval_ms / 1000, trades)
         reader = asyncio.create_task(_read_and_ignore(ws), name=f"ws read {instrument_id}")
-        sender = asyncio.create_task(self._send_loop(ws, client), name=f"ws send {instrument_id}")
+        sender = client.sender = asyncio.create_task(self._send_loop(ws, client), name=f"ws send {instrument_id}")
+        self._connected.add(client)
+        if self._watchdog is None:
+            self._watchdog = asyncio.get_running_loop().call_later(self._watch_every, self._watch)
         try:
             await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self._connected.discard(client)
+            if not self._connected and self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
             if want_trades:
                 self._trade_clients[instrument_id] -= 1
-            blocked = client.sending and not sender.done()  # stuck in a send: its buffer may never drain
+            blocked = client.flush_started > 0.0 and not sender.done()  # stuck in a send: may never drain
             for task in (reader, sender):
                 task.cancel()
             await asyncio.gather(reader, sender, return_exceptions=True)
-        if sender.done() and not sender.cancelled() and isinstance(sender.exception(), _SlowConsumer):
+        if client.slow:
             self.dropped_slow += 1
             log.info("dropped a slow WebSocket client of %s (send blocked > %s s)", instrument_id,
                      self.limits.send_timeout)
@@ -276,7 +301,6 @@ class MarketDataHub:
         """Send the full book at once, then at each change (at most once per interval): the trades since the
         last flush, then the latest book."""
         loop = asyncio.get_running_loop()
-        timeout = self.limits.send_timeout
         instrument_id, trades, interval = client.instrument_id, client.trades, client.interval
         trades_seen = trades.count if trades is not None else 0
         sent_book: object = None
@@ -296,16 +320,12 @@ class MarketDataHub:
                 assert ibook is not None
                 data = self.cache.get(ibook, client.depth)
                 sent_book, sent_version = ibook, ibook.version
-            client.sending = True
-            try:
-                async with asyncio.timeout(timeout):
-                    for text in new_trades:
-                        await ws.send_text(text)
-                    if data is not None:
-                        await ws.send_text(data)
-            except TimeoutError:
-                raise _SlowConsumer from None
-            client.sending = False
+            client.flush_started = flushed_at  # the watchdog (_watch) drops a client blocked here too long
+            for text in new_trades:
+                await ws.send_text(text)
+            if data is not None:
+                await ws.send_text(data)
+            client.flush_started = 0.0
             if interval:
                 await asyncio.sleep(flushed_at + interval - loop.time())
 

@@ -3,8 +3,10 @@
 One engine task paces every :class:`~feed_server.simulator.InstrumentSimulator`. It runs the events of all
 instruments in simulated-time order (a heap on each simulator's next due time), so no instrument is favoured,
 and publishes each one as soon as it is due (``event_time_ns`` = the hub's start wall time + the event's
-simulated offset): between events it sleeps until the next one is due, so an event leaves the hub within about
-a millisecond (the event loop's timer resolution) of its event time. For each event it builds one
+simulated offset): between events it sleeps until the next one is due. Event loop timers fire up to a
+millisecond late (epoll's resolution), so the engine wakes a millisecond early and waits the last fraction with
+a short blocking sleep, after the streams have sent what was published: an event leaves the hub a fraction of a
+millisecond after its event time. For each event it builds one
 ``pb.BookMessage`` per depth currently subscribed on that instrument (the view's changes plus the event's
 trades, or a heartbeat), computes each checksum once, and hands the same message object to every subscriber at
 that depth. An event that leaves a depth's view unchanged still gives it an Update with no changes, so
@@ -78,7 +80,8 @@ DEFAULT_MAX_BATCH = 5_000
 DEFAULT_IDLE_STEP_S = 0.1  # with no subscriber: how often the engine runs the simulation up to now
 SLICE_S = 0.005  # the most the engine works before it returns to the event loop
 MAX_LAG_S = 0.25  # behind the wall clock by more than this, the simulated-to-wall-time mapping moves on
-_MAX_SLEEP_S = 0.1  # the longest the engine sleeps with subscribers (the next event is usually sooner)
+_MAX_SLEEP_NS = 100_000_000  # the longest the engine sleeps with subscribers (the next event is usually sooner)
+_TIMER_SLACK_NS = 1_000_000  # how late an event loop timer may fire (epoll's millisecond resolution)
 _LAG_WARNING_INTERVAL_NS = 10_000_000_000
 
 
@@ -394,14 +397,21 @@ class Hub:
         slice_ns = int(SLICE_S * 1e9)
         while True:
             elapsed = self._elapsed_ns()
-            self.advance(elapsed, deadline_ns=time.monotonic_ns() + slice_ns)
+            ran = self.advance(elapsed, deadline_ns=time.monotonic_ns() + slice_ns)
             due = self._due[0][0]
             elapsed = self._elapsed_ns()
             if due <= elapsed:  # behind: let the streams send (and signals in), then go on at once
                 self._bound_lag(elapsed - due)
                 await asyncio.sleep(0)
             elif self._subscriptions:
-                await asyncio.sleep(min(due - elapsed, _MAX_SLEEP_S * 1e9) / 1e9)
+                delay = due - elapsed
+                if delay > _TIMER_SLACK_NS:
+                    # Event loop timers fire up to a millisecond late: wake a little early instead.
+                    await asyncio.sleep(min(delay - _TIMER_SLACK_NS, _MAX_SLEEP_NS) / 1e9)
+                elif ran:
+                    await asyncio.sleep(0)  # the streams send what was just published first
+                else:
+                    time.sleep(delay / 1e9)  # noqa: ASYNC251 - under a millisecond, for precision
             else:
                 self._subscribed.clear()
                 try:

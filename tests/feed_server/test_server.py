@@ -186,3 +186,25 @@ async def test_stopping_the_server_ends_streams_and_reports_not_serving():
             assert await call.code() == grpc.StatusCode.OK
             await stopping
             watch.cancel()
+
+
+async def test_an_idle_feed_wakes_for_a_new_subscriber():
+    # With no subscriber the engine only catches up every idle_step_s; a subscription must not wait for that.
+    async with running_feed_server(rate=500, instruments=[AAPL], idle_step_s=5.0) as server:
+        await asyncio.sleep(0.5)  # the engine is asleep in its idle step
+        events_before = server.hub.events
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            call = market_data_pb2_grpc.MarketDataStub(channel).Subscribe(pb.SubscribeRequest())
+            book = OrderBook("AAPL", 20)
+            updates = 0
+            try:
+                async with asyncio.timeout(1.0):
+                    while updates < 20:
+                        item = await call.read()
+                        for message in item.messages:
+                            apply_message(book, message)
+                            updates += message.HasField("update")
+            finally:
+                call.cancel()
+        assert events_before < 100, "idle: the simulation ran in a coarse step, not continuously"
+        assert updates >= 20

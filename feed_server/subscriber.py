@@ -332,7 +332,7 @@ class FeedSubscriber:
         try:
             async with asyncio.timeout(timeout) as watchdog:
                 async for response in call:
-                    watchdog.reschedule(loop.time() + timeout)
+                    # (No re-arming here: handling a response is synchronous, the watchdog cannot fire during it.)
                     if response.session_id != self.session_id or self.state is not ConnectionState.LIVE:
                         self._new_stream(response.session_id)
                     messages = response.messages

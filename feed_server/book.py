@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from sortedcontainers import SortedDict
 
@@ -43,17 +43,15 @@ class Side(IntEnum):
     ASK = 2
 
 
-@dataclass(frozen=True, slots=True)
-class LevelChange:
-    """The new total size at one price; size 0 removes the level."""
+class LevelChange(NamedTuple):
+    """The new total size at one price; size 0 removes the level. (A NamedTuple: made on every event.)"""
 
     side: Side
     price: int
     size: int
 
 
-@dataclass(frozen=True, slots=True)
-class Trade:
+class Trade(NamedTuple):
     """One execution: price in ticks, size in lots, and the side of the incoming order."""
 
     price: int

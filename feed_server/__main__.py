@@ -9,6 +9,7 @@ import math
 import sys
 from collections.abc import Sequence
 
+from feed_server.cli_args import OneLineArgumentParser, port_number
 from feed_server.faults import FAULT_KINDS, parse_fault_kinds
 from feed_server.hub import DEFAULT_MAX_BACKLOG
 from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
@@ -34,16 +35,6 @@ def _fraction(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be within 0..1, got {text!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be within 0..65535, got {text!r}")
     return value
 
 
@@ -78,9 +69,9 @@ def _fault_kinds(text: str) -> frozenset[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m feed_server", description=__doc__)
+    parser = OneLineArgumentParser(prog="python -m feed_server", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=50051, help="port to listen on (default 50051, 0: any)")
+    parser.add_argument("--port", type=port_number, default=50051, help="port to listen on (default 50051, 0: any)")
     parser.add_argument("--seed", type=int, default=1, help="random seed; the same seed gives the same feed")
     parser.add_argument("--rate", type=_positive_rate, default=50.0, help="order events per second per instrument")
     parser.add_argument(

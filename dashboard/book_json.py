@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from feed_server.book import OrderBook, Side, Trade
+from feed_server.book import Level, OrderBook, Side, Trade
 from feed_server.instruments import InstrumentSpec
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ __all__ = [
 ]
 
 _EXACT_INT = 2**53
+_size_of = itemgetter(1)
 
 
 class Scale:
@@ -67,6 +69,23 @@ class Scale:
         if -_EXACT_INT < scaled < _EXACT_INT and self._div < 10**22:
             return scaled / self._div
         return float(units * self._step)
+
+    def exact_up_to(self, units: int) -> bool:
+        """Whether ``units * mul / div`` is exact (as ``__call__``) for every ``-units <= u <= units``."""
+        return units * abs(self._mul) < _EXACT_INT and self._div < 10**22
+
+
+def _pairs(levels: list[Level], price: Scale, size: Scale) -> list[list[float]]:
+    """``[[price, size], ...]`` as JSON numbers; one bound check for the side rather than two per level."""
+    if not levels:
+        return []
+    # Prices are sorted, so the largest magnitude is at one end; sizes are not.
+    if price.exact_up_to(max(abs(levels[0][0]), abs(levels[-1][0]))) and size.exact_up_to(
+        max(map(_size_of, levels))
+    ):
+        pm, pd, sm, sd = price._mul, price._div, size._mul, size._div
+        return [[p * pm / pd, s * sm / sd] for p, s in levels]
+    return [[price(p), size(s)] for p, s in levels]
 
 
 @dataclass(slots=True)
@@ -143,8 +162,8 @@ def encode_book(
             "instrument_id": spec.instrument_id,
             "sequence": book.sequence,
             "timestamp_ns": timestamp_ns,
-            "bids": [[price(p), size(s)] for p, s in book.bids(depth)],
-            "asks": [[price(p), size(s)] for p, s in book.asks(depth)],
+            "bids": _pairs(book.bids(depth), price, size),
+            "asks": _pairs(book.asks(depth), price, size),
             "checksum": book.checksum() if has_book else None,
             "stale": stale or not has_book,
         }

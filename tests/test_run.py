@@ -121,3 +121,16 @@ def test_bad_arguments_give_one_error_line_and_exit_1(args: list[str], named: st
     assert result.returncode == 1
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1 and named in result.stderr, result.stderr
+
+
+def test_the_dashboard_alone_refuses_bad_arguments_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "dashboard", "--feed-address", "nonsense"],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert len(result.stderr.splitlines()) == 1 and "--feed-address" in result.stderr, result.stderr

@@ -5,47 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import math
 import sys
 from collections.abc import Sequence
 
-from feed_server.cli_args import OneLineArgumentParser, port_number
+from feed_server.cli_args import OneLineArgumentParser, float_in, int_in, port_number
 from feed_server.faults import FAULT_KINDS, parse_fault_kinds
 from feed_server.hub import DEFAULT_MAX_BACKLOG
 from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.server import serve
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def _positive_rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value <= 0 or value > 1_000_000:
-        raise argparse.ArgumentTypeError(f"must be within (0, 1000000], got {text!r}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be within 0..1, got {text!r}")
-    return value
-
-
-def _backlog(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return value
 
 
 def _instruments(text: str) -> tuple[InstrumentSpec, ...]:
@@ -73,7 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=50051, help="port to listen on (default 50051, 0: any)")
     parser.add_argument("--seed", type=int, default=1, help="random seed; the same seed gives the same feed")
-    parser.add_argument("--rate", type=_positive_rate, default=50.0, help="order events per second per instrument")
+    parser.add_argument(
+        "--rate",
+        type=float_in(0.0, 1_000_000.0, low_open=True),
+        default=50.0,
+        help="order events per second per instrument (default 50)",
+    )
     parser.add_argument(
         "--instruments",
         type=_instruments,
@@ -84,12 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-backlog",
-        type=_backlog,
+        type=int_in(1),
         default=DEFAULT_MAX_BACKLOG,
         help=f"messages buffered per subscriber before it is resynchronised (default {DEFAULT_MAX_BACKLOG})",
     )
     parser.add_argument(
-        "--fault-rate", type=_fraction, default=0.0, help="fraction of each subscriber's messages to fault (testing)"
+        "--fault-rate",
+        type=float_in(0.0, 1.0),
+        default=0.0,
+        help="fraction of each subscriber's messages to fault (testing)",
     )
     parser.add_argument(
         "--fault-kinds",

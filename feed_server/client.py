@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from feed_server.book import MAX_DEPTH, Trade
-from feed_server.cli_args import OneLineArgumentParser, host_port
+from feed_server.cli_args import OneLineArgumentParser, float_in, host_port, int_in
 from feed_server.errors import MarketDataError
 from feed_server.subscriber import FeedSubscriber, list_instruments
 from feed_server.sync import InstrumentBook
@@ -36,36 +36,6 @@ _HIDE_CURSOR = "\x1b[?25l"
 _SHOW_CURSOR = "\x1b[?25h"
 
 
-def _depth(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 1 <= value <= MAX_DEPTH:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_DEPTH}, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(
         prog="python -m feed_server.client",
@@ -78,11 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--instrument", metavar="ID", help="the instrument to subscribe to")
     what.add_argument("--list", action="store_true", help="print the instruments, one a line, and exit")
     parser.add_argument(
-        "--depth", type=_depth, default=DEFAULT_DEPTH, help=f"levels per side, 1..{MAX_DEPTH} (default {DEFAULT_DEPTH})"
+        "--depth",
+        type=int_in(1, MAX_DEPTH),
+        default=DEFAULT_DEPTH,
+        help=f"levels per side, 1..{MAX_DEPTH} (default {DEFAULT_DEPTH})",
     )
     until = parser.add_mutually_exclusive_group()
-    until.add_argument("--count", type=_positive_int, metavar="N", help="exit after N messages")
-    until.add_argument("--duration", type=_positive_float, metavar="S", help="exit after S seconds")
+    until.add_argument("--count", type=int_in(1), metavar="N", help="exit after N messages")
+    until.add_argument("--duration", type=float_in(0.0, 1e9, low_open=True), metavar="S", help="exit after S seconds")
     parser.add_argument("--verbose", "-v", action="store_true", help="log the subscriber's info messages")
     return parser
 

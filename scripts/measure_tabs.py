@@ -1,6 +1,6 @@
 """Measure the dashboard's CPU with N open browser tabs, and the page's refresh rate as a browser sees it.
 
-    python scripts/measure_tabs.py --tabs 10 --seconds 10 [--rate 50]
+    python -m scripts.measure_tabs --tabs 10 --seconds 10 [--rate 50]
 
 Starts ``python run.py`` on free ports (in its own process group, stopped at the end), opens N tabs of ``/``
 in headless Debian Chromium (Playwright, /usr/bin/chromium), and samples the CPU of every process of run.py's
@@ -26,18 +26,11 @@ import psutil
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
+from bench.tabs import CHROMIUM, CHROMIUM_FLAGS
+
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *CHROMIUM_FLAGS,
     # Ten tabs in one window: keep the hidden ones running as if each had its own screen.
     "--disable-background-timer-throttling",
     "--disable-renderer-backgrounding",

@@ -17,23 +17,13 @@ import httpx
 import psutil
 import pytest
 
+from bench.tabs import CHROMIUM
+from bench.tabs import CHROMIUM_FLAGS as CHROMIUM_ARGS
 from tests.servers import child_env, free_port, start_feed_process, wait_for_health
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "REPO", "page_feed", "running_dashboard", "stop_process"]
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PAGE_FEED_RATE = "200"  # order events per second per instrument: far more messages than page refreshes
 
 

@@ -21,21 +21,11 @@ import psutil
 import pytest
 from playwright.async_api import async_playwright
 
+from bench.tabs import CHROMIUM
+from bench.tabs import CHROMIUM_FLAGS as CHROMIUM_ARGS
 from tests.reliability.conftest import kill, start_dashboard_process, wait_http
 from tests.servers import REPO_ROOT, child_env, free_port, wait_for_health
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 EVIL_NAME = '<b id="xss-b">bold</b><img id="xss-img" src="x" onerror="window.__xss=1"><script>window.__xss=2</script>'
 EVIL_FEED = """
 import asyncio, logging, sys

@@ -23,23 +23,13 @@ import pytest
 from playwright.async_api import Page, async_playwright
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.tabs import CHROMIUM
+from bench.tabs import CHROMIUM_FLAGS as CHROMIUM_ARGS
 from feed_server.instruments import DEFAULT_INSTRUMENTS
 from feed_server.simulator import book_at
 from tests.reliability.conftest import kill, levels_to_units, recv_json, start_dashboard_process, wait_http
 from tests.servers import free_port, start_feed_process, wait_for_health
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RATE = 100.0
 INSTRUMENT = "AAPL"
 SPEC = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}[INSTRUMENT]

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import psutil
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
+from bench.procs import free_port
 from bench.tabs import CHROMIUM, CHROMIUM_FLAGS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,12 +49,6 @@ async (seconds) => {
   return changes / seconds;
 }
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def process_tree(root: psutil.Process) -> dict[str, psutil.Process]:

@@ -1,6 +1,6 @@
 """Soak test: run the whole system at a high rate for a while and watch memory and latency.
 
-    python scripts/soak.py --minutes 10 [--rate 200] [--ws-clients 20] [--tabs-equivalent 10]
+    python -m scripts.soak --minutes 10 [--rate 200] [--ws-clients 20] [--tabs-equivalent 10]
                            [--interval 30] [--warmup-minutes 2]
 
 Starts ``python -m feed_server`` and ``python -m dashboard`` as processes on free ports of 127.0.0.1, then
@@ -26,7 +26,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -41,26 +40,14 @@ import orjson
 import psutil
 from websockets.asyncio.client import connect
 
+from bench.procs import child_env, free_port
+
 REPO = Path(__file__).resolve().parents[1]
 PAGE_HZ = 8.0
 PAGE_DEPTH = 30
 WS_DEPTH = 20
 GROWTH_LIMIT_PCT = 10.0
 GROWTH_LIMIT_MB = 20.0
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return env
 
 
 def spawn(args: Sequence[str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -295,7 +282,7 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python scripts/soak.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, required=True, help="how long to run")
     parser.add_argument("--rate", type=float, default=200.0, help="feed order events/s per instrument (200)")
     parser.add_argument("--ws-clients", type=int, default=20, help="WebSocket clients reading everything (20)")

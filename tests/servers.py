@@ -11,8 +11,6 @@ Keep this API stable, other test packages import it:
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench.procs import child_env, free_port
 from feed_server.server import FeedServer
 
 __all__ = ["REPO_ROOT", "child_env", "free_port", "running_feed_server", "start_feed_process", "wait_for_health"]
@@ -42,23 +41,6 @@ async def running_feed_server(**kwargs: Any) -> AsyncIterator[FeedServer]:
         yield server
     finally:
         await server.stop(grace=0.5)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def child_env() -> dict[str, str]:
-    """os.environ without PYTEST_* variables, unbuffered, with the repo root importable."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    path = env.get("PYTHONPATH")
-    env["PYTHONPATH"] = str(REPO_ROOT) + (os.pathsep + path if path else "")
-    return env
 
 
 def start_feed_process(port: int, *args: str) -> subprocess.Popen[bytes]:

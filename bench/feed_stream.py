@@ -20,7 +20,7 @@ __all__ = ["QUICK_RATE", "RATES", "feed_args", "run"]
 
 log = logging.getLogger(__name__)
 
-RATES = (500, 1_000, 2_000)
+RATES = (500, 1_000, 2_000, 4_000, 8_000)
 QUICK_RATE = 1_000
 
 

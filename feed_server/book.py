@@ -13,6 +13,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Sequence
 from enum import IntEnum
+from itertools import islice
 from typing import NamedTuple
 
 from sortedcontainers import SortedDict
@@ -136,13 +137,13 @@ class OrderBook:
 
     def bids(self, n: int | None = None) -> list[Level]:
         """The top n bid levels (all when n is None), best (highest) first."""
-        keys = self._bids.keys() if n is None else self._bids.keys()[:n]
+        keys = self._bids.keys() if n is None else islice(self._bids, n)
         values = self._bids
         return [(-k, values[k]) for k in keys]
 
     def asks(self, n: int | None = None) -> list[Level]:
         """The top n ask levels (all when n is None), best (lowest) first."""
-        keys = self._asks.keys() if n is None else self._asks.keys()[:n]
+        keys = self._asks.keys() if n is None else islice(self._asks, n)
         values = self._asks
         return [(k, values[k]) for k in keys]
 
@@ -164,8 +165,9 @@ class OrderBook:
         if self._checksum is None:
             n = self.checksum_levels
             bids, asks = self._bids, self._asks
-            bid_keys = bids.keys()[:n]
-            ask_keys = asks.keys()[:n]
+            # Iterating a SortedDict from the start is cheaper than slicing its keys view.
+            bid_keys = list(islice(bids, n))
+            ask_keys = list(islice(asks, n))
             text = ",".join([f"{-k}:{bids[k]}" for k in bid_keys]) + "|" + ",".join(
                 [f"{k}:{asks[k]}" for k in ask_keys]
             )

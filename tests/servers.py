@@ -11,6 +11,9 @@ Keep this API stable, other test packages import it:
 
 from __future__ import annotations
 
+import base64
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +28,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from bench.procs import child_env, free_port
 from feed_server.server import FeedServer
 
-__all__ = ["REPO_ROOT", "child_env", "free_port", "running_feed_server", "start_feed_process", "wait_for_health"]
+__all__ = [
+    "REPO_ROOT",
+    "child_env",
+    "free_port",
+    "open_raw_websocket",
+    "running_feed_server",
+    "start_feed_process",
+    "wait_for_health",
+]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,3 +87,25 @@ def wait_for_health(address: str, timeout: float) -> None:
                     return
                 last_error = f"status {reply.status}"
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+
+
+def open_raw_websocket(port: int, path: str) -> socket.socket:
+    """A WebSocket handshake on a plain socket with a tiny receive buffer; the caller never reads after it."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(5.0)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = sock.recv(1)
+        assert chunk, "connection closed during the handshake"
+        response += chunk
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock

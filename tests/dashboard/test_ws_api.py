@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
-import socket
 import time
 from decimal import Decimal
 from itertools import pairwise
@@ -19,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from feed_server.book import compute_checksum
 from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from tests.dashboard.conftest import Dashboard, start_dashboard, stop_process
-from tests.servers import free_port, start_feed_process, wait_for_health
+from tests.servers import free_port, open_raw_websocket, start_feed_process, wait_for_health
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
 
@@ -202,28 +200,6 @@ async def test_unknown_parameters_and_client_frames_are_ignored(dashboard: Dashb
         book = await recv_book(ws, 10.0)
         check_book(book, SPECS["MSFT"], 5)
         await recv_book(ws, 5.0)
-
-
-def open_raw_websocket(port: int, path: str) -> socket.socket:
-    """A WebSocket handshake on a plain socket with a tiny receive buffer; the caller never reads after it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(5.0)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = sock.recv(1)
-        assert chunk, "connection closed during the handshake"
-        response += chunk
-    assert response.startswith(b"HTTP/1.1 101"), response
-    return sock
 
 
 async def test_a_client_that_never_reads_delays_nobody_and_is_dropped(dashboard: Dashboard) -> None:

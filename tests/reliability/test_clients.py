@@ -14,9 +14,7 @@ with ``ApiLimits(max_connections=24, send_timeout=1.0)`` (see conftest.start_das
 from __future__ import annotations
 
 import asyncio
-import base64
 import itertools
-import os
 import re
 import socket
 import time
@@ -28,6 +26,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.reliability.conftest import System, recv_json, rss_mb, start_system, stop_system
+from tests.servers import open_raw_websocket
 
 MAX_CONNECTIONS = 24
 SEND_TIMEOUT = 1.0
@@ -73,23 +72,6 @@ class Reader:
     def longest_gap_since(self, t: float) -> float:
         times = [a for a in self.arrivals if a >= t]
         return max((b - a for a, b in itertools.pairwise(times)), default=float("inf"))
-
-
-def never_reading_socket(port: int, instrument_id: str) -> socket.socket:
-    """A WebSocket handshake on a raw socket with a tiny receive buffer, after which nothing is ever read."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(5.0)
-    sock.connect(("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /ws/market_data/{instrument_id}?depth=100&interval_ms=0&trades=1 HTTP/1.1\r\n"
-            f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
-    )
-    return sock
 
 
 def server_side_open(pid: int, sockets: list[socket.socket]) -> int:
@@ -159,7 +141,10 @@ async def test_never_reading_clients_delay_nobody_stay_bounded_and_are_dropped(l
         baseline_rate = reader.count_since(baseline_start) / 2.0
         rss_before = rss_mb(dashboard_pid)
         instruments = ["BTC-USD", "ETH-USD", "ES-Z6", "EUR-USD", "USD-JPY", "MSFT", "AAPL"]
-        sockets = [never_reading_socket(limited.dashboard.port, instruments[i % 7]) for i in range(NEVER_READERS)]
+        sockets = [open_raw_websocket(
+                limited.dashboard.port,
+                f"/ws/market_data/{instruments[i % 7]}?depth=100&interval_ms=0&trades=1",
+            ) for i in range(NEVER_READERS)]
         flooded = loop.time()
         peak_rss = rss_before
         for _ in range(16):  # 8 s with the never-readers connected

@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from feed_server.instruments import DEFAULT_INSTRUMENTS
-from feed_server.pb import market_data_pb2 as pb
-from feed_server.pb import market_data_pb2_grpc
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
+from feed_server.protocol.pb import market_data_pb2 as pb
+from feed_server.protocol.pb import market_data_pb2_grpc
 
 __all__ = ["BareMarketData", "build_responses", "main"]
 

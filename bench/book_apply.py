@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sortedcontainers import SortedDict
 
 from bench.report import Result, at_least
-from feed_server.book import LevelChange, OrderBook, Side
+from feed_server.protocol.book import LevelChange, OrderBook, Side
 
 __all__ = ["CHANGES_PER_MESSAGE", "Messages", "build_messages", "run"]
 

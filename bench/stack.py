@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from bench.feed_stream import feed_args
 from bench.procs import Proc, free_port, started, wait_for_grpc_health, wait_for_http
 from bench.stream_client import consume
-from feed_server.instruments import DEFAULT_INSTRUMENTS
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 
 __all__ = ["INSTRUMENT_IDS", "Stack", "measure_change_rate", "running_stack"]
 

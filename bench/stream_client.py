@@ -2,7 +2,7 @@
 
 ``python -m bench.stream_client --address A --seconds S [--bare]`` subscribes to every instrument, waits
 for the first item, then counts for S seconds. Against the feed it applies every message to an OrderBook
-with ``feed_server.wire.apply_message`` (sequence, crossing and checksum verified); with ``--bare`` it only
+with ``feed_server.protocol.wire.apply_message`` (sequence, crossing and checksum verified); with ``--bare`` it only
 receives and decodes (the baseline: nothing to verify in pre-built messages).
 """
 
@@ -16,11 +16,11 @@ from typing import Any
 
 import grpc
 
-from feed_server.book import OrderBook
-from feed_server.errors import BookError
-from feed_server.pb import market_data_pb2 as pb
-from feed_server.pb import market_data_pb2_grpc
-from feed_server.wire import apply_message
+from feed_server.protocol.book import OrderBook
+from feed_server.protocol.errors import BookError
+from feed_server.protocol.pb import market_data_pb2 as pb
+from feed_server.protocol.pb import market_data_pb2_grpc
+from feed_server.protocol.wire import apply_message
 
 __all__ = ["consume", "main"]
 

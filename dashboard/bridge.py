@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from nicegui import background_tasks
 
-from feed_server.book import MAX_DEPTH, Trade
-from feed_server.instruments import InstrumentSpec
-from feed_server.subscriber import ConnectionState, FeedSubscriber, InstrumentBook
+from feed_server.client.subscriber import ConnectionState, FeedSubscriber, InstrumentBook
+from feed_server.protocol.book import MAX_DEPTH, Trade
+from feed_server.protocol.instruments import InstrumentSpec
 
 __all__ = ["FeedBridge", "get_bridge", "set_bridge"]
 

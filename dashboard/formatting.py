@@ -16,8 +16,8 @@ from decimal import Decimal
 from functools import lru_cache
 from itertools import islice
 
-from feed_server.book import Side, Trade
-from feed_server.instruments import InstrumentSpec, decimals_of
+from feed_server.protocol.book import Side, Trade
+from feed_server.protocol.instruments import InstrumentSpec, decimals_of
 
 __all__ = [
     "FixedPoint",

@@ -13,8 +13,8 @@ import os
 
 from nicegui import app, ui
 
+from dashboard.api.fanout import ApiLimits, MarketDataHub, TransportMiddleware, api_router
 from dashboard.bridge import FeedBridge, set_bridge
-from dashboard.ws_api import ApiLimits, MarketDataHub, TransportMiddleware, api_router
 
 __all__ = ["DEFAULT_FEED_ADDRESS", "DEFAULT_HOST", "DEFAULT_PORT", "TITLE", "build_app", "serve"]
 

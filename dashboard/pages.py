@@ -23,9 +23,9 @@ from dashboard.formatting import (
     level_rows,
     trade_rows,
 )
-from feed_server.book import Side, Trade
-from feed_server.instruments import InstrumentSpec
-from feed_server.subscriber import ConnectionState, InstrumentBook
+from feed_server.client.subscriber import ConnectionState, InstrumentBook
+from feed_server.protocol.book import Side, Trade
+from feed_server.protocol.instruments import InstrumentSpec
 
 __all__ = ["BOOK_LEVELS", "DEPTH_CHART_LEVELS", "REFRESH_HZ", "TAPE_TRADES", "BookPage", "register_pages"]
 

@@ -1,2 +1,11 @@
-"""The market data feed: wire contract stubs, the shared order book model, the simulating gRPC server,
-the subscriber library and the CLI client."""
+"""The market data feed, in three layers that data flows through one way:
+
+- ``feed_server.protocol``: the pure, I/O-free core every side shares: the order book, the checksum, wire
+  conversion, instrument specs, the exception tree, and the generated stubs (``protocol.pb``).
+- ``feed_server.server``: the feed: the simulator (the source), depth views, the pacing engine, the fan-out,
+  the gRPC service and the process around it, fault injection. ``python -m feed_server`` runs it.
+- ``feed_server.client``: the consumer library (per-instrument sync state machine, the reconnecting
+  subscriber, gRPC error translation, the health probe) and the CLI, ``python -m feed_server.client``.
+
+The client side never imports the server side; both import the protocol core.
+"""

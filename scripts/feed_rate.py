@@ -22,12 +22,12 @@ import time
 
 import grpc
 
-from feed_server.book import OrderBook
-from feed_server.hub import Hub
-from feed_server.instruments import DEFAULT_INSTRUMENTS
-from feed_server.pb import market_data_pb2 as pb
-from feed_server.pb import market_data_pb2_grpc
-from feed_server.wire import apply_message
+from feed_server.protocol.book import OrderBook
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
+from feed_server.protocol.pb import market_data_pb2 as pb
+from feed_server.protocol.pb import market_data_pb2_grpc
+from feed_server.protocol.wire import apply_message
+from feed_server.server.fanout import Hub
 
 
 async def measure(address: str, seconds: float, depth: int, instruments: list[str]) -> None:

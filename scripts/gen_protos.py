@@ -1,9 +1,10 @@
-"""Regenerate the gRPC stubs in feed_server/pb from proto/market_data.proto.
+"""Regenerate the gRPC stubs in feed_server/protocol/pb from proto/market_data.proto.
 
 Usage: python scripts/gen_protos.py [--out DIR]
 
-The stubs import as ``from feed_server.pb import market_data_pb2``: protoc's ``-I feed_server/pb=proto``
-mapping places them in the package. ``--out`` writes the tree somewhere else (the staleness test uses it).
+The stubs import as ``from feed_server.protocol.pb import market_data_pb2``: protoc's
+``-I feed_server/protocol/pb=proto`` mapping places them in the package. ``--out`` writes the tree somewhere
+else (the staleness test uses it).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from grpc_tools import protoc
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 PROTO_FILES = ("market_data.proto",)
-PACKAGE_PATH = "feed_server/pb"
+PACKAGE_PATH = "feed_server/protocol/pb"
 
 
 def generate(out_dir: Path) -> None:
-    """Write market_data_pb2.py, .pyi and _pb2_grpc.py under out_dir/feed_server/pb."""
+    """Write market_data_pb2.py, .pyi and _pb2_grpc.py under out_dir/feed_server/protocol/pb."""
     (out_dir / PACKAGE_PATH).mkdir(parents=True, exist_ok=True)
     include = protoc._get_resource_file_name("grpc_tools", "_proto")  # type: ignore[attr-defined]
     for name in PROTO_FILES:

@@ -26,7 +26,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench.procs import child_env, free_port
-from feed_server.server import FeedServer
+from feed_server.server.grpc_server import FeedServer
 
 __all__ = [
     "REPO_ROOT",

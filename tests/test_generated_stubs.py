@@ -1,4 +1,4 @@
-"""The committed stubs in feed_server/pb must be exactly what scripts/gen_protos.py generates."""
+"""The committed stubs in feed_server/protocol/pb must be exactly what scripts/gen_protos.py generates."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ def test_committed_stubs_match_the_proto(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     for name in GENERATED:
-        fresh = (tmp_path / "feed_server" / "pb" / name).read_text()
-        committed = (ROOT / "feed_server" / "pb" / name).read_text()
-        assert fresh == committed, f"feed_server/pb/{name} is stale: run python scripts/gen_protos.py"
+        fresh = (tmp_path / "feed_server" / "protocol" / "pb" / name).read_text()
+        committed = (ROOT / "feed_server" / "protocol" / "pb" / name).read_text()
+        assert fresh == committed, f"feed_server/protocol/pb/{name} is stale: run python scripts/gen_protos.py"
 
 
 def test_stubs_import_from_the_package() -> None:
-    from feed_server.pb import market_data_pb2, market_data_pb2_grpc
+    from feed_server.protocol.pb import market_data_pb2, market_data_pb2_grpc
 
     assert market_data_pb2.DESCRIPTOR.package == "marketdata.v1"
     assert hasattr(market_data_pb2_grpc, "MarketDataStub")

@@ -1,4 +1,4 @@
-"""Book JSON (dashboard.book_json): prices and sizes are the floats nearest the exact decimals, however large."""
+"""Book JSON (dashboard.api.book_json): prices and sizes are the floats nearest the exact decimals, however large."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dashboard.book_json import BookJsonCache, encode_book
-from feed_server.book import OrderBook, Side
-from feed_server.instruments import InstrumentSpec
-from feed_server.subscriber import InstrumentBook
+from dashboard.api.book_json import BookJsonCache, encode_book
+from feed_server.client.subscriber import InstrumentBook
+from feed_server.protocol.book import OrderBook, Side
+from feed_server.protocol.instruments import InstrumentSpec
 
 steps = st.sampled_from(["0.01", "0.0001", "0.25", "1", "5", "0.00000001", "100", "0.5"]).map(Decimal)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, sync_playwright
 
-from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from tests.dashboard.page_fixtures import CHROMIUM, CHROMIUM_ARGS, REPO, running_dashboard
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (CI installs chromium)")

@@ -20,8 +20,8 @@ from dashboard.formatting import (
     level_rows,
     trade_rows,
 )
-from feed_server.book import Side, Trade
-from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
+from feed_server.protocol.book import Side, Trade
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
 

@@ -18,7 +18,7 @@ import pytest
 from nicegui import ui
 from nicegui.testing import User
 
-from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from tests.dashboard.page_fixtures import page_feed, stop_process  # noqa: F401  (page_feed is a fixture)
 from tests.servers import free_port, start_feed_process, wait_for_health
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from feed_server.book import compute_checksum
-from feed_server.instruments import DEFAULT_INSTRUMENTS
+from feed_server.protocol.book import compute_checksum
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from tests.dashboard.conftest import Dashboard
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feed_server.book import DepthView, LevelChange, OrderBook, Side, compute_checksum
-from feed_server.errors import BookError, ChecksumMismatch, CrossedBook, InvalidMessage, SequenceGap
+from feed_server.protocol.book import DepthView, LevelChange, OrderBook, Side, compute_checksum
+from feed_server.protocol.errors import BookError, ChecksumMismatch, CrossedBook, InvalidMessage, SequenceGap
 
 
 def make_book(depth: int = 100) -> OrderBook:

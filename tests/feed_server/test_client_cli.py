@@ -11,10 +11,10 @@ from decimal import Decimal
 
 import pytest
 
-from feed_server.book import OrderBook, Side, Trade
-from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
-from feed_server.sync import InstrumentBook
-from feed_server.table import format_mid, render_table, summary_line
+from feed_server.client.book_text import format_mid, render_table, summary_line
+from feed_server.client.sync import InstrumentBook
+from feed_server.protocol.book import OrderBook, Side, Trade
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from tests.servers import REPO_ROOT, child_env, free_port, running_feed_server
 
 CLIENT = [sys.executable, "-m", "feed_server.client"]

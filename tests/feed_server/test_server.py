@@ -10,12 +10,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from feed_server.book import OrderBook
-from feed_server.instruments import DEFAULT_INSTRUMENTS
-from feed_server.pb import market_data_pb2 as pb
-from feed_server.pb import market_data_pb2_grpc
-from feed_server.server import SERVICE_NAME
-from feed_server.wire import apply_message
+from feed_server.protocol.book import OrderBook
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
+from feed_server.protocol.pb import market_data_pb2 as pb
+from feed_server.protocol.pb import market_data_pb2_grpc
+from feed_server.protocol.wire import apply_message
+from feed_server.server.grpc_server import SERVICE_NAME
 from tests.servers import running_feed_server
 
 AAPL = DEFAULT_INSTRUMENTS[0]

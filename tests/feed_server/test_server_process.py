@@ -12,11 +12,11 @@ import time
 import grpc
 import pytest
 
-from feed_server.book import OrderBook
-from feed_server.errors import ChecksumMismatch, SequenceGap
-from feed_server.pb import market_data_pb2 as pb
-from feed_server.pb import market_data_pb2_grpc
-from feed_server.wire import apply_message
+from feed_server.protocol.book import OrderBook
+from feed_server.protocol.errors import ChecksumMismatch, SequenceGap
+from feed_server.protocol.pb import market_data_pb2 as pb
+from feed_server.protocol.pb import market_data_pb2_grpc
+from feed_server.protocol.wire import apply_message
 from tests.servers import REPO_ROOT, child_env, free_port, running_feed_server, start_feed_process, wait_for_health
 
 

@@ -6,13 +6,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feed_server.book import OrderBook, Side
-from feed_server.errors import BookError
-from feed_server.hub import Hub
-from feed_server.instruments import DEFAULT_INSTRUMENTS
-from feed_server.pb import market_data_pb2 as pb
-from feed_server.simulator import HEARTBEAT_INTERVAL_NS, InstrumentSimulator, book_at
-from feed_server.wire import apply_message
+from feed_server.protocol.book import OrderBook, Side
+from feed_server.protocol.errors import BookError
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
+from feed_server.protocol.pb import market_data_pb2 as pb
+from feed_server.protocol.wire import apply_message
+from feed_server.server.fanout import Hub
+from feed_server.server.simulator import HEARTBEAT_INTERVAL_NS, InstrumentSimulator, book_at
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
 STEP_NS = 20_000_000

@@ -9,12 +9,12 @@ import grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from feed_server.book import OrderBook
-from feed_server.instruments import DEFAULT_INSTRUMENTS
-from feed_server.pb import market_data_pb2 as pb
-from feed_server.pb import market_data_pb2_grpc
-from feed_server.simulator import InstrumentSimulator
-from feed_server.wire import apply_message
+from feed_server.protocol.book import OrderBook
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
+from feed_server.protocol.pb import market_data_pb2 as pb
+from feed_server.protocol.pb import market_data_pb2_grpc
+from feed_server.protocol.wire import apply_message
+from feed_server.server.simulator import InstrumentSimulator
 from tests.servers import running_feed_server
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}

@@ -13,15 +13,15 @@ import grpc
 import grpc.aio
 import pytest
 
-from feed_server.book import Trade, compute_checksum
-from feed_server.errors import BadRequest, FeedUnavailable, UnknownInstrument
-from feed_server.instruments import DEFAULT_INSTRUMENTS
-from feed_server.pb import market_data_pb2 as pb
-from feed_server.pb import market_data_pb2_grpc
-from feed_server.server import FeedServer
-from feed_server.simulator import InstrumentSimulator
-from feed_server.subscriber import ConnectionState, FeedSubscriber, list_instruments
-from feed_server.wire import heartbeat_message, instrument_to_pb, snapshot_message
+from feed_server.client.subscriber import ConnectionState, FeedSubscriber, list_instruments
+from feed_server.protocol.book import Trade, compute_checksum
+from feed_server.protocol.errors import BadRequest, FeedUnavailable, UnknownInstrument
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
+from feed_server.protocol.pb import market_data_pb2 as pb
+from feed_server.protocol.pb import market_data_pb2_grpc
+from feed_server.protocol.wire import heartbeat_message, instrument_to_pb, snapshot_message
+from feed_server.server.grpc_server import FeedServer
+from feed_server.server.simulator import InstrumentSimulator
 from tests.servers import free_port, running_feed_server, start_feed_process, wait_for_health
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
@@ -150,7 +150,7 @@ async def test_a_subset_at_a_small_depth() -> None:
 
 async def test_injected_faults_are_detected_and_repaired_and_never_served(caplog: pytest.LogCaptureFixture) -> None:
     seed, rate, depth = 11, 300.0, 10
-    caplog.set_level(logging.WARNING, logger="feed_server.subscriber")
+    caplog.set_level(logging.WARNING, logger="feed_server.client.subscriber")
     async with running_feed_server(seed=seed, rate=rate, fault_rate=0.05) as server:
         subscriber = FeedSubscriber(server.address, depth=depth, seed=2)
         recorder = Recorder(subscriber)
@@ -313,7 +313,7 @@ async def test_a_failing_listener_does_not_stop_the_subscriber(caplog: pytest.Lo
 
         subscriber.add_listener(broken)
         recorder = Recorder(subscriber)
-        with caplog.at_level(logging.CRITICAL, logger="feed_server.subscriber"):
+        with caplog.at_level(logging.CRITICAL, logger="feed_server.client.subscriber"):
             async with running(subscriber):
                 await subscriber.wait_live(timeout=5)
                 await asyncio.sleep(0.3)
@@ -355,7 +355,7 @@ async def test_a_killed_feed_process_restarted_on_the_same_port_recovers() -> No
 
 
 def test_backoff_grows_with_jitter_up_to_the_cap_and_resets() -> None:
-    from feed_server.subscriber import _Backoff
+    from feed_server.client.subscriber import _Backoff
 
     delays_by_seed = []
     for seed in range(5):

@@ -1,4 +1,4 @@
-"""The per-instrument sync state machine (feed_server.sync), driven with hand-made message streams."""
+"""The per-instrument sync state machine (feed_server.client.sync), driven with hand-made message streams."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feed_server.book import LevelChange, OrderBook, Side, Trade
-from feed_server.errors import ChecksumMismatch, CrossedBook, SequenceGap
-from feed_server.instruments import InstrumentSpec
-from feed_server.pb import market_data_pb2 as pb
-from feed_server.sync import InstrumentBook, InstrumentSync, SnapshotMissing, SyncState
-from feed_server.wire import heartbeat_message, snapshot_message, update_message
+from feed_server.client.sync import InstrumentBook, InstrumentSync, SnapshotMissing, SyncState
+from feed_server.protocol.book import LevelChange, OrderBook, Side, Trade
+from feed_server.protocol.errors import ChecksumMismatch, CrossedBook, SequenceGap
+from feed_server.protocol.instruments import InstrumentSpec
+from feed_server.protocol.pb import market_data_pb2 as pb
+from feed_server.protocol.wire import heartbeat_message, snapshot_message, update_message
 
 IID = "TEST"
 SPEC = InstrumentSpec(IID, "Test instrument", "equity", Decimal("0.01"), Decimal("1"))

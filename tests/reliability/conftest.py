@@ -29,7 +29,7 @@ import psutil
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from feed_server.instruments import InstrumentSpec
+from feed_server.protocol.instruments import InstrumentSpec
 from tests.servers import REPO_ROOT, child_env, free_port, start_feed_process, wait_for_health
 
 __all__ = [
@@ -50,7 +50,7 @@ import sys
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 from nicegui import ui
 from dashboard.main import TITLE, build_app
-from dashboard.ws_api import ApiLimits
+from dashboard.api.fanout import ApiLimits
 limits = ApiLimits(**{k: float(v) if "." in v else int(v) for k, v in (a.split("=", 1) for a in sys.argv[3:])})
 build_app(sys.argv[1], limits)
 ui.run(host="127.0.0.1", port=int(sys.argv[2]), reload=False, show=False, title=TITLE, show_welcome_message=False)

@@ -19,9 +19,9 @@ from typing import Any
 
 from websockets.asyncio.client import connect
 
-from feed_server.book import MAX_DEPTH
-from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
-from feed_server.simulator import InstrumentSimulator
+from feed_server.protocol.book import MAX_DEPTH
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
+from feed_server.server.simulator import InstrumentSimulator
 from tests.reliability.conftest import kill, levels_to_units, recv_json, start_system
 
 SEED = 11

@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from feed_server.instruments import DEFAULT_INSTRUMENTS
-from feed_server.pb import market_data_pb2 as pb
-from feed_server.pb import market_data_pb2_grpc
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
+from feed_server.protocol.pb import market_data_pb2 as pb
+from feed_server.protocol.pb import market_data_pb2_grpc
 from tests.reliability.conftest import System
 
 KNOWN = [spec.instrument_id for spec in DEFAULT_INSTRUMENTS]

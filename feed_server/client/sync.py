@@ -3,7 +3,7 @@
 An :class:`InstrumentSync` takes the instrument's stream messages (``on_stream``) and the answers to its
 own snapshot requests (``on_snapshot``) and tells its caller what happened in a :class:`Step`: which
 messages were applied (one listener call each), whether the stale flag flipped, which fault was detected,
-and whether a fresh snapshot must be requested. The caller (feed_server.subscriber) does the I/O.
+and whether a fresh snapshot must be requested. The caller (feed_server.client.subscriber) does the I/O.
 
 States::
 
@@ -26,11 +26,11 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from feed_server.book import OrderBook, Trade
-from feed_server.errors import BookError, InvalidMessage, SequenceGap
-from feed_server.instruments import InstrumentSpec
-from feed_server.pb import market_data_pb2 as pb
-from feed_server.wire import apply_body, apply_message
+from feed_server.protocol.book import OrderBook, Trade
+from feed_server.protocol.errors import BookError, InvalidMessage, SequenceGap
+from feed_server.protocol.instruments import InstrumentSpec
+from feed_server.protocol.pb import market_data_pb2 as pb
+from feed_server.protocol.wire import apply_body, apply_message
 
 __all__ = ["MAX_BUFFERED", "TRADES_KEPT", "InstrumentBook", "InstrumentSync", "SnapshotMissing", "Step", "SyncState"]
 

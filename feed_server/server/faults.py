@@ -20,7 +20,7 @@ import random
 from collections import Counter
 from collections.abc import Iterable
 
-from feed_server.pb import market_data_pb2 as pb
+from feed_server.protocol.pb import market_data_pb2 as pb
 
 __all__ = ["FAULT_KINDS", "FaultInjector", "parse_fault_kinds"]
 

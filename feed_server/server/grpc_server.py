@@ -11,11 +11,11 @@ from collections.abc import Iterable, Sequence
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from feed_server.faults import FAULT_KINDS
-from feed_server.hub import DEFAULT_IDLE_STEP_S, DEFAULT_MAX_BACKLOG, Hub
-from feed_server.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
-from feed_server.pb import market_data_pb2_grpc
-from feed_server.service import MarketDataServicer
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
+from feed_server.protocol.pb import market_data_pb2_grpc
+from feed_server.server.fanout import DEFAULT_IDLE_STEP_S, DEFAULT_MAX_BACKLOG, Hub
+from feed_server.server.faults import FAULT_KINDS
+from feed_server.server.service import MarketDataServicer
 
 __all__ = ["MAX_CONCURRENT_RPCS", "MAX_RECEIVE_MESSAGE_BYTES", "SERVICE_NAME", "FeedServer", "serve"]
 

@@ -1,4 +1,4 @@
-"""Conversions between the wire messages (feed_server.pb) and the pure book model.
+"""Conversions between the wire messages (feed_server.protocol.pb) and the pure book model.
 
 ``apply_message`` is the one place where a consumer turns a received BookMessage into a book change.
 """
@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 
-from feed_server.book import Level, LevelChange, OrderBook, Side, Trade
-from feed_server.errors import InvalidMessage
-from feed_server.instruments import InstrumentSpec
-from feed_server.pb import market_data_pb2 as pb
+from feed_server.protocol.book import Level, LevelChange, OrderBook, Side, Trade
+from feed_server.protocol.errors import InvalidMessage
+from feed_server.protocol.instruments import InstrumentSpec
+from feed_server.protocol.pb import market_data_pb2 as pb
 
 __all__ = [
     "apply_body",

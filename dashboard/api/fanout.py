@@ -41,10 +41,10 @@ from fastapi import APIRouter, Request, Response, WebSocket
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
-from dashboard.book_json import BookJsonCache, encode_error, encode_trade, instruments_json
+from dashboard.api.book_json import BookJsonCache, encode_error, encode_trade, instruments_json
 from dashboard.bridge import FeedBridge
-from feed_server.book import MAX_DEPTH, Trade
-from feed_server.instruments import InstrumentSpec
+from feed_server.protocol.book import MAX_DEPTH, Trade
+from feed_server.protocol.instruments import InstrumentSpec
 
 __all__ = ["ApiLimits", "MarketDataHub", "TransportMiddleware", "api_router"]
 

@@ -15,12 +15,12 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from feed_server.book import MAX_DEPTH, Trade
 from feed_server.cli_args import OneLineArgumentParser, float_in, host_port, int_in
-from feed_server.errors import MarketDataError
-from feed_server.subscriber import FeedSubscriber, list_instruments
-from feed_server.sync import InstrumentBook
-from feed_server.table import format_instrument, render_table, summary_line
+from feed_server.client.book_text import format_instrument, render_table, summary_line
+from feed_server.client.subscriber import FeedSubscriber, list_instruments
+from feed_server.client.sync import InstrumentBook
+from feed_server.protocol.book import MAX_DEPTH, Trade
+from feed_server.protocol.errors import MarketDataError
 
 __all__ = ["main"]
 

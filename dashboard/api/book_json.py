@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from feed_server.book import Level, OrderBook, Side, Trade
-from feed_server.instruments import InstrumentSpec
+from feed_server.protocol.book import Level, OrderBook, Side, Trade
+from feed_server.protocol.instruments import InstrumentSpec
 
 if TYPE_CHECKING:
-    from feed_server.subscriber import InstrumentBook
+    from feed_server.client.subscriber import InstrumentBook
 
 __all__ = [
     "BookJsonCache",

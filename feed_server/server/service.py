@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 
 import grpc
 
-from feed_server.book import DEFAULT_DEPTH, MAX_DEPTH
-from feed_server.faults import FAULT_KINDS, FaultInjector
-from feed_server.hub import Hub
-from feed_server.pb import market_data_pb2 as pb
-from feed_server.pb import market_data_pb2_grpc
-from feed_server.wire import instrument_to_pb
+from feed_server.protocol.book import DEFAULT_DEPTH, MAX_DEPTH
+from feed_server.protocol.pb import market_data_pb2 as pb
+from feed_server.protocol.pb import market_data_pb2_grpc
+from feed_server.protocol.wire import instrument_to_pb
+from feed_server.server.fanout import Hub
+from feed_server.server.faults import FAULT_KINDS, FaultInjector
 
 __all__ = ["MAX_INSTRUMENT_IDS", "MarketDataServicer", "RequestError", "validate_request"]
 

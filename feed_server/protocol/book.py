@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from sortedcontainers import SortedDict
 
-from feed_server.errors import ChecksumMismatch, CrossedBook, InvalidMessage, SequenceGap
+from feed_server.protocol.errors import ChecksumMismatch, CrossedBook, InvalidMessage, SequenceGap
 
 CHECKSUM_LEVELS = 10
 MAX_DEPTH = 100

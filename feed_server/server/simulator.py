@@ -1,7 +1,7 @@
 """The order-level market simulator: pure, deterministic, in simulated time (no I/O, no asyncio).
 
 Per instrument an :class:`InstrumentSimulator` keeps resting limit orders in price-level FIFO queues and the
-aggregated :class:`~feed_server.book.OrderBook` built from them (the server's true book). Each call to
+aggregated :class:`~feed_server.protocol.book.OrderBook` built from them (the server's true book). Each call to
 :meth:`InstrumentSimulator.next_event` returns the next sequenced :class:`Event`:
 
 - order events: a limit order arrives near the touch (some inside the spread, some deeper) and rests; a resting
@@ -28,8 +28,8 @@ from typing import NamedTuple
 
 from sortedcontainers import SortedDict
 
-from feed_server.book import MAX_DEPTH, LevelChange, OrderBook, Side, Trade
-from feed_server.instruments import InstrumentSpec
+from feed_server.protocol.book import MAX_DEPTH, LevelChange, OrderBook, Side, Trade
+from feed_server.protocol.instruments import InstrumentSpec
 
 __all__ = ["HEARTBEAT_INTERVAL_NS", "Event", "InstrumentSimulator", "MarketSimulator", "book_at"]
 

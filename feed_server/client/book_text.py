@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from feed_server.book import Side, Trade
-from feed_server.instruments import InstrumentSpec
-from feed_server.sync import InstrumentBook
+from feed_server.client.sync import InstrumentBook
+from feed_server.protocol.book import Side, Trade
+from feed_server.protocol.instruments import InstrumentSpec
 
 __all__ = ["format_instrument", "format_mid", "format_trade", "render_table", "summary_line"]
 

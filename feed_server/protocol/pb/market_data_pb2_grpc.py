@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from feed_server.pb import market_data_pb2 as feed__server_dot_pb_dot_market__data__pb2
+from feed_server.protocol.pb import market_data_pb2 as feed__server_dot_protocol_dot_pb_dot_market__data__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in feed_server/pb/market_data_pb2_grpc.py depends on'
+        + ' but the generated code in feed_server/protocol/pb/market_data_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -36,18 +36,18 @@ class MarketDataStub:
         """
         self.ListInstruments = channel.unary_unary(
                 '/marketdata.v1.MarketData/ListInstruments',
-                request_serializer=feed__server_dot_pb_dot_market__data__pb2.ListInstrumentsRequest.SerializeToString,
-                response_deserializer=feed__server_dot_pb_dot_market__data__pb2.ListInstrumentsResponse.FromString,
+                request_serializer=feed__server_dot_protocol_dot_pb_dot_market__data__pb2.ListInstrumentsRequest.SerializeToString,
+                response_deserializer=feed__server_dot_protocol_dot_pb_dot_market__data__pb2.ListInstrumentsResponse.FromString,
                 _registered_method=True)
         self.Subscribe = channel.unary_stream(
                 '/marketdata.v1.MarketData/Subscribe',
-                request_serializer=feed__server_dot_pb_dot_market__data__pb2.SubscribeRequest.SerializeToString,
-                response_deserializer=feed__server_dot_pb_dot_market__data__pb2.SubscribeResponse.FromString,
+                request_serializer=feed__server_dot_protocol_dot_pb_dot_market__data__pb2.SubscribeRequest.SerializeToString,
+                response_deserializer=feed__server_dot_protocol_dot_pb_dot_market__data__pb2.SubscribeResponse.FromString,
                 _registered_method=True)
         self.GetSnapshot = channel.unary_unary(
                 '/marketdata.v1.MarketData/GetSnapshot',
-                request_serializer=feed__server_dot_pb_dot_market__data__pb2.SnapshotRequest.SerializeToString,
-                response_deserializer=feed__server_dot_pb_dot_market__data__pb2.BookMessage.FromString,
+                request_serializer=feed__server_dot_protocol_dot_pb_dot_market__data__pb2.SnapshotRequest.SerializeToString,
+                response_deserializer=feed__server_dot_protocol_dot_pb_dot_market__data__pb2.BookMessage.FromString,
                 _registered_method=True)
 
 
@@ -82,18 +82,18 @@ def add_MarketDataServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ListInstruments': grpc.unary_unary_rpc_method_handler(
                     servicer.ListInstruments,
-                    request_deserializer=feed__server_dot_pb_dot_market__data__pb2.ListInstrumentsRequest.FromString,
-                    response_serializer=feed__server_dot_pb_dot_market__data__pb2.ListInstrumentsResponse.SerializeToString,
+                    request_deserializer=feed__server_dot_protocol_dot_pb_dot_market__data__pb2.ListInstrumentsRequest.FromString,
+                    response_serializer=feed__server_dot_protocol_dot_pb_dot_market__data__pb2.ListInstrumentsResponse.SerializeToString,
             ),
             'Subscribe': grpc.unary_stream_rpc_method_handler(
                     servicer.Subscribe,
-                    request_deserializer=feed__server_dot_pb_dot_market__data__pb2.SubscribeRequest.FromString,
-                    response_serializer=feed__server_dot_pb_dot_market__data__pb2.SubscribeResponse.SerializeToString,
+                    request_deserializer=feed__server_dot_protocol_dot_pb_dot_market__data__pb2.SubscribeRequest.FromString,
+                    response_serializer=feed__server_dot_protocol_dot_pb_dot_market__data__pb2.SubscribeResponse.SerializeToString,
             ),
             'GetSnapshot': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSnapshot,
-                    request_deserializer=feed__server_dot_pb_dot_market__data__pb2.SnapshotRequest.FromString,
-                    response_serializer=feed__server_dot_pb_dot_market__data__pb2.BookMessage.SerializeToString,
+                    request_deserializer=feed__server_dot_protocol_dot_pb_dot_market__data__pb2.SnapshotRequest.FromString,
+                    response_serializer=feed__server_dot_protocol_dot_pb_dot_market__data__pb2.BookMessage.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -121,8 +121,8 @@ class MarketData:
             request,
             target,
             '/marketdata.v1.MarketData/ListInstruments',
-            feed__server_dot_pb_dot_market__data__pb2.ListInstrumentsRequest.SerializeToString,
-            feed__server_dot_pb_dot_market__data__pb2.ListInstrumentsResponse.FromString,
+            feed__server_dot_protocol_dot_pb_dot_market__data__pb2.ListInstrumentsRequest.SerializeToString,
+            feed__server_dot_protocol_dot_pb_dot_market__data__pb2.ListInstrumentsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -148,8 +148,8 @@ class MarketData:
             request,
             target,
             '/marketdata.v1.MarketData/Subscribe',
-            feed__server_dot_pb_dot_market__data__pb2.SubscribeRequest.SerializeToString,
-            feed__server_dot_pb_dot_market__data__pb2.SubscribeResponse.FromString,
+            feed__server_dot_protocol_dot_pb_dot_market__data__pb2.SubscribeRequest.SerializeToString,
+            feed__server_dot_protocol_dot_pb_dot_market__data__pb2.SubscribeResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -175,8 +175,8 @@ class MarketData:
             request,
             target,
             '/marketdata.v1.MarketData/GetSnapshot',
-            feed__server_dot_pb_dot_market__data__pb2.SnapshotRequest.SerializeToString,
-            feed__server_dot_pb_dot_market__data__pb2.BookMessage.FromString,
+            feed__server_dot_protocol_dot_pb_dot_market__data__pb2.SnapshotRequest.SerializeToString,
+            feed__server_dot_protocol_dot_pb_dot_market__data__pb2.BookMessage.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,6 +1,6 @@
 """The publisher: runs the simulators against the wall clock and fans their messages out to subscribers.
 
-One engine task paces every :class:`~feed_server.simulator.InstrumentSimulator`. It runs the events of all
+One engine task paces every :class:`~feed_server.server.simulator.InstrumentSimulator`. It runs the events of all
 instruments in simulated-time order (a heap on each simulator's next due time), so no instrument is favoured,
 and publishes each one as soon as it is due (``event_time_ns`` = the hub's start wall time + the event's
 simulated offset): between events it sleeps until the next one is due. Event loop timers fire up to a
@@ -47,7 +47,7 @@ import zlib
 from collections import deque
 from collections.abc import Iterable, Sequence
 
-from feed_server.book import (
+from feed_server.protocol.book import (
     CHECKSUM_LEVELS,
     DEFAULT_DEPTH,
     DepthView,
@@ -57,11 +57,11 @@ from feed_server.book import (
     Trade,
     compute_checksum,
 )
-from feed_server.errors import BadRequest, UnknownInstrument
-from feed_server.instruments import InstrumentSpec
-from feed_server.pb import market_data_pb2 as pb
-from feed_server.simulator import Event, InstrumentSimulator
-from feed_server.wire import heartbeat_message, snapshot_message
+from feed_server.protocol.errors import BadRequest, UnknownInstrument
+from feed_server.protocol.instruments import InstrumentSpec
+from feed_server.protocol.pb import market_data_pb2 as pb
+from feed_server.protocol.wire import heartbeat_message, snapshot_message
+from feed_server.server.simulator import Event, InstrumentSimulator
 
 __all__ = [
     "DEFAULT_IDLE_STEP_S",
@@ -145,7 +145,7 @@ class Subscription:
 
 
 class _Checksum:
-    """One instrument's checksum over its top ``levels`` levels per side (see feed_server.book).
+    """One instrument's checksum over its top ``levels`` levels per side (see feed_server.protocol.book).
 
     Each side's part of the canonical text is kept and rebuilt only when an event reaches that side's checksummed
     levels (most events touch one side): CRC32 is chained, crc32(asks, crc32(bids + "|")) == crc32(whole text).

@@ -9,11 +9,11 @@ Used by the CLI client and the dashboard::
     entry = subscriber.books["BTC-USD"]   # InstrumentBook: .book, .stale, .trades, ...
 
 ``run()`` owns its gRPC channel. Per instrument the stream is verified (sequence, crossing, checksum) by
-feed_server.sync; a broken instrument is marked stale and resynchronised alone with GetSnapshot while the
+feed_server.client.sync; a broken instrument is marked stale and resynchronised alone with GetSnapshot while the
 others keep flowing. A dead connection (error, end of stream, or no message for ``heartbeat_timeout``
 seconds) marks every book stale, and the subscriber reconnects with exponential backoff and jitter, or,
 with ``reconnect=False``, raises FeedUnavailable. This module is the boundary where gRPC errors become
-feed_server.errors.
+feed_server.protocol.errors.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from enum import StrEnum
 import grpc
 import grpc.aio
 
-from feed_server.book import MAX_DEPTH, OrderBook, Trade
-from feed_server.errors import (
+from feed_server.client.sync import InstrumentBook, InstrumentSync, SnapshotMissing, Step, SyncState
+from feed_server.protocol.book import MAX_DEPTH, OrderBook, Trade
+from feed_server.protocol.errors import (
     BadRequest,
     BookError,
     ChecksumMismatch,
@@ -39,11 +40,10 @@ from feed_server.errors import (
     SequenceGap,
     UnknownInstrument,
 )
-from feed_server.instruments import InstrumentSpec
-from feed_server.pb import market_data_pb2 as pb
-from feed_server.pb import market_data_pb2_grpc
-from feed_server.sync import InstrumentBook, InstrumentSync, SnapshotMissing, Step, SyncState
-from feed_server.wire import instrument_from_pb
+from feed_server.protocol.instruments import InstrumentSpec
+from feed_server.protocol.pb import market_data_pb2 as pb
+from feed_server.protocol.pb import market_data_pb2_grpc
+from feed_server.protocol.wire import instrument_from_pb
 
 __all__ = [
     "BookListener",
@@ -103,7 +103,7 @@ class SubscriberStats:
 
 
 def translate_rpc_error(exc: grpc.aio.AioRpcError, address: str, what: str = "") -> FeedError:
-    """The feed_server.errors equivalent of a gRPC error (the one place that reads gRPC status codes)."""
+    """The feed_server.protocol.errors equivalent of a gRPC error (the one place that reads gRPC status codes)."""
     code = exc.code()
     details = exc.details() or ""
     if code == grpc.StatusCode.NOT_FOUND:

@@ -8,7 +8,7 @@ items (p50/p99/max), after decoding and applying every message to an OrderBook (
 
     python -m scripts.feed_rate --in-process [--depth 100] [--seconds 3] [--subscribers 1]
 
-measures the engine alone, on one core, without the network: events/s that ``Hub.advance`` simulates and
+measures the engine alone, on one core, without the network: events/s that ``Engine.advance`` simulates and
 publishes (CPU time of this process) with that many subscribers of every instrument at that depth, each
 taking its messages after every step.
 """
@@ -27,7 +27,7 @@ from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.protocol.wire import apply_message
-from feed_server.server.fanout import Hub
+from feed_server.server.engine import Engine
 
 
 async def measure(address: str, seconds: float, depth: int, instruments: list[str]) -> None:
@@ -84,23 +84,23 @@ async def measure(address: str, seconds: float, depth: int, instruments: list[st
 
 
 def measure_engine(seconds: float, depth: int, subscribers: int) -> None:
-    """Events/s through Hub.advance (simulate and publish), by this process's CPU time."""
-    hub = Hub(DEFAULT_INSTRUMENTS, seed=1, rate=2000.0)
-    subs = [hub.subscribe(None, depth) for _ in range(subscribers)]
+    """Events/s through Engine.advance (simulate and publish), by this process's CPU time."""
+    engine = Engine(DEFAULT_INSTRUMENTS, seed=1, rate=2000.0)
+    subs = [engine.fanout.subscribe(None, depth) for _ in range(subscribers)]
     elapsed = 0
     start_events = 0
     start = 0.0
     for step in range(10_000_000):
         if step == 50:  # warmed up
-            start_events, start = hub.events, time.process_time()
+            start_events, start = engine.events, time.process_time()
         elapsed += 10_000_000  # 10 ms of simulated time: about 140 events
-        hub.advance(elapsed)
+        engine.advance(elapsed)
         for sub in subs:
             sub.take_nowait()
         if step > 50 and time.process_time() - start >= seconds:
             break
     cpu = time.process_time() - start
-    rate = (hub.events - start_events) / cpu
+    rate = (engine.events - start_events) / cpu
     print(f"engine: {rate:,.0f} events/s on one core ({subscribers} subscriber(s), depth {depth})")
 
 

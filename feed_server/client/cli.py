@@ -17,7 +17,8 @@ from typing import TextIO
 
 from feed_server.cli_args import OneLineArgumentParser, float_in, host_port, int_in
 from feed_server.client.book_text import format_instrument, render_table, summary_line
-from feed_server.client.subscriber import FeedSubscriber, list_instruments
+from feed_server.client.rpc import list_instruments
+from feed_server.client.subscriber import FeedSubscriber
 from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.book import MAX_DEPTH, Trade
 from feed_server.protocol.errors import MarketDataError

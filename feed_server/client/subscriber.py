@@ -28,22 +28,22 @@ from enum import StrEnum
 import grpc
 import grpc.aio
 
-from feed_server.client.sync import InstrumentBook, InstrumentSync, SnapshotMissing, Step, SyncState
+from feed_server.client.backoff import Backoff
+from feed_server.client.rpc import CHANNEL_OPTIONS, fetch_instruments, translate_rpc_error
+from feed_server.client.sync import InstrumentBook, InstrumentSync, Step, SyncState
 from feed_server.protocol.book import MAX_DEPTH, OrderBook, Trade
 from feed_server.protocol.errors import (
-    BadRequest,
     BookError,
     ChecksumMismatch,
     CrossedBook,
-    FeedError,
     FeedUnavailable,
     SequenceGap,
+    SnapshotMissing,
     UnknownInstrument,
 )
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
-from feed_server.protocol.wire import instrument_from_pb
 
 __all__ = [
     "BookListener",
@@ -51,8 +51,6 @@ __all__ = [
     "FeedSubscriber",
     "InstrumentBook",
     "SubscriberStats",
-    "list_instruments",
-    "translate_rpc_error",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,21 +58,6 @@ log = logging.getLogger(__name__)
 BookListener = Callable[[str, Sequence[Trade]], None]
 """Called as ``listener(instrument_id, trades)`` after every applied message and every stale flip."""
 
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-CHANNEL_OPTIONS: list[tuple[str, int]] = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_send_message_length", 1024 * 1024),
-    ("grpc.enable_http_proxy", 0),  # a feed address is dialled directly, never through an HTTP proxy
-]
-# Status codes after which a new connection may succeed. Anything else is the request's fault.
-RETRYABLE_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-    }
-)
 SNAPSHOT_TIMEOUT = 5.0
 YIELD_EVERY = 500  # messages applied between two yields to the event loop when a stream item is large
 
@@ -100,79 +83,6 @@ class SubscriberStats:
     reconnects: int = 0  # connection attempts after the first
     sessions: int = 0  # streams opened (a restarted server or a reconnect each add one)
     watchdog_timeouts: int = 0  # connections given up because nothing arrived for heartbeat_timeout
-
-
-def translate_rpc_error(exc: grpc.aio.AioRpcError, address: str, what: str = "") -> FeedError:
-    """The feed_server.protocol.errors equivalent of a gRPC error (the one place that reads gRPC status codes)."""
-    code = exc.code()
-    details = exc.details() or ""
-    if code == grpc.StatusCode.NOT_FOUND:
-        return UnknownInstrument(details or f"unknown instrument ({what})")
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return BadRequest(details or f"bad request ({what})")
-    if code == grpc.StatusCode.UNAVAILABLE:
-        lowered = details.lower()
-        if "refused" in lowered:
-            return FeedUnavailable(f"no feed server at {address} (connection refused)")
-        if "failed to connect" in lowered or "dns" in lowered or "resolve" in lowered:
-            return FeedUnavailable(f"no feed server at {address} ({details})")
-        return FeedUnavailable(f"feed server at {address} unavailable: {details or 'connection lost'}")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return FeedUnavailable(f"feed server at {address} did not answer in time{f' ({what})' if what else ''}")
-    name = code.name if code is not None else "UNKNOWN"
-    if code in RETRYABLE_CODES:
-        return FeedUnavailable(f"stream from {address} ended: {name}: {details}")
-    return FeedError(f"feed server at {address} failed: {name}: {details}")
-
-
-async def _list_instruments(
-    stub: market_data_pb2_grpc.MarketDataStub, address: str, rpc_timeout: float
-) -> list[InstrumentSpec]:
-    try:
-        request = pb.ListInstrumentsRequest()
-        response: pb.ListInstrumentsResponse = await stub.ListInstruments(request, timeout=rpc_timeout)
-    except grpc.aio.AioRpcError as exc:
-        raise translate_rpc_error(exc, address, "ListInstruments") from exc
-    specs: list[InstrumentSpec] = []
-    for message in response.instruments:
-        try:
-            specs.append(instrument_from_pb(message))
-        except ValueError as exc:
-            log.warning("ignoring instrument from %s: %s", address, exc)
-    return specs
-
-
-async def list_instruments(address: str, timeout: float = 5.0) -> list[InstrumentSpec]:  # noqa: ASYNC109 (the RPC deadline)
-    """Every instrument the feed server at ``address`` simulates. Raises FeedUnavailable (or FeedError)."""
-    async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-        return await _list_instruments(market_data_pb2_grpc.MarketDataStub(channel), address, timeout)
-
-
-class _Backoff:
-    """Exponential backoff with jitter: a random start, doubled up to a cap, reset after a success."""
-
-    def __init__(self, initial: float, maximum: float, rng: random.Random) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self._rng = rng
-        self._next = 0.0
-        self.attempts = 0  # delays handed out since the last reset
-
-    def reset(self) -> None:
-        self._next = 0.0
-        self.attempts = 0
-
-    def delay(self) -> float:
-        self.attempts += 1
-        if self._next == 0.0:
-            self._next = self.initial * (0.5 + self._rng.random())
-        else:
-            self._next = min(self._next * 2, self.maximum)
-        return min(self._next * (0.75 + 0.5 * self._rng.random()), self.maximum)
-
-
-class _ConnectionLost(Exception):
-    """Internal: the stream ended or went quiet; ``reason`` says how."""
 
 
 class FeedSubscriber:
@@ -202,7 +112,7 @@ class FeedSubscriber:
         self.instruments: dict[str, InstrumentSpec] = {}
         self.books: dict[str, InstrumentBook] = {}
         self.stats = SubscriberStats()
-        self._backoff = _Backoff(backoff_initial, backoff_max, random.Random(seed))
+        self._backoff = Backoff(backoff_initial, backoff_max, random.Random(seed))
         self._listeners: list[BookListener] = []
         self._syncs: dict[str, InstrumentSync] = {}
         self._resync_tasks: dict[str, asyncio.Task[None]] = {}
@@ -258,14 +168,10 @@ class FeedSubscriber:
                 attempt += 1
                 try:
                     await self._connect_once()
-                    reason = f"stream from {self.address} ended"
-                    error: FeedError = FeedUnavailable(reason)
-                except _ConnectionLost as exc:
-                    reason = str(exc)
-                    error = FeedUnavailable(reason)
+                    error = FeedUnavailable(f"stream from {self.address} ended")
                 except FeedUnavailable as exc:
-                    reason = str(exc)
                     error = exc
+                reason = str(error)
                 self._connection_lost()
                 if not self.reconnect:
                     raise error
@@ -293,7 +199,7 @@ class FeedSubscriber:
             stub = market_data_pb2_grpc.MarketDataStub(channel)
             self._stub = stub
             try:
-                specs = await _list_instruments(stub, self.address, rpc_timeout=max(self.heartbeat_timeout, 1.0))
+                specs = await fetch_instruments(stub, self.address, rpc_timeout=max(self.heartbeat_timeout, 1.0))
                 self._set_instruments(specs)
                 request = pb.SubscribeRequest(instrument_ids=list(self.instrument_ids), depth=self.depth)
                 call = stub.Subscribe(request)
@@ -349,7 +255,7 @@ class FeedSubscriber:
                     watchdog.reschedule(loop.time() + timeout)
         except TimeoutError:
             self.stats.watchdog_timeouts += 1
-            raise _ConnectionLost(f"no message from {self.address} for {timeout:g} s") from None
+            raise FeedUnavailable(f"no message from {self.address} for {timeout:g} s") from None
 
     def _on_messages(self, messages: Sequence[pb.BookMessage]) -> None:
         syncs = self._syncs

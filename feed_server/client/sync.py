@@ -27,12 +27,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from feed_server.protocol.book import OrderBook, Trade
-from feed_server.protocol.errors import BookError, InvalidMessage, SequenceGap
+from feed_server.protocol.errors import BookError, SequenceGap, SnapshotMissing
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import apply_body, apply_message
 
-__all__ = ["MAX_BUFFERED", "TRADES_KEPT", "InstrumentBook", "InstrumentSync", "SnapshotMissing", "Step", "SyncState"]
+__all__ = ["MAX_BUFFERED", "TRADES_KEPT", "InstrumentBook", "InstrumentSync", "Step", "SyncState"]
 
 TRADES_KEPT = 100
 MAX_BUFFERED = 10_000  # stream messages kept while a resync is under way; the oldest go first
@@ -63,10 +63,6 @@ class SyncState(enum.Enum):
 
 
 _NO_TRADES: tuple[Trade, ...] = ()
-
-
-class SnapshotMissing(InvalidMessage):
-    """An update or heartbeat arrived before any snapshot of its instrument (the snapshot was lost)."""
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""Every exception the feed package raises on purpose.
+"""Every exception the product raises on purpose, in one tree.
 
 ::
 
@@ -8,19 +8,31 @@
     │   ├── ChecksumMismatch      the book after the message does not match the message's checksum
     │   ├── CrossedBook           the book after the message would have best bid >= best ask
     │   └── InvalidMessage        a malformed message (unknown side, negative size, ...)
-    └── FeedError                 talking to a feed server failed
-        ├── FeedUnavailable       no server at the address, or the connection broke
-        ├── UnknownInstrument     the server does not know an instrument id (gRPC NOT_FOUND)
-        └── BadRequest            the server refused the request (gRPC INVALID_ARGUMENT)
+    │       └── SnapshotMissing   an update or heartbeat came before any snapshot of its instrument
+    ├── RequestError              server side: the feed refuses a request; ``status`` names the gRPC status
+    │   ├── NoSuchInstrument      an instrument id the feed does not have (NOT_FOUND)
+    │   └── InvalidRequest        a bad depth, a repeated id, too many ids (INVALID_ARGUMENT)
+    └── FeedError                 client side: talking to a feed server failed; ``code`` is the gRPC status
+        ├── FeedUnavailable       no server at the address, or the connection broke or went quiet
+        ├── UnknownInstrument     the server does not know an instrument id (NOT_FOUND)
+        └── BadRequest            the server refused the request (INVALID_ARGUMENT)
 
-Lower libraries' errors (``grpc.aio.AioRpcError``) are translated into these at the client boundary.
+The server raises only RequestError; the service ends the call with its status. The consumer side raises only
+FeedError: feed_server.client.rpc translates a ``grpc.aio.AioRpcError`` into one at the boundary and keeps the
+call's status code on it (``code``, a ``grpc.StatusCode``, or None when no status ended the call, such as a
+stream that went quiet), so callers decide on the code, never on the message text.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import grpc
+
 
 class MarketDataError(Exception):
-    """Base of every error raised on purpose by the feed package."""
+    """Base of every error raised on purpose by the product."""
 
 
 class BookError(MarketDataError):
@@ -65,12 +77,40 @@ class InvalidMessage(BookError):
     """The message itself is malformed."""
 
 
+class SnapshotMissing(InvalidMessage):
+    """An update or heartbeat arrived before any snapshot of its instrument (the snapshot was lost)."""
+
+
+class RequestError(MarketDataError):
+    """The feed refuses a request (server side). ``status`` is the name of the gRPC status to end the call with."""
+
+    status = "INVALID_ARGUMENT"
+
+
+class NoSuchInstrument(RequestError):
+    """The request names an instrument the feed does not have."""
+
+    status = "NOT_FOUND"
+
+
+class InvalidRequest(RequestError):
+    """The request is malformed: a depth out of range, a repeated id, too many ids."""
+
+    status = "INVALID_ARGUMENT"
+
+
 class FeedError(MarketDataError):
-    """Talking to the feed server failed."""
+    """Talking to the feed server failed (client side).
+
+    ``code`` is the ``grpc.StatusCode`` that ended the call, or None when none did (a stream that went quiet)."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class FeedUnavailable(FeedError):
-    """No feed server answers at the address, or the stream broke."""
+    """No feed server answers at the address, or the stream broke or went quiet."""
 
 
 class UnknownInstrument(FeedError):

@@ -16,12 +16,10 @@ from feed_server.protocol.pb import market_data_pb2 as pb
 __all__ = [
     "apply_body",
     "apply_message",
-    "changes_from_pb",
     "heartbeat_message",
     "instrument_from_pb",
     "instrument_to_pb",
     "snapshot_message",
-    "trades_from_pb",
     "update_message",
 ]
 
@@ -78,25 +76,26 @@ def update_message(
     sequence: int,
     event_time_ns: int,
     checksum: int,
-    changes: Iterable[LevelChange],
-    trades: Iterable[Trade] = (),
+    changes: Sequence[LevelChange],
+    trades: Sequence[Trade] = (),
 ) -> pb.BookMessage:
-    return pb.BookMessage(
-        instrument_id=instrument_id,
-        sequence=sequence,
-        event_time_ns=event_time_ns,
-        checksum=checksum,
-        update=pb.Update(
-            changes=[
-                pb.LevelChange(side=c.side.value, price_ticks=c.price, size_lots=c.size)  # type: ignore[arg-type]
-                for c in changes
-            ],
-            trades=[
-                pb.Trade(price_ticks=t.price, size_lots=t.size, aggressor=t.aggressor.value)  # type: ignore[arg-type]
-                for t in trades
-            ],
-        ),
+    """An Update (the feed engine's hot path: built with the repeated fields' ``add``, about twice as fast as
+    building the sub-messages first). An update with no change and no trade is still an update."""
+    message = pb.BookMessage(
+        instrument_id=instrument_id, sequence=sequence, event_time_ns=event_time_ns, checksum=checksum
     )
+    update = message.update
+    if not changes and not trades:
+        update.SetInParent()  # an empty Update is still an update (adding a change or trade sets it too)
+        return message
+    add_change = update.changes.add
+    for c in changes:
+        add_change(side=c.side, price_ticks=c.price, size_lots=c.size)  # type: ignore[arg-type]
+    if trades:
+        add_trade = update.trades.add
+        for t in trades:
+            add_trade(price_ticks=t.price, size_lots=t.size, aggressor=t.aggressor)  # type: ignore[arg-type]
+    return message
 
 
 def heartbeat_message(instrument_id: str, sequence: int, event_time_ns: int, checksum: int) -> pb.BookMessage:
@@ -107,14 +106,6 @@ def heartbeat_message(instrument_id: str, sequence: int, event_time_ns: int, che
         checksum=checksum,
         heartbeat=pb.Heartbeat(),
     )
-
-
-def changes_from_pb(message: pb.BookMessage) -> list[LevelChange]:
-    return _changes(message.update.changes, message)
-
-
-def trades_from_pb(message: pb.BookMessage) -> list[Trade]:
-    return _trades(message.update.trades, message)
 
 
 def _changes(changes: Iterable[pb.LevelChange], message: pb.BookMessage) -> list[LevelChange]:

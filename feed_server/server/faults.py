@@ -1,6 +1,6 @@
 """Fault injection on one subscriber's outgoing messages, for testing consumers' gap and corruption handling.
 
-A :class:`FaultInjector` transforms the message stream of one subscriber (never the hub's true book, never
+A :class:`FaultInjector` transforms the message stream of one subscriber (never the engine's true book, never
 another subscriber's stream): a fraction ``rate`` of the non-snapshot messages gets one fault, chosen from
 ``kinds``:
 

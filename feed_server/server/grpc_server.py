@@ -1,4 +1,4 @@
-"""The feed server: the hub, the MarketData service and the standard gRPC health service on one grpc.aio server."""
+"""The feed server process: the engine, the MarketData service and the gRPC health service on one grpc.aio server."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2_grpc
-from feed_server.server.fanout import DEFAULT_IDLE_STEP_S, DEFAULT_MAX_BACKLOG, Hub
+from feed_server.server.engine import DEFAULT_IDLE_STEP_S, Engine
+from feed_server.server.fanout import DEFAULT_MAX_BACKLOG
 from feed_server.server.faults import FAULT_KINDS
 from feed_server.server.service import MarketDataServicer
 
@@ -62,14 +63,15 @@ class FeedServer:
         self.fault_rate = fault_rate
         self.fault_kinds = frozenset(fault_kinds)
         self._session_id = uuid.uuid4().hex
-        self._hub = Hub(instruments, seed=seed, rate=rate, max_backlog=max_backlog, idle_step_s=idle_step_s)
+        self._engine = Engine(instruments, seed=seed, rate=rate, max_backlog=max_backlog, idle_step_s=idle_step_s)
         self._max_concurrent_rpcs = max_concurrent_rpcs
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
 
     @property
-    def hub(self) -> Hub:
-        return self._hub
+    def engine(self) -> Engine:
+        """The engine, whose ``fanout`` holds the subscriptions."""
+        return self._engine
 
     @property
     def session_id(self) -> str:
@@ -87,7 +89,8 @@ class FeedServer:
             raise RuntimeError("server already started")
         server = grpc.aio.server(options=_SERVER_OPTIONS, maximum_concurrent_rpcs=self._max_concurrent_rpcs)
         servicer = MarketDataServicer(
-            self._hub,
+            self._engine.specs.values(),
+            self._engine.fanout,
             self._session_id,
             fault_rate=self.fault_rate,
             fault_kinds=self.fault_kinds,
@@ -106,7 +109,7 @@ class FeedServer:
                 self.fault_rate * 100,
                 ",".join(sorted(self.fault_kinds)),
             )
-        self._hub.start()
+        self._engine.start()
         await server.start()
         self._server = server
         self._health = health_servicer
@@ -118,7 +121,7 @@ class FeedServer:
             self.address,
             self.seed,
             self.rate,
-            len(self._hub.specs),
+            len(self._engine.specs),
         )
         return port
 
@@ -128,7 +131,7 @@ class FeedServer:
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
             self._health = None
-        await self._hub.close()  # ends every Subscribe stream normally
+        await self._engine.close()  # ends every Subscribe stream normally
         if server is not None:
             await server.stop(grace)
             logger.info("feed server %s stopped", self._session_id)

@@ -1,4 +1,4 @@
-"""The gRPC ``marketdata.v1.MarketData`` service: a thin layer connecting the RPCs to the hub.
+"""The gRPC ``marketdata.v1.MarketData`` service: a thin layer connecting the RPCs to the fan-out.
 
 Requests are validated before anything is streamed: an unknown instrument id ends the call with
 ``NOT_FOUND``; a depth over 100, a repeated id or more than 100 ids with ``INVALID_ARGUMENT``. The status
@@ -14,27 +14,20 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 import grpc
 
 from feed_server.protocol.book import DEFAULT_DEPTH, MAX_DEPTH
+from feed_server.protocol.errors import InvalidRequest, NoSuchInstrument, RequestError
+from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.protocol.wire import instrument_to_pb
-from feed_server.server.fanout import Hub
+from feed_server.server.fanout import Fanout
 from feed_server.server.faults import FAULT_KINDS, FaultInjector
 
-__all__ = ["MAX_INSTRUMENT_IDS", "MarketDataServicer", "RequestError", "validate_request"]
+__all__ = ["MAX_INSTRUMENT_IDS", "MarketDataServicer", "validate_request"]
 
 logger = logging.getLogger(__name__)
 
 MAX_INSTRUMENT_IDS = 100
 _MAX_ID_SHOWN = 64
-
-
-class RequestError(Exception):
-    """A request the service refuses, with the gRPC status code to end the call with."""
-
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def _shown(instrument_id: str) -> str:
@@ -45,48 +38,43 @@ def _shown(instrument_id: str) -> str:
 
 
 def validate_request(instrument_ids: Sequence[str], depth: int, known: Iterable[str]) -> tuple[list[str], int]:
-    """The ids (all of ``known`` when empty) and the effective depth; raises RequestError when invalid."""
+    """The ids (all of ``known`` when empty) and the effective depth; raises a RequestError when invalid."""
     if not 0 <= depth <= MAX_DEPTH:
-        raise RequestError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"depth {depth} out of range: 1..{MAX_DEPTH} (0 means the default, {DEFAULT_DEPTH})",
-        )
+        raise InvalidRequest(f"depth {depth} out of range: 1..{MAX_DEPTH} (0 means the default, {DEFAULT_DEPTH})")
     if len(instrument_ids) > MAX_INSTRUMENT_IDS:
-        raise RequestError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"too many instrument ids: {len(instrument_ids)} (at most {MAX_INSTRUMENT_IDS})",
-        )
+        raise InvalidRequest(f"too many instrument ids: {len(instrument_ids)} (at most {MAX_INSTRUMENT_IDS})")
     known_ids = list(known)
     known_set = set(known_ids)
     seen: set[str] = set()
     for iid in instrument_ids:
         if iid in seen:
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, f"duplicate instrument id {_shown(iid)}")
+            raise InvalidRequest(f"duplicate instrument id {_shown(iid)}")
         seen.add(iid)
         if iid not in known_set:
-            raise RequestError(grpc.StatusCode.NOT_FOUND, f"unknown instrument id {_shown(iid)}")
+            raise NoSuchInstrument(f"unknown instrument id {_shown(iid)}")
     return (list(instrument_ids) or known_ids), (depth or DEFAULT_DEPTH)
 
 
 class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: ignore[misc]
-    """Serves the hub's instruments, streams and snapshots."""
+    """Serves the instruments, and the fan-out's streams and snapshots."""
 
     def __init__(
         self,
-        hub: Hub,
+        specs: Iterable[InstrumentSpec],
+        fanout: Fanout,
         session_id: str,
         *,
         fault_rate: float = 0.0,
         fault_kinds: Iterable[str] = FAULT_KINDS,
         fault_seed: int = 0,
     ) -> None:
-        self._hub = hub
+        self._fanout = fanout
         self._session_id = session_id
         self._fault_rate = fault_rate
         self._fault_kinds = frozenset(fault_kinds)
         self._fault_seeds = itertools.count(fault_seed * 1_000_003)
         self._instruments = pb.ListInstrumentsResponse(
-            instruments=[instrument_to_pb(spec) for spec in hub.specs.values()]
+            instruments=[instrument_to_pb(spec) for spec in specs]
         )
 
     async def ListInstruments(
@@ -96,22 +84,22 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: igno
 
     async def GetSnapshot(self, request: pb.SnapshotRequest, context: grpc.aio.ServicerContext) -> pb.BookMessage:
         try:
-            ids, depth = validate_request([request.instrument_id], request.depth, self._hub.specs)
+            ids, depth = validate_request([request.instrument_id], request.depth, self._fanout.sources)
         except RequestError as exc:
-            await context.abort(exc.code, exc.message)
-        return self._hub.get_snapshot(ids[0], depth)
+            await _abort(context, exc)
+        return self._fanout.get_snapshot(ids[0], depth)
 
     async def Subscribe(
         self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.SubscribeResponse]:
         try:
-            ids, depth = validate_request(list(request.instrument_ids), request.depth, self._hub.specs)
+            ids, depth = validate_request(list(request.instrument_ids), request.depth, self._fanout.sources)
         except RequestError as exc:
-            await context.abort(exc.code, exc.message)
+            await _abort(context, exc)
         injector = (
             FaultInjector(self._fault_rate, self._fault_kinds, next(self._fault_seeds)) if self._fault_rate else None
         )
-        subscription = self._hub.subscribe(ids, depth)
+        subscription = self._fanout.subscribe(ids, depth)
         logger.info("stream %d opened: %d instruments at depth %d", subscription.sub_id, len(ids), depth)
         session_id = self._session_id
         try:
@@ -122,7 +110,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: igno
                         continue
                 yield pb.SubscribeResponse(session_id=session_id, messages=batch)
         finally:
-            self._hub.unsubscribe(subscription)
+            self._fanout.unsubscribe(subscription)
             logger.info(
                 "stream %d closed: %d messages, %d resyncs%s",
                 subscription.sub_id,
@@ -130,3 +118,8 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: igno
                 subscription.resyncs,
                 f", faults {dict(injector.counts)}" if injector is not None else "",
             )
+
+
+async def _abort(context: grpc.aio.ServicerContext, error: RequestError) -> None:
+    """End the call with the error's status and message (the boundary where RequestError becomes a status)."""
+    await context.abort(grpc.StatusCode[error.status], str(error))

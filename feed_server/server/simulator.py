@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import random
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from sortedcontainers import SortedDict
@@ -31,7 +31,7 @@ from sortedcontainers import SortedDict
 from feed_server.protocol.book import MAX_DEPTH, LevelChange, OrderBook, Side, Trade
 from feed_server.protocol.instruments import InstrumentSpec
 
-__all__ = ["HEARTBEAT_INTERVAL_NS", "Event", "InstrumentSimulator", "MarketSimulator", "book_at"]
+__all__ = ["HEARTBEAT_INTERVAL_NS", "Event", "InstrumentSimulator", "book_at"]
 
 HEARTBEAT_INTERVAL_NS = 500_000_000
 MIN_LEVELS = 20  # below this a side gets more (and deeper) orders
@@ -321,15 +321,6 @@ class InstrumentSimulator:
             available += totals[-key if other is Side.BID else key]
         size = min(self._order_size() * rng.randint(1, 3), max(1, available))
         self._match(side, size, None, trades)
-
-
-class MarketSimulator:
-    """All instruments' simulators, in the instruments' order."""
-
-    def __init__(self, specs: Iterable[InstrumentSpec], seed: int, rate: float) -> None:
-        self.instruments: dict[str, InstrumentSimulator] = {
-            spec.instrument_id: InstrumentSimulator(spec, seed, rate) for spec in specs
-        }
 
 
 def book_at(spec: InstrumentSpec, seed: int, rate: float, sequence: int) -> OrderBook:

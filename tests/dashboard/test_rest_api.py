@@ -7,7 +7,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from feed_server.protocol.book import compute_checksum
+from feed_server.protocol.checksum import compute_checksum
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from tests.dashboard.conftest import Dashboard
 

@@ -14,7 +14,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from feed_server.protocol.book import compute_checksum
+from feed_server.protocol.checksum import compute_checksum
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from tests.dashboard.conftest import Dashboard, start_dashboard, stop_process
 from tests.servers import free_port, open_raw_websocket, start_feed_process, wait_for_health

@@ -1,14 +1,13 @@
-"""The pure order book model: applying, refusing, reading, and the depth view."""
+"""The pure order book model: applying, refusing and reading."""
 
 from __future__ import annotations
-
-import zlib
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feed_server.protocol.book import DepthView, LevelChange, OrderBook, Side, compute_checksum
+from feed_server.protocol.book import LevelChange, OrderBook, Side
+from feed_server.protocol.checksum import compute_checksum
 from feed_server.protocol.errors import BookError, ChecksumMismatch, CrossedBook, InvalidMessage, SequenceGap
 
 
@@ -16,22 +15,6 @@ def make_book(depth: int = 100) -> OrderBook:
     book = OrderBook("TEST", depth)
     book.apply_snapshot(10, [(100, 5), (99, 7), (97, 1)], [(102, 3), (103, 4)])
     return book
-
-
-def test_checksum_follows_the_documented_canonical_string() -> None:
-    assert compute_checksum([(10001, 5), (10000, 2)], [(10003, 7)]) == zlib.crc32(b"10001:5,10000:2|10003:7")
-    assert compute_checksum([], []) == zlib.crc32(b"|")
-
-
-def test_checksum_covers_at_most_ten_levels_or_the_depth() -> None:
-    book = OrderBook("T", 100)
-    bids = [(1000 - i, i + 1) for i in range(15)]
-    asks = [(1001 + i, i + 1) for i in range(15)]
-    book.apply_snapshot(1, bids, asks)
-    assert book.checksum() == compute_checksum(bids[:10], asks[:10])
-    shallow = OrderBook("T", 3)
-    shallow.apply_snapshot(1, bids[:3], asks[:3])
-    assert shallow.checksum() == compute_checksum(bids[:3], asks[:3])
 
 
 def test_reading_the_book() -> None:
@@ -120,31 +103,6 @@ def test_heartbeat_moves_the_sequence_and_checks_the_checksum() -> None:
 def test_all_refusals_share_the_book_error_base() -> None:
     for cls in (SequenceGap, ChecksumMismatch, CrossedBook, InvalidMessage):
         assert issubclass(cls, BookError)
-
-
-levels = st.dictionaries(st.integers(1, 60), st.integers(0, 20), max_size=30)
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(levels, levels), min_size=1, max_size=30), st.integers(1, 25))
-def test_depth_view_diffs_rebuild_the_top_of_any_book(
-    events: list[tuple[dict[int, int], dict[int, int]]], depth: int
-) -> None:
-    """Applying a DepthView's diffs to a depth-limited copy always gives the full book's top levels."""
-    full = OrderBook("T", 100)
-    full.apply_snapshot(0, [], [])
-    view = DepthView(full, depth)
-    copy = OrderBook("T", depth)
-    copy.apply_snapshot(0, [], [])
-    for seq, (bid_moves, ask_moves) in enumerate(events, start=1):
-        # Bids live on 1..60 and asks on 61..120 so that no event crosses the book.
-        changes = [LevelChange(Side.BID, p, s) for p, s in bid_moves.items()]
-        changes += [LevelChange(Side.ASK, p + 60, s) for p, s in ask_moves.items()]
-        full.apply_update(seq, changes)
-        copy.apply_update(seq, view.diff(changes), full.checksum() if depth >= 10 else None)
-        assert copy.bids() == full.bids(depth)
-        assert copy.asks() == full.asks(depth)
-        assert copy.checksum() == compute_checksum(full.bids(min(depth, 10)), full.asks(min(depth, 10)))
 
 
 @settings(max_examples=200, deadline=None)

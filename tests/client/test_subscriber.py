@@ -13,8 +13,10 @@ import grpc
 import grpc.aio
 import pytest
 
-from feed_server.client.subscriber import ConnectionState, FeedSubscriber, list_instruments
-from feed_server.protocol.book import Trade, compute_checksum
+from feed_server.client.rpc import list_instruments
+from feed_server.client.subscriber import ConnectionState, FeedSubscriber
+from feed_server.protocol.book import Trade
+from feed_server.protocol.checksum import compute_checksum
 from feed_server.protocol.errors import BadRequest, FeedUnavailable, UnknownInstrument
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
@@ -355,11 +357,11 @@ async def test_a_killed_feed_process_restarted_on_the_same_port_recovers() -> No
 
 
 def test_backoff_grows_with_jitter_up_to_the_cap_and_resets() -> None:
-    from feed_server.client.subscriber import _Backoff
+    from feed_server.client.backoff import Backoff
 
     delays_by_seed = []
     for seed in range(5):
-        backoff = _Backoff(0.1, 2.0, random.Random(seed))
+        backoff = Backoff(0.1, 2.0, random.Random(seed))
         delays = [backoff.delay() for _ in range(10)]
         assert 0.03 <= delays[0] <= 0.2  # a random start around the initial delay
         assert all(d <= 2.0 for d in delays) and delays[-1] >= 1.5  # capped, and reaching the cap

@@ -117,7 +117,7 @@ async def test_a_stalled_subscriber_does_not_delay_another_and_is_resynchronised
                 book = OrderBook("AAPL", 20)
                 latencies: list[float] = []
                 async with asyncio.timeout(20):
-                    while server.hub.events < 1500 * 2 or not _resynced(server):
+                    while server.engine.events < 1500 * 2 or not _resynced(server):
                         item = await fast.read()
                         now = time.time_ns()
                         for message in item.messages:
@@ -146,7 +146,7 @@ async def test_a_stalled_subscriber_does_not_delay_another_and_is_resynchronised
 
 
 def _resynced(server) -> bool:
-    return any(sub.resyncs for sub in server.hub._subscriptions.values())
+    return any(sub.resyncs for sub in server.engine.fanout.subscriptions())
 
 
 async def test_heartbeats_arrive_on_a_quiet_instrument():
@@ -192,7 +192,7 @@ async def test_an_idle_feed_wakes_for_a_new_subscriber():
     # With no subscriber the engine only catches up every idle_step_s; a subscription must not wait for that.
     async with running_feed_server(rate=500, instruments=[AAPL], idle_step_s=5.0) as server:
         await asyncio.sleep(0.5)  # the engine is asleep in its idle step
-        events_before = server.hub.events
+        events_before = server.engine.events
         async with grpc.aio.insecure_channel(server.address) as channel:
             call = market_data_pb2_grpc.MarketDataStub(channel).Subscribe(pb.SubscribeRequest())
             book = OrderBook("AAPL", 20)

@@ -8,9 +8,9 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feed_server.client.sync import InstrumentBook, InstrumentSync, SnapshotMissing, SyncState
+from feed_server.client.sync import InstrumentBook, InstrumentSync, SyncState
 from feed_server.protocol.book import LevelChange, OrderBook, Side, Trade
-from feed_server.protocol.errors import ChecksumMismatch, CrossedBook, SequenceGap
+from feed_server.protocol.errors import ChecksumMismatch, CrossedBook, SequenceGap, SnapshotMissing
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import heartbeat_message, snapshot_message, update_message

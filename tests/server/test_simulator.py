@@ -1,4 +1,4 @@
-"""The simulator and the hub's publishing path, without the network: the stream rebuilds the true book."""
+"""The simulator and the engine's publishing path, without the network: the stream rebuilds the true book."""
 
 from __future__ import annotations
 
@@ -11,24 +11,24 @@ from feed_server.protocol.errors import BookError
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import apply_message
-from feed_server.server.fanout import Hub
+from feed_server.server.engine import Engine
 from feed_server.server.simulator import HEARTBEAT_INTERVAL_NS, InstrumentSimulator, book_at
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
 STEP_NS = 20_000_000
 
 
-def _stream(hub: Hub, instrument_ids: list[str], depth: int, events: int) -> list[pb.BookMessage]:
-    """The messages one subscriber gets while the hub runs about ``events`` events per instrument."""
-    sub = hub.subscribe(instrument_ids, depth)
+def _stream(engine: Engine, instrument_ids: list[str], depth: int, events: int) -> list[pb.BookMessage]:
+    """The messages one subscriber gets while the engine runs about ``events`` events per instrument."""
+    sub = engine.fanout.subscribe(instrument_ids, depth)
     out = sub.take_nowait()
     elapsed = 0
-    sims = [hub.simulators[iid] for iid in instrument_ids]
+    sims = [engine.simulators[iid] for iid in instrument_ids]
     for _ in range(1_000_000):
         if min(sim.sequence for sim in sims) >= events:
             break
         elapsed += STEP_NS
-        hub.advance(elapsed, max_events=1_000_000)
+        engine.advance(elapsed, max_events=1_000_000)
         out.extend(sub.take_nowait())
     return out
 
@@ -41,8 +41,8 @@ def _stream(hub: Hub, instrument_ids: list[str], depth: int, events: int) -> lis
     rate=st.sampled_from([20.0, 500.0, 5000.0]),
 )
 def test_stream_rebuilds_the_true_book_at_every_sequence(seed: int, depth: int, instrument_id: str, rate: float):
-    hub = Hub([SPECS[instrument_id]], seed=seed, rate=rate)
-    messages = _stream(hub, [instrument_id], depth, events=2000)
+    engine = Engine([SPECS[instrument_id]], seed=seed, rate=rate)
+    messages = _stream(engine, [instrument_id], depth, events=2000)
     reference = InstrumentSimulator(SPECS[instrument_id], seed, rate)
     rebuilt = OrderBook(instrument_id, depth)
     assert messages[0].snapshot.reason == pb.SNAPSHOT_REASON_INITIAL
@@ -63,13 +63,13 @@ def test_the_same_seed_gives_the_same_messages():
     ids = [spec.instrument_id for spec in specs]
     runs = []
     for _ in range(2):
-        hub = Hub(specs, seed=42, rate=300.0)
-        messages = _stream(hub, ids, 20, events=800)
+        engine = Engine(specs, seed=42, rate=300.0)
+        messages = _stream(engine, ids, 20, events=800)
         for message in messages:
-            message.event_time_ns -= hub.start_ns  # wall time differs between runs, simulated time does not
+            message.event_time_ns -= engine.start_ns  # wall time differs between runs, simulated time does not
         runs.append([m.SerializeToString(deterministic=True) for m in messages])
     assert runs[0] == runs[1]
-    other = Hub(specs, seed=43, rate=300.0)
+    other = Engine(specs, seed=43, rate=300.0)
     assert [m.SerializeToString() for m in _stream(other, ids, 20, events=50)] != runs[0][:50]
 
 
@@ -124,12 +124,12 @@ def test_book_at_gives_the_book_at_a_sequence():
 
 def test_a_full_subscriber_is_resynchronised_and_stays_consistent():
     spec = DEFAULT_INSTRUMENTS[0]
-    hub = Hub([spec], seed=5, rate=2000.0, max_backlog=100)
-    slow = hub.subscribe([spec.instrument_id], 10)
+    engine = Engine([spec], seed=5, rate=2000.0, max_backlog=100)
+    slow = engine.fanout.subscribe([spec.instrument_id], 10)
     elapsed = 0
     for _ in range(100):
         elapsed += STEP_NS
-        hub.advance(elapsed)
+        engine.advance(elapsed)
     assert slow.resyncs >= 1
     messages = slow.take_nowait()
     assert len(messages) <= 100
@@ -139,15 +139,15 @@ def test_a_full_subscriber_is_resynchronised_and_stays_consistent():
     for message in messages:
         apply_message(book, message)
     elapsed += STEP_NS
-    hub.advance(elapsed)
+    engine.advance(elapsed)
     for message in slow.take_nowait():
         apply_message(book, message)
-    assert book.bids() == hub.simulators[spec.instrument_id].book.bids(10)
+    assert book.bids() == engine.simulators[spec.instrument_id].book.bids(10)
 
 
 def test_a_wrong_message_is_refused_by_the_book():
-    hub = Hub([DEFAULT_INSTRUMENTS[1]], seed=1, rate=1000.0)
-    messages = _stream(hub, [DEFAULT_INSTRUMENTS[1].instrument_id], 10, events=20)
+    engine = Engine([DEFAULT_INSTRUMENTS[1]], seed=1, rate=1000.0)
+    messages = _stream(engine, [DEFAULT_INSTRUMENTS[1].instrument_id], 10, events=20)
     book = OrderBook(DEFAULT_INSTRUMENTS[1].instrument_id, 10)
     apply_message(book, messages[0])
     with pytest.raises(BookError):
@@ -155,10 +155,10 @@ def test_a_wrong_message_is_refused_by_the_book():
 
 
 def test_no_subscriber_builds_nothing():
-    hub = Hub(DEFAULT_INSTRUMENTS, seed=1, rate=500.0)
-    assert hub.advance(2_000_000_000, max_events=1_000_000) > 1000
-    sub = hub.subscribe(["AAPL"], 5)
-    hub.unsubscribe(sub)
+    engine = Engine(DEFAULT_INSTRUMENTS, seed=1, rate=500.0)
+    assert engine.advance(2_000_000_000, max_events=1_000_000) > 1000
+    sub = engine.fanout.subscribe(["AAPL"], 5)
+    engine.fanout.unsubscribe(sub)
     assert sub.closed
-    assert hub.subscriber_count == 0
-    assert not any(hub._groups.values())
+    assert engine.fanout.subscriber_count == 0
+    assert not any(engine.fanout._groups.values())

@@ -1,0 +1,104 @@
+"""The feed's book checksum: the one place that writes its canonical text and computes it.
+
+::
+
+    checksum = CRC32("<bids>|<asks>")
+
+``<bids>`` is the top ``min(10, depth)`` bid levels, best (highest) first, ``<asks>`` the top ``min(10, depth)``
+ask levels, best (lowest) first; each level is ``"<price_ticks>:<size_lots>"`` in base-10 ASCII, levels are
+joined by ``","`` and an empty side is the empty string. CRC32 is zlib's (IEEE, unsigned 32-bit). Example: bids
+10001x5, 10000x2 and ask 10003x7 give ``CRC32("10001:5,10000:2|10003:7")`` = 2453359248.
+
+CRC32 can be chained: ``crc32(asks, crc32(bids + "|")) == crc32(bids + "|" + asks)``. :class:`ChainedChecksum`
+uses that to keep each side's part and rebuild only the side a change reached; the server's fan-out and every
+consumer's :class:`~feed_server.protocol.book.OrderBook` both use it.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from itertools import islice
+from typing import TYPE_CHECKING
+
+from feed_server.protocol.levels import Level, LevelChange, Side
+
+if TYPE_CHECKING:
+    from sortedcontainers import SortedDict
+
+__all__ = ["CHECKSUM_LEVELS", "ChainedChecksum", "checksum_text", "compute_checksum", "side_text"]
+
+CHECKSUM_LEVELS = 10
+
+
+def side_text(levels: Iterable[Level]) -> str:
+    """One side's part of the canonical text: ``"<price_ticks>:<size_lots>"`` per level, joined by ``","``."""
+    return ",".join([f"{price}:{size}" for price, size in levels])
+
+
+def checksum_text(bids: Iterable[Level], asks: Iterable[Level]) -> str:
+    """The canonical text ``"<bids>|<asks>"`` of the given levels (best first, already cut to the top 10)."""
+    return side_text(bids) + "|" + side_text(asks)
+
+
+def compute_checksum(bids: Iterable[Level], asks: Iterable[Level]) -> int:
+    """CRC32 of the canonical text of the given levels (best first), as an unsigned 32-bit int."""
+    return zlib.crc32(checksum_text(bids, asks).encode("ascii"))
+
+
+class ChainedChecksum:
+    """The checksum of a book's top ``levels`` levels per side, kept up to date side by side.
+
+    It reads a book in its key space: two ``SortedDict``s whose keys ascend best first on both sides (bids keyed
+    by the negated price). The owner reports where the book changed, by key (``bid_stale``/``ask_stale`` set
+    directly, the book's hot path) or by level change (:meth:`note`), and :meth:`value` rebuilds only a side
+    whose checksummed levels a change reached: at or better than the side's edge, the key of its last
+    checksummed level (``None`` while the side has fewer levels, when any change counts).
+    """
+
+    __slots__ = ("_ask_bytes", "_bid_crc", "_value", "ask_edge", "ask_stale", "bid_edge", "bid_stale", "levels")
+
+    def __init__(self, levels: int = CHECKSUM_LEVELS) -> None:
+        if levels < 1:
+            raise ValueError(f"a checksum covers at least 1 level, got {levels}")
+        self.levels = levels
+        self._value = 0
+        self._bid_crc = 0  # CRC32 of the bid part and the "|"
+        self._ask_bytes = b""
+        self.bid_edge: int | None = None
+        self.ask_edge: int | None = None
+        self.bid_stale = True
+        self.ask_stale = True
+
+    def invalidate(self) -> None:
+        """Forget both sides (the book changed while nobody reported it, or was replaced)."""
+        self.bid_stale = self.ask_stale = True
+
+    def note(self, changes: Iterable[LevelChange]) -> None:
+        """Report an event's level changes (prices in ticks): a side they reach is rebuilt by the next value()."""
+        bid_edge, ask_edge = self.bid_edge, self.ask_edge
+        for change in changes:
+            if change.side is Side.BID:
+                if not self.bid_stale and (bid_edge is None or -change.price <= bid_edge):
+                    self.bid_stale = True
+            elif not self.ask_stale and (ask_edge is None or change.price <= ask_edge):
+                self.ask_stale = True
+
+    def value(self, bids: SortedDict, asks: SortedDict) -> int:
+        """The checksum of the book whose sides (in key space) are ``bids`` and ``asks``."""
+        if not (self.bid_stale or self.ask_stale):
+            return self._value
+        n = self.levels
+        if self.bid_stale:
+            keys = list(islice(bids, n))  # iterating a SortedDict from the start beats slicing its keys view
+            text = side_text([(-key, bids[key]) for key in keys]) + "|"
+            self._bid_crc = zlib.crc32(text.encode("ascii"))
+            self.bid_edge = keys[-1] if len(keys) == n else None
+            self.bid_stale = False
+        if self.ask_stale:
+            keys = list(islice(asks, n))
+            self._ask_bytes = side_text([(key, asks[key]) for key in keys]).encode("ascii")
+            self.ask_edge = keys[-1] if len(keys) == n else None
+            self.ask_stale = False
+        self._value = zlib.crc32(self._ask_bytes, self._bid_crc)
+        return self._value

@@ -1,0 +1,189 @@
+"""The pacing engine: plays the simulators against the wall clock and hands every event to the fan-out.
+
+One engine task paces every :class:`~feed_server.server.simulator.InstrumentSimulator`. It runs the events of
+all instruments in simulated-time order (a heap on each simulator's next due time), so no instrument is
+favoured, and publishes each one as soon as it is due (``event_time_ns`` = the engine's start wall time + the
+event's simulated offset): between events it sleeps until the next one is due. Event loop timers fire up to a
+millisecond late (epoll's resolution), so the engine wakes a millisecond early and waits the last fraction with
+a short blocking sleep, after the streams have sent what was published: an event leaves the engine a fraction
+of a millisecond after its event time. What is built for subscribers is the fan-out's business
+(feed_server.server.fanout).
+
+Fairness and responsiveness. The engine works in slices of at most ``SLICE_S`` (wall clock) and always returns
+to the event loop between slices, so the gRPC streams keep sending and signals are handled promptly even when
+the simulation cannot keep up with ``--rate``. When it is behind it goes on at once (no sleep) after each slice.
+
+Falling behind. The simulated clock is never bent: every event is run, in order, with its simulated time. When
+the engine falls more than ``MAX_LAG_S`` behind the wall clock, the mapping of simulated time to wall time is
+moved on by the excess (``start_ns`` grows), and a warning is logged at most every 10 s: the lag consumers see
+in ``event_time_ns`` stays bounded, and the feed simply runs slower than real time, with exactly the same
+messages (only ``event_time_ns`` shifts). Per instrument, ``event_time_ns`` never goes backwards.
+
+Idle. With no subscriber the engine runs the simulation in coarse steps (every ``idle_step_s``) so a new
+subscriber still gets a live book; nothing is encoded. A new subscription wakes the engine at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections.abc import Iterable
+
+from feed_server.protocol.instruments import InstrumentSpec
+from feed_server.server.fanout import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_BATCH, Fanout
+from feed_server.server.simulator import InstrumentSimulator
+
+__all__ = ["DEFAULT_IDLE_STEP_S", "MAX_LAG_S", "SLICE_S", "Engine"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_IDLE_STEP_S = 0.1  # with no subscriber: how often the engine runs the simulation up to now
+SLICE_S = 0.005  # the most the engine works before it returns to the event loop
+MAX_LAG_S = 0.25  # behind the wall clock by more than this, the simulated-to-wall-time mapping moves on
+_MAX_SLEEP_NS = 100_000_000  # the longest the engine sleeps with subscribers (the next event is usually sooner)
+_TIMER_SLACK_NS = 1_000_000  # how late an event loop timer may fire (epoll's millisecond resolution)
+_LAG_WARNING_INTERVAL_NS = 10_000_000_000
+
+
+class Engine:
+    """Runs the simulators and feeds their events to ``self.fanout`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        instruments: Iterable[InstrumentSpec],
+        *,
+        seed: int = 1,
+        rate: float = 50.0,
+        max_backlog: int = DEFAULT_MAX_BACKLOG,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        idle_step_s: float = DEFAULT_IDLE_STEP_S,
+    ) -> None:
+        self.specs: dict[str, InstrumentSpec] = {spec.instrument_id: spec for spec in instruments}
+        if not self.specs:
+            raise ValueError("an engine needs at least one instrument")
+        if idle_step_s <= 0:
+            raise ValueError("idle_step_s must be positive")
+        self.seed = seed
+        self.rate = rate
+        self.idle_step_s = idle_step_s
+        self.simulators: dict[str, InstrumentSimulator] = {
+            iid: InstrumentSimulator(spec, seed, rate) for iid, spec in self.specs.items()
+        }
+        self.fanout = Fanout(self.simulators, lambda: self._start_ns, max_backlog=max_backlog, max_batch=max_batch)
+        self.events = 0  # events and heartbeats run so far, all instruments
+        # The simulators by next due time (simulated ns), ties in instrument order: the engine's run order.
+        self._due: list[tuple[int, int, InstrumentSimulator]] = [
+            (sim.next_offset_ns, index, sim) for index, sim in enumerate(self.simulators.values())
+        ]
+        heapq.heapify(self._due)
+        self._start_ns = time.time_ns()
+        self._start_mono_ns = time.monotonic_ns()
+        self._task: asyncio.Task[None] | None = None
+        self.shifted_ns = 0  # how far the simulated-to-wall-time mapping moved on because the engine fell behind
+        self._last_lag_warning_ns = 0
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self) -> None:
+        """Start the engine task (in the running event loop). Simulated time 0 is now."""
+        if self._task is not None:
+            raise RuntimeError("engine already started")
+        self._start_ns = time.time_ns()
+        self._start_mono_ns = time.monotonic_ns()
+        self._task = asyncio.create_task(self._run(), name="feed-engine")
+        self._task.add_done_callback(self._task_done)
+
+    @staticmethod
+    def _task_done(task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("the engine failed; no more events will be published", exc_info=task.exception())
+
+    async def close(self) -> None:
+        """End every subscription and stop the engine task."""
+        self.fanout.close_all()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])  # our own cancellation still propagates
+
+    @property
+    def start_ns(self) -> int:
+        """Wall time (ns since the epoch) of simulated time 0: event_time_ns = start_ns + offset_ns.
+
+        It only changes (grows) when the engine falls more than MAX_LAG_S behind the wall clock."""
+        return self._start_ns
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # ----------------------------------------------------------------- the loop
+    async def _run(self) -> None:
+        slice_ns = int(SLICE_S * 1e9)
+        fanout = self.fanout
+        while True:
+            elapsed = self._elapsed_ns()
+            ran = self.advance(elapsed, deadline_ns=time.monotonic_ns() + slice_ns)
+            due = self._due[0][0]
+            elapsed = self._elapsed_ns()
+            if due <= elapsed:  # behind: let the streams send (and signals in), then go on at once
+                self._bound_lag(elapsed - due)
+                await asyncio.sleep(0)
+            elif fanout.subscriber_count:
+                delay = due - elapsed
+                if delay > _TIMER_SLACK_NS:
+                    # Event loop timers fire up to a millisecond late: wake a little early instead.
+                    await asyncio.sleep(min(delay - _TIMER_SLACK_NS, _MAX_SLEEP_NS) / 1e9)
+                elif ran:
+                    await asyncio.sleep(0)  # the streams send what was just published first
+                else:
+                    time.sleep(delay / 1e9)  # noqa: ASYNC251 - under a millisecond, for precision
+            else:
+                fanout.subscribed.clear()
+                try:
+                    async with asyncio.timeout(self.idle_step_s):
+                        await fanout.subscribed.wait()
+                except TimeoutError:
+                    pass
+
+    def _elapsed_ns(self) -> int:
+        """Simulated time that is due now, by the wall clock (less any shift after falling behind)."""
+        return time.monotonic_ns() - self._start_mono_ns - self.shifted_ns
+
+    def _bound_lag(self, lag_ns: int) -> None:
+        """Keep the lag behind the wall clock under MAX_LAG_S by moving the time mapping on (see the docstring)."""
+        excess = lag_ns - int(MAX_LAG_S * 1e9)
+        if excess <= 0:
+            return
+        self.shifted_ns += excess
+        self._start_ns += excess
+        now = time.monotonic_ns()
+        if now - self._last_lag_warning_ns >= _LAG_WARNING_INTERVAL_NS:
+            self._last_lag_warning_ns = now
+            logger.warning(
+                "the simulation cannot keep up with --rate %g on this machine and runs slower than real time: "
+                "%.1f s behind the wall clock so far (event times lag by at most %g s)",
+                self.rate,
+                self.shifted_ns / 1e9,
+                MAX_LAG_S,
+            )
+
+    def advance(self, elapsed_ns: int, max_events: int | None = None, deadline_ns: int | None = None) -> int:
+        """Run and publish the events due by ``elapsed_ns`` of simulated time, all instruments in simulated-time
+        order; stop early after ``max_events`` events or once ``time.monotonic_ns()`` passes ``deadline_ns``.
+        Returns how many ran. The engine task calls this; tests may call it directly on an engine that was never
+        started."""
+        due = self._due
+        publish = self.fanout.publish
+        count = 0
+        while due[0][0] <= elapsed_ns:
+            _, index, sim = due[0]
+            event = sim.next_event()
+            self.events += 1
+            publish(sim, event, self._start_ns + event.offset_ns)
+            heapq.heapreplace(due, (sim.next_offset_ns, index, sim))
+            count += 1
+            if count == max_events or (deadline_ns is not None and time.monotonic_ns() >= deadline_ns):
+                break
+        return count

@@ -1,0 +1,89 @@
+"""The one checksum mechanism: its canonical text, literal CRCs, and the chained checksum against a fresh one."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sortedcontainers import SortedDict
+
+from feed_server.protocol.book import OrderBook
+from feed_server.protocol.checksum import ChainedChecksum, checksum_text, compute_checksum
+from feed_server.protocol.errors import ChecksumMismatch
+from feed_server.protocol.levels import LevelChange, Side
+
+TEN_BIDS = [(1000 - i, i + 1) for i in range(15)]
+TEN_ASKS = [(1001 + i, i + 1) for i in range(15)]
+
+
+def test_the_readmes_worked_example() -> None:
+    assert checksum_text([(10001, 5), (10000, 2)], [(10003, 7)]) == "10001:5,10000:2|10003:7"
+    assert compute_checksum([(10001, 5), (10000, 2)], [(10003, 7)]) == 2453359248
+
+
+def test_literal_crcs_of_empty_and_one_sided_books() -> None:
+    assert checksum_text([], []) == "|"
+    assert compute_checksum([], []) == 2343686810
+    assert compute_checksum([], [(10003, 7)]) == 2122355301
+    assert compute_checksum([(10001, 5)], []) == 3147077328
+
+
+def test_a_book_checksums_its_top_ten_levels_per_side() -> None:
+    book = OrderBook("T", 100)
+    book.apply_snapshot(1, TEN_BIDS, TEN_ASKS)
+    assert book.checksum() == 3898098428  # CRC32("1000:1,...,991:10|1001:1,...,1010:10")
+    shallow = OrderBook("T", 3)
+    shallow.apply_snapshot(1, [(100, 5), (99, 7), (97, 1)], [(102, 3), (103, 4)])
+    assert shallow.checksum() == 3931355208  # CRC32("100:5,99:7,97:1|102:3,103:4")
+
+
+def _sides(bids: list[tuple[int, int]], asks: list[tuple[int, int]]) -> tuple[SortedDict, SortedDict]:
+    return SortedDict({-p: s for p, s in bids}), SortedDict(dict(asks))
+
+
+def test_the_chained_checksum_rebuilds_only_the_side_a_change_reaches() -> None:
+    bids, asks = _sides(TEN_BIDS, TEN_ASKS)
+    tracker = ChainedChecksum(10)
+    assert tracker.value(bids, asks) == 3898098428
+    assert (tracker.bid_edge, tracker.ask_edge) == (-991, 1010)
+    # Below the tenth level: neither side is rebuilt, and the value is still right.
+    asks[1012] = 99
+    tracker.note([LevelChange(Side.ASK, 1012, 99)])
+    assert not tracker.bid_stale and not tracker.ask_stale
+    assert tracker.value(bids, asks) == 3898098428
+    # Inside the top ten of the bids: only the bid side is marked.
+    bids[-995] = 50
+    tracker.note([LevelChange(Side.BID, 995, 50)])
+    assert tracker.bid_stale and not tracker.ask_stale
+    assert tracker.value(bids, asks) == compute_checksum([(-k, bids[k]) for k in bids.keys()[:10]], TEN_ASKS[:10])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(st.booleans(), st.integers(1, 30), st.integers(0, 4)), max_size=150),
+    st.integers(1, 12),
+)
+def test_the_chained_checksum_always_equals_a_fresh_one(moves: list[tuple[bool, int, int]], levels: int) -> None:
+    """The fan-out's use: changes reported as LevelChanges, any number of levels, any sequence of moves."""
+    bids, asks = SortedDict(), SortedDict()
+    tracker = ChainedChecksum(levels)
+    for is_bid, price, size in moves:
+        side, at = (Side.BID, price) if is_bid else (Side.ASK, price + 30)
+        book_side, key = (bids, -at) if is_bid else (asks, at)
+        if size:
+            book_side[key] = size
+        else:
+            book_side.pop(key, None)
+        tracker.note([LevelChange(side, at, size)])
+        fresh = compute_checksum([(-k, bids[k]) for k in bids.keys()[:levels]], list(asks.items())[:levels])
+        assert tracker.value(bids, asks) == fresh
+
+
+def test_a_refused_update_leaves_the_checksum_of_the_book_as_it_was() -> None:
+    book = OrderBook("T", 100)
+    book.apply_snapshot(1, TEN_BIDS, TEN_ASKS)
+    before = book.checksum()
+    with pytest.raises(ChecksumMismatch):  # the change reaches the top ten: the old checksum cannot match
+        book.apply_update(2, [LevelChange(Side.BID, 1000, 55)], checksum=before)
+    assert book.checksum() == before == 3898098428
+    assert book.bids(1) == [(1000, 1)]

@@ -11,25 +11,21 @@ or dies, the other is stopped and the exit code is 1.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from types import FrameType
 
 from feed_server.cli_args import OneLineArgumentParser, host_port, port_number
+from feed_server.client.health import feed_serving
+from feed_server.launch import child_env, http_ok, wait_ready
+from feed_server.protocol.errors import StartupError
 
 FEED_START_TIMEOUT = 15.0
 DASHBOARD_START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
-
-
-class StartupError(Exception):
-    """A child did not come up; the message says which and why."""
 
 
 class _Stop:
@@ -44,49 +40,13 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     _Stop.signum = signum
 
 
-def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+def _stop_requested() -> bool:
+    return _Stop.requested
 
 
 def _spawn(args: Sequence[str]) -> subprocess.Popen[bytes]:
     # Its own session: a terminal's Ctrl-C reaches only this process, which stops the children in order.
-    return subprocess.Popen([sys.executable, *args], env=_child_env(), start_new_session=True)
-
-
-def _feed_serving(address: str) -> bool:
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(address) as channel:
-        try:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-        except grpc.RpcError:
-            return False
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-def _page_answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
-
-
-def _wait_until(what: str, ready: object, timeout: float, children: Sequence[subprocess.Popen[bytes]]) -> None:
-    assert callable(ready)
-    deadline = time.monotonic() + timeout
-    while not ready():
-        if _Stop.requested:
-            return
-        for child in children:
-            if child.poll() is not None:
-                raise StartupError(f"{what}: process {child.pid} exited with code {child.returncode}")
-        if time.monotonic() > deadline:
-            raise StartupError(f"{what}: not ready within {timeout:g} s")
-        time.sleep(0.05)
+    return subprocess.Popen([sys.executable, *args], env=child_env(), start_new_session=True)
 
 
 def _stop(child: subprocess.Popen[bytes] | None) -> None:
@@ -136,9 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         dashboard = _spawn(["-m", "dashboard", "--feed-address", feed_address, "--host", args.host,
                             "--port", str(args.port)])
         children = [c for c in (feed, dashboard) if c is not None]
-        _wait_until(f"feed server at {feed_address}", lambda: _feed_serving(feed_address), args.start_timeout,
-                    children)
-        _wait_until(f"dashboard at {url}", lambda: _page_answers(url), DASHBOARD_START_TIMEOUT, children)
+        wait_ready(f"feed server at {feed_address}", lambda: feed_serving(feed_address), args.start_timeout,
+                   children, give_up=_stop_requested)
+        wait_ready(f"dashboard at {url}", lambda: http_ok(url), DASHBOARD_START_TIMEOUT, children,
+                   give_up=_stop_requested)
         if not _Stop.requested:
             ws_url = url.replace("http://", "ws://", 1) + "ws/market_data/{instrument_id}"
             print(f"Feed: {feed_address}", flush=True)

@@ -9,21 +9,21 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import grpc
-import httpx
 import psutil
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from feed_server.client.health import feed_serving
+from feed_server.launch import REPO_ROOT, child_env, http_ok, wait_ready
+from feed_server.protocol.errors import StartupError
+from tests.servers import free_port
 
 __all__ = [
     "REPO_ROOT",
@@ -40,24 +40,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def child_env() -> dict[str, str]:
-    """The current environment without PYTEST_* variables, unbuffered, with the repo on the path."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
-    return env
-
 
 def raise_fd_limit(wanted: int) -> int:
     """Raise this process's open-file soft limit towards ``wanted`` (up to the hard limit); the new limit."""
@@ -143,36 +125,20 @@ def started(name: str, args: Sequence[str], grace: float = 3.0) -> Iterator[Proc
 
 def wait_for_grpc_health(proc: Proc, address: str, timeout: float) -> None:
     """Poll the standard gRPC health service until it answers SERVING."""
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            proc.check_alive()
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{proc.name} not SERVING at {address} within {timeout} s:\n{proc.tail()}")
-            time.sleep(0.05)
+    _wait(proc, f"{proc.name} SERVING at {address}", lambda: feed_serving(address), timeout)
 
 
 def wait_for_http(proc: Proc, url: str, timeout: float, interval: float = 0.02) -> float:
     """Poll ``url`` until it answers 200; the monotonic time at which it did."""
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=1.0) as client:
-        while True:
-            proc.check_alive()
-            try:
-                if client.get(url).status_code == 200:
-                    return time.monotonic()
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{proc.name} did not serve {url} within {timeout} s:\n{proc.tail()}")
-            time.sleep(interval)
+    _wait(proc, f"{proc.name} serving {url}", lambda: http_ok(url), timeout, interval)
+    return time.monotonic()
+
+
+def _wait(proc: Proc, what: str, ready: Callable[[], bool], timeout: float, interval: float = 0.05) -> None:
+    try:
+        wait_ready(what, ready, timeout, [proc.popen], interval=interval)
+    except StartupError as exc:
+        raise TimeoutError(f"{exc}:\n{proc.tail()}") from None
 
 
 def cpu_percent(processes: Sequence[psutil.Process], seconds: float) -> list[float]:

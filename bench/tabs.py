@@ -13,23 +13,11 @@ from contextlib import contextmanager
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
+from tests.servers import CHROMIUM, CHROMIUM_FLAGS
+
 __all__ = ["CHROMIUM", "CHROMIUM_FLAGS", "browser", "open_tabs"]
 
 log = logging.getLogger(__name__)
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
 
 @contextmanager
 def browser() -> Iterator[BrowserContext]:

@@ -20,13 +20,14 @@ import time
 from contextlib import suppress
 from pathlib import Path
 
-import httpx
 import psutil
 from playwright.sync_api import BrowserContext, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
 from bench.procs import free_port
 from bench.tabs import CHROMIUM, CHROMIUM_FLAGS
+from feed_server.launch import http_ok, wait_ready
+from feed_server.protocol.errors import StartupError
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = [
@@ -89,14 +90,11 @@ def sample_cpu(
 
 def wait_served(url: str, process: subprocess.Popen[bytes], within: float = 30.0) -> float:
     started = time.monotonic()
-    while time.monotonic() - started < within:
-        if process.poll() is not None:
-            raise SystemExit(f"run.py exited with {process.returncode}")
-        with suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return time.monotonic() - started
-        time.sleep(0.05)
-    raise SystemExit(f"{url} not served within {within} s")
+    try:
+        wait_ready(url, lambda: http_ok(url), within, [process])
+    except StartupError as exc:
+        raise SystemExit(str(exc)) from None
+    return time.monotonic() - started
 
 
 def open_tab(context: BrowserContext, url: str) -> Page:

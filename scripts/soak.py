@@ -41,6 +41,8 @@ import psutil
 from websockets.asyncio.client import connect
 
 from bench.procs import child_env, free_port
+from feed_server import launch
+from feed_server.launch import http_ok
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE_HZ = 8.0
@@ -269,16 +271,7 @@ def verdict(rows: list[Row], warmup: float, stats: Stats) -> int:
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"process {process.pid} exited with {process.returncode}")
-        with suppress(httpx.HTTPError):
-            response = httpx.get(url, timeout=1.0)
-            if response.status_code == 200:
-                return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready within {timeout} s")
+    launch.wait_ready(url, lambda: http_ok(url), timeout, [process], interval=0.2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,12 +1,14 @@
-"""Shared test helpers: an in-process feed server, and the feed server as a subprocess.
+"""Shared test helpers: an in-process feed server, the feed server as a subprocess, Chromium's settings.
 
-Keep this API stable, other test packages import it:
+Keep this API stable, other test packages (and the benchmark) import it:
 
 - ``async with running_feed_server(**kwargs) as server``: a FeedServer on 127.0.0.1:0 (``server.address``);
 - ``free_port()``: a free TCP port on 127.0.0.1 for a subprocess;
-- ``child_env()``: the environment for a subprocess (no PYTEST_* variables, PYTHONUNBUFFERED=1);
+- ``child_env()``: the environment for a subprocess (feed_server.launch's, as run.py uses);
 - ``start_feed_process(port, *args)``: ``python -m feed_server --port PORT *args`` from the repo root;
-- ``wait_for_health(address, timeout)``: block until the gRPC health service answers SERVING.
+- ``wait_for_health(address, timeout)``: block until the gRPC health service answers SERVING;
+- ``CHROMIUM``, ``CHROMIUM_FLAGS``: Debian's headless Chromium and the flags it needs here;
+- ``open_raw_websocket(port, path)``: a WebSocket handshake on a socket that is never read again.
 """
 
 from __future__ import annotations
@@ -16,19 +18,17 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from bench.procs import child_env, free_port
+from feed_server.client.health import feed_serving
+from feed_server.launch import REPO_ROOT, child_env, wait_ready
 from feed_server.server.grpc_server import FeedServer
 
 __all__ = [
+    "CHROMIUM",
+    "CHROMIUM_FLAGS",
     "REPO_ROOT",
     "child_env",
     "free_port",
@@ -38,7 +38,25 @@ __all__ = [
     "wait_for_health",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @asynccontextmanager
@@ -69,24 +87,8 @@ def start_feed_process(port: int, *args: str) -> subprocess.Popen[bytes]:
 
 
 def wait_for_health(address: str, timeout: float) -> None:
-    """Poll the gRPC health service at ``address`` until it answers SERVING; TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_error = "no answer"
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"feed at {address} not healthy after {timeout} s: {last_error}")
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=min(1.0, remaining))
-            except grpc.RpcError as exc:
-                last_error = str(exc.code())
-            else:
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-                last_error = f"status {reply.status}"
-            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+    """Block until the gRPC health service at ``address`` answers SERVING (StartupError after ``timeout``)."""
+    wait_ready(f"feed at {address}", lambda: feed_serving(address), timeout)
 
 
 def open_raw_websocket(port: int, path: str) -> socket.socket:

@@ -12,10 +12,11 @@
     ├── RequestError              server side: the feed refuses a request; ``status`` names the gRPC status
     │   ├── NoSuchInstrument      an instrument id the feed does not have (NOT_FOUND)
     │   └── InvalidRequest        a bad depth, a repeated id, too many ids (INVALID_ARGUMENT)
-    └── FeedError                 client side: talking to a feed server failed; ``code`` is the gRPC status
-        ├── FeedUnavailable       no server at the address, or the connection broke or went quiet
-        ├── UnknownInstrument     the server does not know an instrument id (NOT_FOUND)
-        └── BadRequest            the server refused the request (INVALID_ARGUMENT)
+    ├── FeedError                 client side: talking to a feed server failed; ``code`` is the gRPC status
+    │   ├── FeedUnavailable       no server at the address, or the connection broke or went quiet
+    │   ├── UnknownInstrument     the server does not know an instrument id (NOT_FOUND)
+    │   └── BadRequest            the server refused the request (INVALID_ARGUMENT)
+    └── StartupError              a process the launcher started did not come up (exited, or not ready in time)
 
 The server raises only RequestError; the service ends the call with its status. The consumer side raises only
 FeedError: feed_server.client.rpc translates a ``grpc.aio.AioRpcError`` into one at the boundary and keeps the
@@ -119,3 +120,7 @@ class UnknownInstrument(FeedError):
 
 class BadRequest(FeedError):
     """The feed server refused the request as invalid."""
+
+
+class StartupError(MarketDataError):
+    """A process started by the launcher (run.py) did not come up: it exited, or was not ready in time."""

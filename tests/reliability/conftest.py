@@ -15,7 +15,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -23,12 +22,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-import httpx
 import orjson
 import psutil
 import pytest
 from websockets.asyncio.client import ClientConnection
 
+from feed_server.launch import http_ok, wait_ready
 from feed_server.protocol.instruments import InstrumentSpec
 from tests.servers import REPO_ROOT, child_env, free_port, start_feed_process, wait_for_health
 
@@ -102,16 +101,8 @@ def start_dashboard_process(
 
 
 def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll ``url`` until it answers 200 (AssertionError after ``timeout`` s or if ``process`` exits)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"process {process.pid} exited with {process.returncode} before serving {url}")
-        with suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer 200 within {timeout} s")
+    """Poll ``url`` until it answers 200 (StartupError after ``timeout`` s or if ``process`` exits)."""
+    wait_ready(url, lambda: http_ok(url), timeout, [process] if process is not None else [], interval=0.1)
 
 
 def kill(process: subprocess.Popen[bytes], grace: float = 5.0) -> str:

@@ -21,10 +21,9 @@ import psutil
 import pytest
 from playwright.async_api import async_playwright
 
-from bench.tabs import CHROMIUM
-from bench.tabs import CHROMIUM_FLAGS as CHROMIUM_ARGS
 from tests.reliability.conftest import kill, start_dashboard_process, wait_http
-from tests.servers import REPO_ROOT, child_env, free_port, wait_for_health
+from tests.servers import CHROMIUM, REPO_ROOT, child_env, free_port, wait_for_health
+from tests.servers import CHROMIUM_FLAGS as CHROMIUM_ARGS
 
 EVIL_NAME = '<b id="xss-b">bold</b><img id="xss-img" src="x" onerror="window.__xss=1"><script>window.__xss=2</script>'
 EVIL_FEED = """

@@ -23,12 +23,11 @@ import pytest
 from playwright.async_api import Page, async_playwright
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench.tabs import CHROMIUM
-from bench.tabs import CHROMIUM_FLAGS as CHROMIUM_ARGS
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.server.simulator import book_at
 from tests.reliability.conftest import kill, levels_to_units, recv_json, start_dashboard_process, wait_http
-from tests.servers import free_port, start_feed_process, wait_for_health
+from tests.servers import CHROMIUM, free_port, start_feed_process, wait_for_health
+from tests.servers import CHROMIUM_FLAGS as CHROMIUM_ARGS
 
 RATE = 100.0
 INSTRUMENT = "AAPL"

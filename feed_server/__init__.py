@@ -7,5 +7,7 @@
 - ``feed_server.client``: the consumer library (per-instrument sync state machine, the reconnecting
   subscriber, gRPC error translation, the health probe) and the CLI, ``python -m feed_server.client``.
 
-The client side never imports the server side; both import the protocol core.
+Beside them, for the entry points: ``cli_args`` (argument checks: one error line, exit 1) and ``launch`` (starting
+processes and telling when they are ready, for ``run.py``). The client side never imports the server side; both
+import the protocol core.
 """

@@ -123,9 +123,6 @@ class InstrumentSimulator:
         while self.sequence < sequence:
             self.next_event()
 
-    def in_burst(self) -> bool:
-        return self.time_ns < self._burst_until_ns
-
     # ----------------------------------------------------------------- time and fair value
     def _draw_burst_gap(self) -> int:
         return int(self._rng.expovariate(1 / 20.0) * _NS) + _NS
@@ -161,13 +158,6 @@ class InstrumentSimulator:
         if not keys:
             return None
         key: int = keys[0]
-        return -key if side is Side.BID else key
-
-    def _worst(self, side: Side) -> int | None:
-        keys = self._keys[side]
-        if not keys:
-            return None
-        key: int = keys[-1]
         return -key if side is Side.BID else key
 
     def _set_total(self, side: Side, price: int, size: int) -> None:

@@ -278,9 +278,10 @@ async def test_request_errors_are_fatal_and_translated() -> None:
                 await unknown.run()
         assert unknown.state is ConnectionState.STOPPED
         duplicate = FeedSubscriber(server.address, ["AAPL", "AAPL"])
-        with pytest.raises(BadRequest):
+        with pytest.raises(BadRequest) as refused:
             async with asyncio.timeout(5):
                 await duplicate.run()
+        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT  # the status travels on the error
         with pytest.raises(UnknownInstrument):  # wait_live reports why the subscriber stopped
             await unknown.wait_live(timeout=1)
     with pytest.raises(ValueError):
@@ -289,8 +290,9 @@ async def test_request_errors_are_fatal_and_translated() -> None:
 
 async def test_nobody_listening() -> None:
     address = f"127.0.0.1:{free_port()}"
-    with pytest.raises(FeedUnavailable, match="connection refused"):
+    with pytest.raises(FeedUnavailable, match="connection refused") as refused:
         await list_instruments(address, timeout=3)
+    assert refused.value.code == grpc.StatusCode.UNAVAILABLE
     subscriber = FeedSubscriber(address, reconnect=False)
     with pytest.raises(FeedUnavailable, match=f"no feed server at {address}"):
         async with asyncio.timeout(5):

@@ -1,82 +1,31 @@
 """Pure formatting for the dashboard page: book levels, trades and the depth chart, as display rows.
 
 No NiceGUI and no I/O here: the page module turns an ``InstrumentBook`` into these rows and assigns them
-to its elements. Prices and sizes are integer ticks and lots, formatted exactly to the instrument's tick
-and lot size with integer arithmetic (``SpecFormat``): the same text as ``InstrumentSpec.format_price`` and
-``format_size``, about ten times faster than going through ``Decimal`` (the page formats ~100 numbers per
-refresh per tab).
+to its elements. Prices and sizes are integer ticks and lots, written exactly to the instrument's tick and lot
+size by feed_server/protocol/units.py (``SpecFormat``, also the source of the mid, the spread and a trade's
+side), with integer arithmetic: the page formats ~100 numbers per refresh per tab.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from decimal import Decimal
-from functools import lru_cache
 from itertools import islice
 
-from feed_server.protocol.book import Side, Trade
-from feed_server.protocol.instruments import InstrumentSpec, decimals_of
+from feed_server.protocol.book import Level, Side, Trade
+from feed_server.protocol.instruments import InstrumentSpec
+from feed_server.protocol.units import SpecFormat, aggressor_name
 
 __all__ = [
-    "FixedPoint",
-    "SpecFormat",
     "depth_series",
     "format_last_trade",
-    "format_mid",
-    "format_spread",
     "format_time_ns",
     "instrument_label",
     "level_rows",
-    "side_label",
     "trade_rows",
 ]
 
-Level = tuple[int, int]
 Row = dict[str, str | int]
-
-
-@dataclass(frozen=True, slots=True)
-class FixedPoint:
-    """Integer multiples of a decimal step (a tick or a lot) as exact text and as the nearest float."""
-
-    scale: int  # the step times 10**decimals, an integer
-    decimals: int
-
-    @classmethod
-    def of(cls, step: Decimal) -> FixedPoint:
-        decimals = decimals_of(step)
-        scale = step.scaleb(decimals)
-        if scale != scale.to_integral_value() or scale <= 0:
-            raise ValueError(f"not a positive decimal step: {step}")
-        return cls(int(scale), decimals)
-
-    def text(self, units: int) -> str:
-        value = units * self.scale
-        if not self.decimals:
-            return str(value)
-        digits = str(abs(value)).rjust(self.decimals + 1, "0")
-        sign = "-" if value < 0 else ""
-        return f"{sign}{digits[: -self.decimals]}.{digits[-self.decimals :]}"
-
-    def number(self, units: int) -> float:
-        """The float nearest the exact value (int / int is correctly rounded)."""
-        divisor: int = 10**self.decimals
-        return units * self.scale / divisor
-
-
-@dataclass(frozen=True, slots=True)
-class SpecFormat:
-    """How one instrument's prices and sizes are shown."""
-
-    price: FixedPoint
-    size: FixedPoint
-
-    @staticmethod
-    @lru_cache(maxsize=256)
-    def of(spec: InstrumentSpec) -> SpecFormat:
-        return SpecFormat(FixedPoint.of(spec.tick_size), FixedPoint.of(spec.lot_size))
 
 
 def instrument_label(spec: InstrumentSpec) -> str:
@@ -113,43 +62,22 @@ def depth_series(spec: InstrumentSpec, levels: Sequence[Level], side: Side) -> l
     return points
 
 
-def format_spread(spec: InstrumentSpec, spread_ticks: int | None) -> str:
-    if spread_ticks is None:
-        return "-"
-    unit = "tick" if spread_ticks == 1 else "ticks"
-    return f"{spec.format_price(spread_ticks)} ({spread_ticks} {unit})"
-
-
-def format_mid(spec: InstrumentSpec, best_bid: int | None, best_ask: int | None) -> str:
-    """The exact mid price; one more decimal than the tick size when it falls between two ticks."""
-    if best_bid is None or best_ask is None:
-        return "-"
-    twice = best_bid + best_ask
-    value = Decimal(twice) * spec.tick_size / 2
-    decimals = spec.price_decimals if twice % 2 == 0 else decimals_of(spec.tick_size / 2)
-    return f"{value:.{decimals}f}"
-
-
 def format_time_ns(time_ns: int) -> str:
     """``HH:MM:SS.mmm`` (UTC) of an event time in nanoseconds since the epoch."""
     seconds, remainder = divmod(time_ns, 1_000_000_000)
     return time.strftime("%H:%M:%S", time.gmtime(seconds)) + f".{remainder // 1_000_000:03d}"
 
 
-def side_label(aggressor: Side) -> str:
-    """A trade's direction: the side of the incoming order (a buy lifts the ask)."""
-    return "BUY" if aggressor is Side.BID else "SELL"
-
-
 def format_last_trade(spec: InstrumentSpec, trade: Trade | None) -> str:
+    """``"7 @ 189.50 BUY"``; "-" before the first trade."""
     if trade is None:
         return "-"
     fmt = SpecFormat.of(spec)
-    return f"{fmt.size.text(trade.size)} @ {fmt.price.text(trade.price)} {side_label(trade.aggressor)}"
+    return f"{fmt.size.text(trade.size)} @ {fmt.price.text(trade.price)} {aggressor_name(trade.aggressor).upper()}"
 
 
 def trade_rows(spec: InstrumentSpec, trades: Sequence[tuple[int, Trade]], limit: int) -> list[Row]:
-    """The newest ``limit`` trades as tape rows, newest first (``trades`` is oldest first)."""
+    """The newest ``limit`` trades as tape rows, newest first (``trades`` is oldest first); the side in capitals."""
     fmt = SpecFormat.of(spec)
     recent = list(islice(reversed(trades), limit))
     return [
@@ -158,7 +86,7 @@ def trade_rows(spec: InstrumentSpec, trades: Sequence[tuple[int, Trade]], limit:
             "time": format_time_ns(time_ns),
             "price": fmt.price.text(trade.price),
             "size": fmt.size.text(trade.size),
-            "side": side_label(trade.aggressor),
+            "side": aggressor_name(trade.aggressor).upper(),
         }
         for index, (time_ns, trade) in enumerate(recent)
     ]

@@ -13,7 +13,9 @@ import os
 
 from nicegui import app, ui
 
-from dashboard.api.fanout import ApiLimits, MarketDataHub, TransportMiddleware, api_router
+from dashboard.api.fanout import ApiLimits, MarketDataHub
+from dashboard.api.routes import api_router
+from dashboard.api.transport import TransportMiddleware
 from dashboard.bridge import FeedBridge, set_bridge
 
 __all__ = ["DEFAULT_FEED_ADDRESS", "DEFAULT_HOST", "DEFAULT_PORT", "TITLE", "build_app", "serve"]

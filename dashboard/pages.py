@@ -14,18 +14,11 @@ from typing import Any, TypeVar
 from nicegui import ui
 
 from dashboard.bridge import FeedBridge, get_bridge
-from dashboard.formatting import (
-    depth_series,
-    format_last_trade,
-    format_mid,
-    format_spread,
-    instrument_label,
-    level_rows,
-    trade_rows,
-)
+from dashboard.formatting import depth_series, format_last_trade, instrument_label, level_rows, trade_rows
 from feed_server.client.subscriber import ConnectionState, InstrumentBook
 from feed_server.protocol.book import Side, Trade
 from feed_server.protocol.instruments import InstrumentSpec
+from feed_server.protocol.units import format_mid, format_spread
 
 __all__ = ["BOOK_LEVELS", "DEPTH_CHART_LEVELS", "REFRESH_HZ", "TAPE_TRADES", "BookPage", "register_pages"]
 

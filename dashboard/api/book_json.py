@@ -3,7 +3,8 @@
 A book's JSON is encoded once per (instrument, depth, version of the book) by ``BookJsonCache`` and the
 same text is shared by every WebSocket client and REST request that wants it.
 
-Book message (best levels first; prices and sizes are JSON numbers exactly rounded to tick and lot)::
+Book message (best levels first; prices and sizes are JSON numbers, the floats nearest the exact decimals, made
+by feed_server/protocol/units.py)::
 
     {"type": "book", "instrument_id": "AAPL", "sequence": 1234, "timestamp_ns": 1700000000000000000,
      "bids": [[189.5, 300.0], ...], "asks": [[189.51, 100.0], ...], "checksum": 3735928559, "stale": false}
@@ -17,21 +18,20 @@ the first snapshot of an instrument ``sequence``/``checksum`` are null and both 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from feed_server.protocol.book import Level, OrderBook, Side, Trade
+from feed_server.protocol.book import Level, OrderBook, Trade
 from feed_server.protocol.instruments import InstrumentSpec
+from feed_server.protocol.units import FixedPoint, SpecFormat, aggressor_name
 
 if TYPE_CHECKING:
     from feed_server.client.subscriber import InstrumentBook
 
 __all__ = [
     "BookJsonCache",
-    "Scale",
     "encode_book",
     "encode_error",
     "encode_trade",
@@ -39,53 +39,20 @@ __all__ = [
     "instruments_json",
 ]
 
-_EXACT_INT = 2**53
 _size_of = itemgetter(1)
 
 
-class Scale:
-    """Turns integer ticks (or lots) into the JSON number nearest the exact decimal, fast.
-
-    A step ``m * 10**-k`` gives ``ticks * m / 10**k``: both integers are exact in a float below 2**53, and IEEE
-    division rounds correctly, so the result is the float nearest the exact decimal, as ``float(Decimal)``.
-    """
-
-    __slots__ = ("_div", "_mul", "_step")
-
-    def __init__(self, step: Decimal) -> None:
-        sign, digits, exponent = step.normalize().as_tuple()
-        assert isinstance(exponent, int)
-        mantissa = int("".join(map(str, digits))) * (-1 if sign else 1)
-        self._step = step
-        self._mul: int
-        self._div: int
-        if exponent >= 0:
-            self._mul, self._div = mantissa * 10**exponent, 1
-        else:
-            self._mul, self._div = mantissa, 10**-exponent
-
-    def __call__(self, units: int) -> float:
-        scaled = units * self._mul
-        if -_EXACT_INT < scaled < _EXACT_INT and self._div < 10**22:
-            return scaled / self._div
-        return float(units * self._step)
-
-    def exact_up_to(self, units: int) -> bool:
-        """Whether ``units * mul / div`` is exact (as ``__call__``) for every ``-units <= u <= units``."""
-        return units * abs(self._mul) < _EXACT_INT and self._div < 10**22
-
-
-def _pairs(levels: list[Level], price: Scale, size: Scale) -> list[list[float]]:
-    """``[[price, size], ...]`` as JSON numbers; one bound check for the side rather than two per level."""
+def _pairs(levels: list[Level], price: FixedPoint, size: FixedPoint) -> list[list[float]]:
+    """``[[price, size], ...]`` as JSON numbers (``FixedPoint.number``); one bound check for the side rather than
+    two per level."""
     if not levels:
         return []
     # Prices are sorted, so the largest magnitude is at one end; sizes are not.
-    if price.exact_up_to(max(abs(levels[0][0]), abs(levels[-1][0]))) and size.exact_up_to(
-        max(map(_size_of, levels))
-    ):
-        pm, pd, sm, sd = price._mul, price._div, size._mul, size._div
+    if max(abs(levels[0][0]), abs(levels[-1][0])) <= price.fast_limit and max(map(_size_of, levels)) <= size.fast_limit:
+        pm, pd, sm, sd = price.scale, price.divisor, size.scale, size.divisor
         return [[p * pm / pd, s * sm / sd] for p, s in levels]
-    return [[price(p), size(s)] for p, s in levels]
+    price_number, size_number = price.number, size.number
+    return [[price_number(p), size_number(s)] for p, s in levels]
 
 
 @dataclass(slots=True)
@@ -95,20 +62,14 @@ class _Entry:
     data: str
 
 
-@dataclass(frozen=True, slots=True)
-class _Scales:
-    price: Scale
-    size: Scale
-
-
 class BookJsonCache:
     """Encodes each (instrument, depth, book version) once and hands out the same text to everyone."""
 
-    __slots__ = ("_entries", "_scales", "encodes")
+    __slots__ = ("_entries", "_formats", "encodes")
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, int], _Entry] = {}
-        self._scales: dict[str, tuple[InstrumentSpec, _Scales]] = {}
+        self._formats: dict[str, tuple[InstrumentSpec, SpecFormat]] = {}  # per instrument: its last spec object
         self.encodes = 0  # how many times a book was actually encoded (tests and benchmarks read it)
 
     def get(self, ibook: InstrumentBook, depth: int) -> str:
@@ -119,7 +80,7 @@ class BookJsonCache:
         if entry is not None and entry.book is ibook and entry.version == ibook.version:
             return entry.data
         data = encode_book(spec, ibook.book, stale=ibook.stale, timestamp_ns=ibook.last_event_time_ns,
-                           depth=depth, scales=self._scales_for(spec)).decode()
+                           depth=depth, fmt=self._format_of(spec)).decode()
         self.encodes += 1
         if entry is None:
             self._entries[key] = _Entry(ibook, ibook.version, data)
@@ -127,19 +88,12 @@ class BookJsonCache:
             entry.book, entry.version, entry.data = ibook, ibook.version, data
         return data
 
-    def forget(self, instrument_id: str) -> None:
-        """Drop an instrument's entries (its spec changed, e.g. after a feed restart)."""
-        for key in [k for k in self._entries if k[0] == instrument_id]:
-            del self._entries[key]
-        self._scales.pop(instrument_id, None)
-
-    def _scales_for(self, spec: InstrumentSpec) -> _Scales:
-        known = self._scales.get(spec.instrument_id)
-        if known is not None and known[0] == spec:
-            return known[1]
-        scales = _Scales(Scale(spec.tick_size), Scale(spec.lot_size))
-        self._scales[spec.instrument_id] = (spec, scales)
-        return scales
+    def _format_of(self, spec: InstrumentSpec) -> SpecFormat:
+        """``SpecFormat.of(spec)``, found by the spec's identity (cheaper than hashing it) while it stays the same."""
+        known = self._formats.get(spec.instrument_id)
+        if known is None or known[0] is not spec:
+            known = self._formats[spec.instrument_id] = (spec, SpecFormat.of(spec))
+        return known[1]
 
 
 def encode_book(
@@ -149,12 +103,12 @@ def encode_book(
     stale: bool,
     timestamp_ns: int,
     depth: int,
-    scales: _Scales | None = None,
+    fmt: SpecFormat | None = None,
 ) -> bytes:
     """One book message (see the module docstring) for the top ``depth`` levels per side."""
-    if scales is None:
-        scales = _Scales(Scale(spec.tick_size), Scale(spec.lot_size))
-    price, size = scales.price, scales.size
+    if fmt is None:
+        fmt = SpecFormat.of(spec)
+    price, size = fmt.price, fmt.size
     has_book = book.sequence is not None
     return orjson.dumps(
         {
@@ -170,23 +124,21 @@ def encode_book(
     )
 
 
-_AGGRESSOR = {Side.BID: "buy", Side.ASK: "sell"}
-
-
 def encode_trade(spec: InstrumentSpec, trade: Trade, sequence: int | None, timestamp_ns: int) -> bytes:
     """``{"type": "trade", "instrument_id", "sequence", "timestamp_ns", "price", "size", "aggressor"}``.
 
     ``aggressor`` is ``"buy"`` when the incoming order bought (lifted an ask), ``"sell"`` when it sold.
     """
+    fmt = SpecFormat.of(spec)
     return orjson.dumps(
         {
             "type": "trade",
             "instrument_id": spec.instrument_id,
             "sequence": sequence,
             "timestamp_ns": timestamp_ns,
-            "price": spec.price_float(trade.price),
-            "size": spec.size_float(trade.size),
-            "aggressor": _AGGRESSOR.get(trade.aggressor, "unknown"),
+            "price": fmt.price.number(trade.price),
+            "size": fmt.size.number(trade.size),
+            "aggressor": aggressor_name(trade.aggressor),
         }
     )
 

@@ -1,27 +1,21 @@
-"""The raw JSON API for scripts: ``/ws/market_data/{instrument_id}``, ``/api/instruments``, ``/api/book/{id}``.
-
-WebSocket ``/ws/market_data/{instrument_id}?depth=10&interval_ms=0&trades=1``
+"""Books and trades to the WebSocket clients of ``/ws/market_data/{instrument_id}?depth=10&interval_ms=0&trades=1``.
 
 - ``depth``: levels per side, 1..100 (default 10). ``interval_ms``: the least time between two flushes,
   0..60000 (default 0 = every change). ``trades``: 1/0 (or true/false), default 0: also send a
-  ``{"type": "trade", ...}`` message for each trade. Other parameters are ignored.
-- On connect one full book message, then one whenever the book changes (see dashboard/book_json.py for the
-  fields), at most once per ``interval_ms``. A client always gets the latest state: books are conflated per
-  client (a version, never a queue), so a slow client skips intermediate books. With ``trades=1`` the trades
-  since the last flush come just before the book, in the same flush (so never more often than
-  ``interval_ms``); each instrument keeps its last ``ApiLimits.trade_buffer`` trade messages, and a client
-  that falls further behind skips the older ones.
+  ``{"type": "trade", ...}`` message for each trade. Other parameters are ignored (params.py parses them).
+- On connect one full book message, then one whenever the book changes (see book_json.py for the fields), at
+  most once per ``interval_ms``. A client always gets the latest state: books are conflated per client (a
+  version, never a queue), so a slow client skips intermediate books. With ``trades=1`` the trades since the
+  last flush come just before the book, in the same flush (so never more often than ``interval_ms``); each
+  instrument keeps its last ``ApiLimits.trade_buffer`` trade messages, and a client that falls further behind
+  skips the older ones.
 - Frames sent by the client are read and ignored.
 - Errors: ``{"type": "error", "code": ..., "message": ...}`` then a close code:
   ``unknown_instrument`` 4404, ``bad_request`` 4400, ``too_many_connections`` 1013 (past
   ``ApiLimits.max_connections``), ``feed_unavailable`` 1013 (the feed has not listed its instruments within
   ``ApiLimits.instrument_wait`` seconds), ``slow_consumer`` 1008 (a flush blocked for more than
   ``ApiLimits.send_timeout`` seconds, checked 4 times a second: the server buffers at most one flush plus the
-  transport's ~64 KiB per client, then drops the client and aborts its connection).
-
-REST: ``GET /api/instruments`` -> ``[{"instrument_id", "name", "kind", "tick_size", "lot_size",
-"price_decimals", "size_decimals"}]``; ``GET /api/book/{instrument_id}?depth=N`` -> a book message;
-errors as JSON with status 400 (bad_request), 404 (unknown_instrument) or 503 (feed_unavailable).
+  transport's ~64 KiB per client, then drops the client and aborts its connection, see transport.py).
 """
 
 from __future__ import annotations
@@ -30,34 +24,28 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import re
-import socket
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
 
-from fastapi import APIRouter, Request, Response, WebSocket
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from dashboard.api.book_json import BookJsonCache, encode_error, encode_trade, instruments_json
+from dashboard.api.book_json import BookJsonCache, encode_error, encode_trade
+from dashboard.api.params import DEFAULT_DEPTH, MAX_INTERVAL_MS, BadParameter, bool_param, int_param, shown
+from dashboard.api.transport import abort, limit_send_buffer
 from dashboard.bridge import FeedBridge
 from feed_server.protocol.book import MAX_DEPTH, Trade
 from feed_server.protocol.instruments import InstrumentSpec
 
-__all__ = ["ApiLimits", "MarketDataHub", "TransportMiddleware", "api_router"]
+__all__ = ["ApiLimits", "MarketDataHub"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DEPTH = 10
-MAX_INTERVAL_MS = 60_000
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNKNOWN_INSTRUMENT = 4404
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_POLICY_VIOLATION = 1008
-_INT = re.compile(r"[+-]?[0-9]{1,12}")
-_BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,34 +65,6 @@ class ApiLimits:
             send_timeout=float(env.get("DASHBOARD_SEND_TIMEOUT", default.send_timeout)),
             trade_buffer=int(env.get("DASHBOARD_TRADE_BUFFER", default.trade_buffer)),
         )
-
-
-class BadParameter(ValueError):
-    """A query parameter is not acceptable; the message names it and its value."""
-
-
-def shown(value: str, limit: int = 40) -> str:
-    """A client-supplied value, truncated, for an error message (JSON-escaped by the encoder)."""
-    return repr(value if len(value) <= limit else value[:limit] + "...")
-
-
-def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    if not _INT.fullmatch(raw) or not low <= int(raw) <= high:
-        raise BadParameter(f"{name} must be an integer from {low} to {high}, got {shown(raw)}")
-    return int(raw)
-
-
-def bool_param(params: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    value = _BOOLS.get(raw.lower())
-    if value is None:
-        raise BadParameter(f"{name} must be 1 or 0 (true or false), got {shown(raw)}")
-    return value
 
 
 class _TradeLog:
@@ -235,7 +195,7 @@ class MarketDataHub:
 
     # ----------------------------------------------------------------- one WebSocket connection
     async def serve(self, ws: WebSocket, instrument_id: str) -> None:
-        _limit_send_buffer(ws, self.limits.socket_send_buffer)
+        limit_send_buffer(ws, self.limits.socket_send_buffer)
         await ws.accept()
         if self.connections >= self.limits.max_connections:
             message = f"at most {self.limits.max_connections} connections"
@@ -293,9 +253,9 @@ class MarketDataHub:
             self.dropped_slow += 1
             log.info("dropped a slow WebSocket client of %s (send blocked > %s s)", instrument_id,
                      self.limits.send_timeout)
-            _abort(ws)
+            abort(ws)
         elif blocked:
-            _abort(ws)
+            abort(ws)
 
     async def _send_loop(self, ws: WebSocket, client: _Client) -> None:
         """Send the full book at once, then at each change (at most once per interval): the trades since the
@@ -345,97 +305,6 @@ async def _refuse(ws: WebSocket, code: str, message: str, close_code: int) -> No
             await ws.send_text(encode_error(code, message).decode())
             await ws.close(code=close_code, reason=code)
     except TimeoutError:
-        _abort(ws)  # a client that does not read
+        abort(ws)  # a client that does not read
     except (WebSocketDisconnect, RuntimeError, OSError):
         pass  # the client went away meanwhile
-
-
-TRANSPORT_SCOPE_KEY = "dashboard.transport"
-
-
-class TransportMiddleware:
-    """Pure ASGI middleware: records a WebSocket connection's asyncio transport in its scope.
-
-    uvicorn hands the app its protocol's own ``send`` (a bound method of the protocol, which holds the
-    transport); Starlette wraps it further in. The API needs the transport for two things ASGI cannot express:
-    capping the kernel's send buffer, and aborting the connection of a client that does not read (a close
-    frame could never be written to it).
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket":
-            transport = getattr(getattr(send, "__self__", None), "transport", None)
-            if transport is not None:  # asyncio's or uvloop's (which does not subclass asyncio's classes)
-                scope[TRANSPORT_SCOPE_KEY] = transport
-        await self.app(scope, receive, send)
-
-
-class _Transport(Protocol):
-    def get_extra_info(self, name: str, default: Any = None) -> Any: ...
-
-    def abort(self) -> None: ...
-
-
-def _transport(ws: WebSocket) -> _Transport | None:
-    """The connection's transport (asyncio's or uvloop's), when TransportMiddleware could find it."""
-    transport = ws.scope.get(TRANSPORT_SCOPE_KEY)
-    if callable(getattr(transport, "get_extra_info", None)) and callable(getattr(transport, "abort", None)):
-        return cast(_Transport, transport)
-    return None
-
-
-def _limit_send_buffer(ws: WebSocket, size: int) -> None:
-    """Cap the kernel's send buffer of the connection (loopback auto-tuning would otherwise allow megabytes)."""
-    transport = _transport(ws)
-    sock = None if transport is None else transport.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
-
-
-def _abort(ws: WebSocket) -> None:
-    """Abort the connection's transport: a client that does not read would otherwise hold it forever."""
-    transport = _transport(ws)
-    if transport is not None:
-        transport.abort()
-
-
-def api_router(hub: MarketDataHub) -> APIRouter:
-    """The WebSocket and REST routes, bound to ``hub``."""
-    router = APIRouter()
-
-    @router.websocket("/ws/market_data/{instrument_id:path}")
-    async def market_data(websocket: WebSocket, instrument_id: str) -> None:
-        await hub.serve(websocket, instrument_id)
-
-    @router.get("/api/instruments")
-    async def instruments() -> Response:
-        specs = await hub.known_instruments()
-        if not specs:
-            return _error_response(503, "feed_unavailable", "the feed has not listed its instruments yet")
-        return Response(instruments_json(specs), media_type="application/json")
-
-    @router.get("/api/book/{instrument_id:path}")
-    async def book(request: Request, instrument_id: str) -> Response:
-        try:
-            depth = int_param(request.query_params, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)
-        except BadParameter as exc:
-            return _error_response(400, "bad_request", str(exc))
-        specs = await hub.known_instruments()
-        if not specs:
-            return _error_response(503, "feed_unavailable", "the feed has not listed its instruments yet")
-        if instrument_id not in {s.instrument_id for s in specs}:
-            return _error_response(404, "unknown_instrument", f"unknown instrument id {shown(instrument_id)}")
-        data = hub.book_json(instrument_id, depth)
-        if data is None:
-            return _error_response(503, "feed_unavailable", f"no book for {shown(instrument_id)} yet")
-        return Response(data, media_type="application/json")
-
-    return router
-
-
-def _error_response(status: int, code: str, message: str) -> Response:
-    return Response(encode_error(code, message), status_code=status, media_type="application/json")

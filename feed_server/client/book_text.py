@@ -1,31 +1,23 @@
 """Text renderings of a subscriber's book for the CLI: a top-of-book table and a one-line summary.
 
-Pure functions of an InstrumentBook; prices and sizes are formatted with the instrument's decimals.
+Pure functions of an InstrumentBook; prices, sizes, the mid, the spread and a trade's side are written by
+feed_server/protocol/units.py, exactly to the instrument's tick and lot size.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from feed_server.client.sync import InstrumentBook
-from feed_server.protocol.book import Side, Trade
+from feed_server.protocol.book import Trade
 from feed_server.protocol.instruments import InstrumentSpec
+from feed_server.protocol.units import SpecFormat, aggressor_name, format_mid, format_spread
 
-__all__ = ["format_instrument", "format_mid", "format_trade", "render_table", "summary_line"]
-
-
-def format_mid(spec: InstrumentSpec, bid_ticks: int, ask_ticks: int) -> str:
-    """The exact mid price; one more decimal than the tick when it falls between two ticks."""
-    mid = Decimal(bid_ticks + ask_ticks) * spec.tick_size / 2
-    decimals = spec.price_decimals
-    if mid != round(mid, decimals):
-        decimals += 1
-    return f"{mid:.{decimals}f}"
+__all__ = ["format_instrument", "format_trade", "render_table", "summary_line"]
 
 
 def format_trade(spec: InstrumentSpec, trade: Trade) -> str:
-    side = "buy" if trade.aggressor is Side.BID else "sell"
-    return f"{spec.format_size(trade.size)} @ {spec.format_price(trade.price)} ({side})"
+    """``"1.0 @ 100.25 (buy)"``: size, price and the side of the incoming order."""
+    fmt = SpecFormat.of(spec)
+    return f"{fmt.size.text(trade.size)} @ {fmt.price.text(trade.price)} ({aggressor_name(trade.aggressor)})"
 
 
 def _status(entry: InstrumentBook) -> str:
@@ -37,16 +29,17 @@ def _spread_and_mid(entry: InstrumentBook) -> tuple[str, str]:
     bid, ask = book.best_bid(), book.best_ask()
     if bid is None or ask is None:
         return "-", "-"
-    spread = ask[0] - bid[0]
-    return f"{spec.format_price(spread)} ({spread} tick{'s' if spread != 1 else ''})", format_mid(spec, bid[0], ask[0])
+    return format_spread(spec, ask[0] - bid[0]), format_mid(spec, bid[0], ask[0])
 
 
 def summary_line(entry: InstrumentBook) -> str:
     """One line: sequence, best bid and ask, spread, mid, last trade, and checksum ok or STALE."""
     spec, book = entry.spec, entry.book
+    fmt = SpecFormat.of(spec)
+    price, size = fmt.price.text, fmt.size.text
     bid, ask = book.best_bid(), book.best_ask()
-    bid_text = f"{spec.format_size(bid[1])} @ {spec.format_price(bid[0])}" if bid else "-"
-    ask_text = f"{spec.format_size(ask[1])} @ {spec.format_price(ask[0])}" if ask else "-"
+    bid_text = f"{size(bid[1])} @ {price(bid[0])}" if bid else "-"
+    ask_text = f"{size(ask[1])} @ {price(ask[0])}" if ask else "-"
     spread, mid = _spread_and_mid(entry)
     last = format_trade(spec, entry.last_trade) if entry.last_trade else "-"
     return (
@@ -58,12 +51,12 @@ def summary_line(entry: InstrumentBook) -> str:
 def render_table(entry: InstrumentBook, rows: int) -> list[str]:
     """The top ``rows`` levels, bids and asks side by side, under a header with the book's figures."""
     spec, book = entry.spec, entry.book
+    fmt = SpecFormat.of(spec)
+    price, size = fmt.price.text, fmt.size.text
     bids, asks = book.bids(rows), book.asks(rows)
     spread, mid = _spread_and_mid(entry)
     last = format_trade(spec, entry.last_trade) if entry.last_trade else "-"
-    cells = [
-        (spec.format_size(s), spec.format_price(p)) for p, s in bids
-    ], [(spec.format_price(p), spec.format_size(s)) for p, s in asks]
+    cells = [(size(s), price(p)) for p, s in bids], [(price(p), size(s)) for p, s in asks]
     width = max([10, *(len(text) for side in cells for pair in side for text in pair)])
     lines = [
         f"{spec.instrument_id}  {spec.display_name}  seq {book.sequence}  [{_status(entry)}]",

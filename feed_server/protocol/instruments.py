@@ -1,4 +1,8 @@
-"""Instrument definitions: ids, tick and lot sizes, and the simulator's default universe."""
+"""Instrument definitions: ids, tick and lot sizes, and the simulator's default universe.
+
+Prices are integer ticks and sizes integer lots everywhere; feed_server/protocol/units.py turns them into text
+and numbers.
+"""
 
 from __future__ import annotations
 
@@ -43,27 +47,6 @@ class InstrumentSpec:
     @property
     def start_price_ticks(self) -> int:
         return int(self.start_price / self.tick_size)
-
-    def price(self, ticks: int) -> Decimal:
-        """Exact price of a number of ticks."""
-        return ticks * self.tick_size
-
-    def size(self, lots: int) -> Decimal:
-        """Exact size of a number of lots."""
-        return lots * self.lot_size
-
-    def price_float(self, ticks: int) -> float:
-        """The JSON number for a price: the float nearest the exact decimal."""
-        return float(ticks * self.tick_size)
-
-    def size_float(self, lots: int) -> float:
-        return float(lots * self.lot_size)
-
-    def format_price(self, ticks: int) -> str:
-        return f"{ticks * self.tick_size:.{self.price_decimals}f}"
-
-    def format_size(self, lots: int) -> str:
-        return f"{lots * self.lot_size:.{self.size_decimals}f}"
 
 
 DEFAULT_INSTRUMENTS: tuple[InstrumentSpec, ...] = (

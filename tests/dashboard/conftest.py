@@ -10,14 +10,13 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO
 
-import httpx
 import pytest
 
+from feed_server.launch import http_ok, wait_ready
 from tests.servers import REPO_ROOT, child_env, free_port, start_feed_process, wait_for_health
 
 FEED_RATE = "200"  # order events per second per instrument
@@ -70,26 +69,12 @@ def start_dashboard(feed_address: str, port: int | None = None, **env: str) -> D
     )
     dashboard = Dashboard(process, port, feed_address, log)
     try:
-        wait_for_http(f"{dashboard.http}/api/instruments", 60.0, process)
+        url = f"{dashboard.http}/api/instruments"
+        wait_ready(url, lambda: http_ok(url), 60.0, [process])
     except BaseException:
         stop_process(process)
         raise
     return dashboard
-
-
-def wait_for_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{url} did not answer 200 within {timeout} s")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
@@ -118,4 +103,4 @@ def dashboard(feed_address: str) -> Iterator[Dashboard]:
         assert "Traceback" not in errors and " ERROR " not in errors, errors
 
 
-__all__ = ["Dashboard", "dashboard", "feed_address", "start_dashboard", "stop_process", "wait_for_http"]
+__all__ = ["Dashboard", "dashboard", "feed_address", "start_dashboard", "stop_process"]

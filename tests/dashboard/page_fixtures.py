@@ -7,19 +7,18 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
-import httpx
 import psutil
 import pytest
 
-from bench.tabs import CHROMIUM
-from bench.tabs import CHROMIUM_FLAGS as CHROMIUM_ARGS
-from tests.servers import child_env, free_port, start_feed_process, wait_for_health
+from feed_server.launch import http_ok, wait_ready
+from feed_server.protocol.errors import StartupError
+from tests.servers import CHROMIUM, child_env, free_port, start_feed_process, wait_for_health
+from tests.servers import CHROMIUM_FLAGS as CHROMIUM_ARGS
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "REPO", "page_feed", "running_dashboard", "stop_process"]
 
@@ -81,15 +80,10 @@ def running_dashboard(*args: str, startup: float = 30.0) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}/"
     try:
-        deadline = time.monotonic() + startup
-        for _ in range(int(startup / 0.1) + 1):
-            assert process.poll() is None, f"run.py exited with {process.returncode}: {read_log(log)}"
-            with suppress(httpx.HTTPError):
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"run.py did not serve {url} within {startup} s: {read_log(log)}")
-            time.sleep(0.1)
+        try:
+            wait_ready("run.py", lambda: http_ok(url), startup, [process], interval=0.1)
+        except StartupError as exc:
+            raise AssertionError(f"{exc}: {read_log(log)}") from None
         yield url
     finally:
         stop_process(process)

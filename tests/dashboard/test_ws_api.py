@@ -68,7 +68,7 @@ def check_book(message: dict[str, Any], spec: InstrumentSpec, depth: int) -> Non
     assert bids[0][0] < asks[0][0], "best bid below best ask"
     assert all(size > 0 for _, size in bids + asks)
     # Prices are JSON numbers exactly rounded: the float nearest the exact decimal.
-    assert message["bids"][0][0] == spec.price_float(bids[0][0])
+    assert message["bids"][0][0] == float(bids[0][0] * spec.tick_size)
     if depth >= 10:
         assert message["checksum"] == compute_checksum(bids[:10], asks[:10])
     assert isinstance(message["timestamp_ns"], int) and message["timestamp_ns"] > 1_600_000_000 * 10**9

@@ -93,8 +93,8 @@ async def test_every_live_book_on_the_websocket_is_the_true_book_despite_faults(
     stale = {iid: sum(1 for m in messages if m["stale"]) for iid, messages in by_id.items()}
     recovered = {iid: _live_after_stale(messages) for iid, messages in by_id.items()}
     log = system.dashboard.log_text()
-    warnings = re.findall(r"WARNING feed_server\.subscriber: (\S+): .*marked stale, resynchronising", log)
-    repaired = re.findall(r"INFO feed_server\.subscriber: (\S+) resynchronised at sequence", log)
+    warnings = re.findall(r"WARNING feed_server\.client\.subscriber: (\S+): .*marked stale, resynchronising", log)
+    repaired = re.findall(r"INFO feed_server\.client\.subscriber: (\S+) resynchronised at sequence", log)
 
     print(  # the figures for the README (pytest -s)
         f"\nfaults e2e: {elapsed:.1f} s, injected {injected}, "

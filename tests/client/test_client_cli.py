@@ -11,10 +11,11 @@ from decimal import Decimal
 
 import pytest
 
-from feed_server.client.book_text import format_mid, render_table, summary_line
+from feed_server.client.book_text import render_table, summary_line
 from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.book import OrderBook, Side, Trade
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
+from feed_server.protocol.units import format_mid
 from tests.servers import REPO_ROOT, child_env, free_port, running_feed_server
 
 CLIENT = [sys.executable, "-m", "feed_server.client"]

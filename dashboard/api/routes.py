@@ -1,0 +1,57 @@
+"""The JSON API's routes, bound to one ``MarketDataHub``: the WebSocket and two REST endpoints.
+
+WebSocket ``/ws/market_data/{instrument_id}``: served by ``MarketDataHub.serve`` (see fanout.py).
+
+REST: ``GET /api/instruments`` -> ``[{"instrument_id", "name", "kind", "tick_size", "lot_size",
+"price_decimals", "size_decimals"}]``; ``GET /api/book/{instrument_id}?depth=N`` -> a book message (see
+book_json.py); errors as JSON with status 400 (bad_request), 404 (unknown_instrument) or 503 (feed_unavailable).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response, WebSocket
+
+from dashboard.api.book_json import encode_error, instruments_json
+from dashboard.api.fanout import MarketDataHub
+from dashboard.api.params import DEFAULT_DEPTH, BadParameter, int_param, shown
+from feed_server.protocol.book import MAX_DEPTH
+
+__all__ = ["api_router"]
+
+
+def api_router(hub: MarketDataHub) -> APIRouter:
+    """The WebSocket and REST routes, bound to ``hub``."""
+    router = APIRouter()
+
+    @router.websocket("/ws/market_data/{instrument_id:path}")
+    async def market_data(websocket: WebSocket, instrument_id: str) -> None:
+        await hub.serve(websocket, instrument_id)
+
+    @router.get("/api/instruments")
+    async def instruments() -> Response:
+        specs = await hub.known_instruments()
+        if not specs:
+            return _error_response(503, "feed_unavailable", "the feed has not listed its instruments yet")
+        return Response(instruments_json(specs), media_type="application/json")
+
+    @router.get("/api/book/{instrument_id:path}")
+    async def book(request: Request, instrument_id: str) -> Response:
+        try:
+            depth = int_param(request.query_params, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)
+        except BadParameter as exc:
+            return _error_response(400, "bad_request", str(exc))
+        specs = await hub.known_instruments()
+        if not specs:
+            return _error_response(503, "feed_unavailable", "the feed has not listed its instruments yet")
+        if instrument_id not in {s.instrument_id for s in specs}:
+            return _error_response(404, "unknown_instrument", f"unknown instrument id {shown(instrument_id)}")
+        data = hub.book_json(instrument_id, depth)
+        if data is None:
+            return _error_response(503, "feed_unavailable", f"no book for {shown(instrument_id)} yet")
+        return Response(data, media_type="application/json")
+
+    return router
+
+
+def _error_response(status: int, code: str, message: str) -> Response:
+    return Response(encode_error(code, message), status_code=status, media_type="application/json")

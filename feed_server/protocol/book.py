@@ -31,6 +31,7 @@ __all__ = [
     "Trade",
 ]
 
+_BID, _ASK = Side.BID, Side.ASK  # module globals: one lookup each, not a global and an attribute, per change
 _set_value = dict.__setitem__  # replaces the value of a key a SortedDict already holds, skipping its index
 
 
@@ -214,11 +215,11 @@ class OrderBook:
         try:
             for change in changes:
                 side, price, size = change.side, change.price, change.size
-                if side is Side.BID:
+                if side is _BID:
                     levels, key = bids, -price
                     if not bid_stale and (bid_edge is None or key <= bid_edge):
                         bid_stale = True
-                elif side is Side.ASK:
+                elif side is _ASK:
                     levels, key = asks, price
                     if not ask_stale and (ask_edge is None or key <= ask_edge):
                         ask_stale = True
@@ -239,7 +240,7 @@ class OrderBook:
                 raise CrossedBook(self.instrument_id, sequence, -bids.keys()[0], asks.keys()[0])
             tracker.bid_stale, tracker.ask_stale = bid_stale, ask_stale
             if checksum is not None:
-                computed = self.checksum()
+                computed = tracker.value(bids, asks)
                 if computed != checksum:
                     raise ChecksumMismatch(self.instrument_id, sequence, checksum, computed)
         except BaseException:

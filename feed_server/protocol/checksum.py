@@ -16,10 +16,10 @@ consumer's :class:`~feed_server.protocol.book.OrderBook` both use it.
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import TYPE_CHECKING
+from zlib import crc32
 
 from feed_server.protocol.levels import Level, LevelChange, Side
 
@@ -31,19 +31,26 @@ __all__ = ["CHECKSUM_LEVELS", "ChainedChecksum", "checksum_text", "compute_check
 CHECKSUM_LEVELS = 10
 
 
-def side_text(levels: Iterable[Level]) -> str:
-    """One side's part of the canonical text: ``"<price_ticks>:<size_lots>"`` per level, joined by ``","``."""
-    return ",".join([f"{price}:{size}" for price, size in levels])
+def side_text(sizes: Mapping[int, int], keys: Iterable[int], *, negated: bool = False) -> str:
+    """One side's part of the canonical text: ``"<price_ticks>:<size_lots>"`` per level, joined by ``","``.
+
+    The levels are given as a book holds them: ``keys`` in order (best first), ``sizes`` by key; with ``negated``
+    the keys are negated prices (a book's bids).
+    """
+    if negated:
+        return ",".join([f"{-key}:{sizes[key]}" for key in keys])
+    return ",".join([f"{key}:{sizes[key]}" for key in keys])
 
 
-def checksum_text(bids: Iterable[Level], asks: Iterable[Level]) -> str:
+def checksum_text(bids: Sequence[Level], asks: Sequence[Level]) -> str:
     """The canonical text ``"<bids>|<asks>"`` of the given levels (best first, already cut to the top 10)."""
-    return side_text(bids) + "|" + side_text(asks)
+    bid_text = side_text(dict(bids), [price for price, _ in bids])
+    return bid_text + "|" + side_text(dict(asks), [price for price, _ in asks])
 
 
-def compute_checksum(bids: Iterable[Level], asks: Iterable[Level]) -> int:
+def compute_checksum(bids: Sequence[Level], asks: Sequence[Level]) -> int:
     """CRC32 of the canonical text of the given levels (best first), as an unsigned 32-bit int."""
-    return zlib.crc32(checksum_text(bids, asks).encode("ascii"))
+    return crc32(checksum_text(bids, asks).encode("ascii"))
 
 
 class ChainedChecksum:
@@ -76,9 +83,9 @@ class ChainedChecksum:
 
     def note(self, changes: Iterable[LevelChange]) -> None:
         """Report an event's level changes (prices in ticks): a side they reach is rebuilt by the next value()."""
-        bid_edge, ask_edge = self.bid_edge, self.ask_edge
+        bid_edge, ask_edge, bid = self.bid_edge, self.ask_edge, Side.BID
         for change in changes:
-            if change.side is Side.BID:
+            if change.side is bid:
                 if not self.bid_stale and (bid_edge is None or -change.price <= bid_edge):
                     self.bid_stale = True
             elif not self.ask_stale and (ask_edge is None or change.price <= ask_edge):
@@ -86,19 +93,19 @@ class ChainedChecksum:
 
     def value(self, bids: SortedDict, asks: SortedDict) -> int:
         """The checksum of the book whose sides (in key space) are ``bids`` and ``asks``."""
-        if not (self.bid_stale or self.ask_stale):
+        bid_stale, ask_stale = self.bid_stale, self.ask_stale
+        if not (bid_stale or ask_stale):
             return self._value
         n = self.levels
-        if self.bid_stale:
+        if bid_stale:
             keys = list(islice(bids, n))  # iterating a SortedDict from the start beats slicing its keys view
-            text = side_text([(-key, bids[key]) for key in keys]) + "|"
-            self._bid_crc = zlib.crc32(text.encode("ascii"))
+            self._bid_crc = crc32((side_text(bids, keys, negated=True) + "|").encode("ascii"))
             self.bid_edge = keys[-1] if len(keys) == n else None
             self.bid_stale = False
-        if self.ask_stale:
+        if ask_stale:
             keys = list(islice(asks, n))
-            self._ask_bytes = side_text([(key, asks[key]) for key in keys]).encode("ascii")
+            self._ask_bytes = side_text(asks, keys).encode("ascii")
             self.ask_edge = keys[-1] if len(keys) == n else None
             self.ask_stale = False
-        self._value = zlib.crc32(self._ask_bytes, self._bid_crc)
-        return self._value
+        self._value = value = crc32(self._ask_bytes, self._bid_crc)
+        return value

@@ -6,6 +6,7 @@
     ├── BookError                 a message cannot be applied to a book; the book is left as it was
     │   ├── SequenceGap           the message's sequence is not the next one
     │   ├── ChecksumMismatch      the book after the message does not match the message's checksum
+    │   ├── DigestMismatch        the whole book after the message does not match the message's book digest
     │   ├── CrossedBook           the book after the message would have best bid >= best ask
     │   └── InvalidMessage        a malformed message (unknown side, negative size, ...)
     │       └── SnapshotMissing   an update or heartbeat came before any snapshot of its instrument
@@ -60,6 +61,17 @@ class ChecksumMismatch(BookError):
     def __init__(self, instrument_id: str, sequence: int, expected: int, computed: int) -> None:
         super().__init__(
             instrument_id, sequence, f"checksum mismatch: message says {expected}, book gives {computed}"
+        )
+        self.expected = expected
+        self.computed = computed
+
+
+class DigestMismatch(BookError):
+    """After applying the message the digest of the whole book is not the message's ``book_digest``."""
+
+    def __init__(self, instrument_id: str, sequence: int, expected: int, computed: int) -> None:
+        super().__init__(
+            instrument_id, sequence, f"book digest mismatch: message says {expected}, book gives {computed}"
         )
         self.expected = expected
         self.computed = computed

@@ -130,7 +130,7 @@ class Heartbeat(_message.Message):
     def __init__(self) -> None: ...
 
 class BookMessage(_message.Message):
-    __slots__ = ("instrument_id", "sequence", "event_time_ns", "checksum", "snapshot", "update", "heartbeat")
+    __slots__ = ("instrument_id", "sequence", "event_time_ns", "checksum", "snapshot", "update", "heartbeat", "book_digest", "session_id")
     INSTRUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_NS_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,8 @@ class BookMessage(_message.Message):
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     UPDATE_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    BOOK_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     instrument_id: str
     sequence: int
     event_time_ns: int
@@ -145,4 +147,6 @@ class BookMessage(_message.Message):
     snapshot: Snapshot
     update: Update
     heartbeat: Heartbeat
-    def __init__(self, instrument_id: _Optional[str] = ..., sequence: _Optional[int] = ..., event_time_ns: _Optional[int] = ..., checksum: _Optional[int] = ..., snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., update: _Optional[_Union[Update, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    book_digest: int
+    session_id: str
+    def __init__(self, instrument_id: _Optional[str] = ..., sequence: _Optional[int] = ..., event_time_ns: _Optional[int] = ..., checksum: _Optional[int] = ..., snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., update: _Optional[_Union[Update, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., book_digest: _Optional[int] = ..., session_id: _Optional[str] = ...) -> None: ...

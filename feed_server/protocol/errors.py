@@ -12,7 +12,8 @@
     │       └── SnapshotMissing   an update or heartbeat came before any snapshot of its instrument
     ├── RequestError              server side: the feed refuses a request; ``status`` names the gRPC status
     │   ├── NoSuchInstrument      an instrument id the feed does not have (NOT_FOUND)
-    │   └── InvalidRequest        a bad depth, a repeated id, too many ids (INVALID_ARGUMENT)
+    │   ├── InvalidRequest        a bad depth, a repeated id, too many ids (INVALID_ARGUMENT)
+    │   └── FeedStopped           the feed is shutting down or its engine failed (UNAVAILABLE)
     ├── FeedError                 client side: talking to a feed server failed; ``code`` is the gRPC status
     │   ├── FeedUnavailable       no server at the address, or the connection broke or went quiet
     │   ├── UnknownInstrument     the server does not know an instrument id (NOT_FOUND)
@@ -110,6 +111,12 @@ class InvalidRequest(RequestError):
     """The request is malformed: a depth out of range, a repeated id, too many ids."""
 
     status = "INVALID_ARGUMENT"
+
+
+class FeedStopped(RequestError):
+    """The feed takes no new subscription: it is shutting down, or its engine failed."""
+
+    status = "UNAVAILABLE"
 
 
 class FeedError(MarketDataError):

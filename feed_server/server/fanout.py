@@ -29,7 +29,7 @@ from typing import Protocol
 
 from feed_server.protocol.book import CHECKSUM_LEVELS, DEFAULT_DEPTH, MAX_DEPTH, OrderBook, Side
 from feed_server.protocol.checksum import ChainedChecksum, compute_checksum
-from feed_server.protocol.errors import InvalidRequest, NoSuchInstrument
+from feed_server.protocol.errors import FeedStopped, InvalidRequest, NoSuchInstrument
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import heartbeat_message, snapshot_message, update_message
 from feed_server.server.depth_view import DepthView
@@ -157,6 +157,7 @@ class Fanout:
         }
         self._subscriptions: dict[int, Subscription] = {}
         self._next_sub_id = 1
+        self.closed_reason: str | None = None  # set by close_all(): no new subscription or snapshot after it
 
     @property
     def subscriber_count(self) -> int:
@@ -170,8 +171,10 @@ class Fanout:
         """Register a subscriber; its buffer starts with an INITIAL snapshot of each instrument.
 
         Registration and the snapshots happen in one synchronous step, so nothing is missed or duplicated.
-        ``instrument_ids`` empty or None means every instrument. Raises NoSuchInstrument or InvalidRequest.
+        ``instrument_ids`` empty or None means every instrument. Raises NoSuchInstrument or InvalidRequest, and
+        FeedStopped once the fan-out is closed.
         """
+        self._check_open()
         ids = list(instrument_ids) if instrument_ids else list(self.sources)
         for iid in ids:
             if iid not in self.sources:
@@ -212,17 +215,24 @@ class Fanout:
         sub._close()
         logger.debug("unsubscribed %r (resyncs %d)", sub, sub.resyncs)
 
-    def close_all(self) -> None:
-        """End every subscription (their consumers get None / StopAsyncIteration)."""
+    def close_all(self, reason: str = "the feed is shutting down") -> None:
+        """End every subscription (their consumers get None / StopAsyncIteration) and refuse new ones."""
+        if self.closed_reason is None:
+            self.closed_reason = reason
         for sub in list(self._subscriptions.values()):
             self.unsubscribe(sub)
 
     def get_snapshot(self, instrument_id: str, depth: int = DEFAULT_DEPTH) -> pb.BookMessage:
         """A REQUEST snapshot of one instrument's book now, at ``depth``."""
+        self._check_open()
         if instrument_id not in self.sources:
             raise NoSuchInstrument(f"unknown instrument id {instrument_id!r}")
         self._check_depth(depth)
         return self._snapshot(instrument_id, depth, pb.SNAPSHOT_REASON_REQUEST)
+
+    def _check_open(self) -> None:
+        if self.closed_reason is not None:
+            raise FeedStopped(self.closed_reason)
 
     @staticmethod
     def _check_depth(depth: int) -> None:

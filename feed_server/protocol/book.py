@@ -2,19 +2,21 @@
 
 Pure and I/O-free: prices are integer ticks and sizes integer lots. A book is driven by snapshots and
 updates carrying a sequence number and a checksum; ``apply_*`` refuses a message that skips a sequence
-number, leaves the book crossed or does not match its checksum, and leaves the book exactly as it was.
-The checksum is feed_server.protocol.checksum's, kept up to date side by side as the book changes.
+number, leaves the book crossed or does not match its checksum or its book digest, and leaves the book exactly
+as it was. The checksum (top 10 levels) and the book digest (every level) are feed_server.protocol.checksum's:
+the checksum is kept up to date side by side, the digest change by change, as the book is driven by messages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import islice
+from zlib import crc32
 
 from sortedcontainers import SortedDict
 
-from feed_server.protocol.checksum import CHECKSUM_LEVELS, ChainedChecksum
-from feed_server.protocol.errors import ChecksumMismatch, CrossedBook, InvalidMessage, SequenceGap
+from feed_server.protocol.checksum import CHECKSUM_LEVELS, DIGEST_MASK, ChainedChecksum, book_digest
+from feed_server.protocol.errors import ChecksumMismatch, CrossedBook, DigestMismatch, InvalidMessage, SequenceGap
 from feed_server.protocol.levels import Level, LevelChange, Side, Trade
 
 MAX_DEPTH = 100
@@ -46,6 +48,7 @@ class OrderBook:
         "_asks",
         "_bids",
         "_checksum",
+        "_digest",
         "checksum_levels",
         "depth",
         "instrument_id",
@@ -64,6 +67,7 @@ class OrderBook:
         self._asks: SortedDict = SortedDict()
         # Kept side by side: a change at a key at or better than a side's edge marks that side for a rebuild.
         self._checksum = ChainedChecksum(self.checksum_levels)
+        self._digest: int | None = None  # the book digest; None until needed (and after unchecked writes)
 
     # ----------------------------------------------------------------- reading
     def best_bid(self) -> Level | None:
@@ -122,6 +126,12 @@ class OrderBook:
         """The checksum of the book as it is now (see feed_server.protocol.checksum)."""
         return self._checksum.value(self._bids, self._asks)
 
+    def digest(self) -> int:
+        """The book digest of every level the book holds (see feed_server.protocol.checksum)."""
+        if self._digest is None:
+            self._digest = book_digest(self.bids(), self.asks())
+        return self._digest
+
     def key_levels(self, side: Side) -> SortedDict:
         """One side's levels in key space, read only: keys ascend best first (bid keys are negated prices)."""
         return self._bids if side is Side.BID else self._asks
@@ -149,6 +159,7 @@ class OrderBook:
     # ----------------------------------------------------------------- writing, unchecked
     def set_level(self, side: Side, price: int, size: int) -> None:
         """Set one level without any check (the simulator's own fast path). Size 0 removes it."""
+        self._digest = None
         checksum = self._checksum
         if side is Side.BID:
             edge = checksum.bid_edge
@@ -171,11 +182,17 @@ class OrderBook:
         self._bids.clear()
         self._asks.clear()
         self._checksum.invalidate()
+        self._digest = None
         self.sequence = None
 
     # ----------------------------------------------------------------- writing, checked
     def apply_snapshot(
-        self, sequence: int, bids: Sequence[Level], asks: Sequence[Level], checksum: int | None = None
+        self,
+        sequence: int,
+        bids: Sequence[Level],
+        asks: Sequence[Level],
+        checksum: int | None = None,
+        digest: int | None = None,
     ) -> None:
         """Replace the whole book. Refuses (and keeps the old book) a crossed or mismatching snapshot."""
         new_bids = SortedDict()
@@ -190,6 +207,11 @@ class OrderBook:
             new_asks[price] = size
         if new_bids and new_asks and -new_bids.keys()[0] >= new_asks.keys()[0]:
             raise CrossedBook(self.instrument_id, sequence, -new_bids.keys()[0], new_asks.keys()[0])
+        new_digest: int | None = None
+        if digest is not None:
+            new_digest = book_digest(bids, asks)
+            if new_digest != digest:
+                raise DigestMismatch(self.instrument_id, sequence, digest, new_digest)
         old_bids, old_asks = self._bids, self._asks
         self._bids, self._asks = new_bids, new_asks
         self._checksum.invalidate()
@@ -199,16 +221,24 @@ class OrderBook:
                 self._bids, self._asks = old_bids, old_asks
                 self._checksum.invalidate()
                 raise ChecksumMismatch(self.instrument_id, sequence, checksum, computed)
+        self._digest = new_digest
         self.sequence = sequence
 
-    def apply_update(self, sequence: int, changes: Iterable[LevelChange], checksum: int | None = None) -> None:
+    def apply_update(
+        self,
+        sequence: int,
+        changes: Iterable[LevelChange],
+        checksum: int | None = None,
+        digest: int | None = None,
+    ) -> None:
         """Apply one event's level changes together.
 
         Raises SequenceGap unless ``sequence`` is the next one, CrossedBook if the result is crossed,
-        ChecksumMismatch if it does not match ``checksum``; in every case the book is left unchanged.
+        ChecksumMismatch if it does not match ``checksum``, DigestMismatch if it does not match ``digest``; in
+        every case the book is left unchanged.
         """
         self._check_next(sequence)
-        bids, asks, tracker = self._bids, self._asks, self._checksum
+        bids, asks, tracker, total = self._bids, self._asks, self._checksum, self._digest
         bid_edge, ask_edge = tracker.bid_edge, tracker.ask_edge
         bid_stale, ask_stale = tracker.bid_stale, tracker.ask_stale
         undo: list[tuple[SortedDict, int, int]] = []
@@ -216,11 +246,11 @@ class OrderBook:
             for change in changes:
                 side, price, size = change.side, change.price, change.size
                 if side is _BID:
-                    levels, key = bids, -price
+                    levels, key, term = bids, -price, b"b%d:%d"
                     if not bid_stale and (bid_edge is None or key <= bid_edge):
                         bid_stale = True
                 elif side is _ASK:
-                    levels, key = asks, price
+                    levels, key, term = asks, price, b"a%d:%d"
                     if not ask_stale and (ask_edge is None or key <= ask_edge):
                         ask_stale = True
                 else:
@@ -229,6 +259,11 @@ class OrderBook:
                     raise InvalidMessage(self.instrument_id, sequence, f"negative size {size} at {price}")
                 old = levels.get(key, 0)
                 undo.append((levels, key, old))
+                if total is not None and old != size:  # the digest: the old level's term out, the new one's in
+                    if old:
+                        total -= crc32(term % (price, old))
+                    if size:
+                        total += crc32(term % (price, size))
                 if not size:
                     if old:
                         del levels[key]
@@ -243,6 +278,13 @@ class OrderBook:
                 computed = tracker.value(bids, asks)
                 if computed != checksum:
                     raise ChecksumMismatch(self.instrument_id, sequence, checksum, computed)
+            if total is not None:
+                total &= DIGEST_MASK
+            if digest is not None:
+                if total is None:  # not kept yet: once from the levels, then change by change
+                    total = book_digest(self.bids(), self.asks())
+                if total != digest:
+                    raise DigestMismatch(self.instrument_id, sequence, digest, total)
         except BaseException:
             for levels, key, size in reversed(undo):
                 if size:
@@ -251,15 +293,20 @@ class OrderBook:
                     levels.pop(key, None)
             tracker.invalidate()  # its parts may hold the refused state
             raise
+        self._digest = total
         self.sequence = sequence
 
-    def apply_heartbeat(self, sequence: int, checksum: int | None = None) -> None:
-        """A heartbeat moves the sequence on and re-states the checksum."""
+    def apply_heartbeat(self, sequence: int, checksum: int | None = None, digest: int | None = None) -> None:
+        """A heartbeat moves the sequence on and re-states the checksum and the digest."""
         self._check_next(sequence)
         if checksum is not None:
             computed = self.checksum()
             if computed != checksum:
                 raise ChecksumMismatch(self.instrument_id, sequence, checksum, computed)
+        if digest is not None:
+            computed = self.digest()
+            if computed != digest:
+                raise DigestMismatch(self.instrument_id, sequence, digest, computed)
         self.sequence = sequence
 
     def _check_next(self, sequence: int) -> None:

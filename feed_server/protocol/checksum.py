@@ -1,4 +1,4 @@
-"""The feed's book checksum: the one place that writes its canonical text and computes it.
+"""The feed's book checksum and book digest: the one place that defines and computes them.
 
 ::
 
@@ -12,6 +12,15 @@ joined by ``","`` and an empty side is the empty string. CRC32 is zlib's (IEEE, 
 CRC32 can be chained: ``crc32(asks, crc32(bids + "|")) == crc32(bids + "|" + asks)``. :class:`ChainedChecksum`
 uses that to keep each side's part and rebuild only the side a change reached; the server's fan-out and every
 consumer's :class:`~feed_server.protocol.book.OrderBook` both use it.
+
+The checksum covers the top 10 levels; the book digest covers every level of the book at the subscribed depth::
+
+    book_digest = (sum of CRC32("b<price_ticks>:<size_lots>") over the bids
+                   + sum of CRC32("a<price_ticks>:<size_lots>") over the asks) mod 2**32
+
+An empty book gives 0. The sum does not depend on the levels' order, so it is kept up to date with each level
+change in O(1): subtract the old level's term, add the new one's (:func:`level_term`). Example: bid 10001x5 and
+ask 10003x7 give ``(CRC32("b10001:5") + CRC32("a10003:7")) % 2**32`` = 2474228445.
 """
 
 from __future__ import annotations
@@ -26,9 +35,30 @@ from feed_server.protocol.levels import Level, LevelChange, Side
 if TYPE_CHECKING:
     from sortedcontainers import SortedDict
 
-__all__ = ["CHECKSUM_LEVELS", "ChainedChecksum", "checksum_text", "compute_checksum", "side_text"]
+__all__ = [
+    "CHECKSUM_LEVELS",
+    "DIGEST_MASK",
+    "ChainedChecksum",
+    "book_digest",
+    "checksum_text",
+    "compute_checksum",
+    "level_term",
+    "side_text",
+]
 
 CHECKSUM_LEVELS = 10
+DIGEST_MASK = 0xFFFF_FFFF
+
+
+def level_term(side: Side, price: int, size: int) -> int:
+    """One level's term of the book digest: CRC32 of ``"b<price_ticks>:<size_lots>"`` (a bid) or ``"a..."``."""
+    return crc32((b"b%d:%d" if side is Side.BID else b"a%d:%d") % (price, size))
+
+
+def book_digest(bids: Iterable[Level], asks: Iterable[Level]) -> int:
+    """The book digest of the given levels (every level the book holds; their order does not matter)."""
+    total = sum([crc32(b"b%d:%d" % level) for level in bids]) + sum([crc32(b"a%d:%d" % level) for level in asks])
+    return total & DIGEST_MASK
 
 
 def side_text(sizes: Mapping[int, int], keys: Iterable[int], *, negated: bool = False) -> str:

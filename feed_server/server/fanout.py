@@ -3,10 +3,10 @@
 The engine (feed_server.server.engine) hands every event of every source to :meth:`Fanout.publish`. For each
 depth currently subscribed on that instrument it builds one ``pb.BookMessage`` (the depth view's changes plus
 the event's trades, or a heartbeat), computes each checksum once (a :class:`ChainedChecksum` per checksummed
-level count, rebuilt only on the side an event reaches), and hands the same message object to every
-subscriber at that depth. An event that leaves a depth's view unchanged still gives it an Update with no
-changes, so sequences are contiguous and identical for every subscriber. Nothing is built for an instrument
-nobody subscribes to.
+level count, rebuilt only on the side an event reaches), sets the view's book digest (kept change by change by
+the depth view), and hands the same message object to every subscriber at that depth. An event that leaves a
+depth's view unchanged still gives it an Update with no changes, so sequences are contiguous and identical for
+every subscriber. Nothing is built for an instrument nobody subscribes to.
 
 Slow subscribers. Each :class:`Subscription` has a bounded buffer (``max_backlog`` messages). Publishing never
 waits for a subscriber. When a subscriber's buffer is full, its whole backlog is dropped and replaced by a fresh
@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from feed_server.protocol.book import CHECKSUM_LEVELS, DEFAULT_DEPTH, MAX_DEPTH, OrderBook, Side
-from feed_server.protocol.checksum import ChainedChecksum, compute_checksum
+from feed_server.protocol.checksum import ChainedChecksum, book_digest, compute_checksum
 from feed_server.protocol.errors import FeedStopped, InvalidRequest, NoSuchInstrument
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import heartbeat_message, snapshot_message, update_message
@@ -243,15 +243,16 @@ class Fanout:
         source = self.sources[instrument_id]
         book = source.book
         n = min(CHECKSUM_LEVELS, depth)
-        checksum = compute_checksum(book.bids(n), book.asks(n))
+        bids, asks = book.bids(depth), book.asks(depth)
         return snapshot_message(
             instrument_id,
             source.sequence,
             self._time_base() + source.time_ns,
-            checksum,
-            book.bids(depth),
-            book.asks(depth),
+            compute_checksum(bids[:n], asks[:n]),
+            bids,
+            asks,
             reason,
+            book_digest(bids, asks),
         )
 
     def _resync(self, sub: Subscription) -> None:
@@ -285,11 +286,13 @@ class Fanout:
                 tracker = checksums[n]
                 tracker.note(changes)
                 checksum = used[n] = tracker.value(book.key_levels(Side.BID), book.key_levels(Side.ASK))
+            view = group.view
             if event.heartbeat:
-                message = heartbeat_message(iid, event.sequence, event_time_ns, checksum)
+                message = heartbeat_message(iid, event.sequence, event_time_ns, checksum, view.digest)
             else:
+                view_changes = view.diff(changes)
                 message = update_message(
-                    iid, event.sequence, event_time_ns, checksum, group.view.diff(changes), event.trades
+                    iid, event.sequence, event_time_ns, checksum, view_changes, event.trades, view.digest
                 )
             for sub in group.subscribers:
                 buffer = sub._buffer

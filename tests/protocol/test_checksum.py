@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from sortedcontainers import SortedDict
 
 from feed_server.protocol.book import OrderBook
-from feed_server.protocol.checksum import ChainedChecksum, checksum_text, compute_checksum
-from feed_server.protocol.errors import ChecksumMismatch
+from feed_server.protocol.checksum import ChainedChecksum, book_digest, checksum_text, compute_checksum, level_term
+from feed_server.protocol.errors import ChecksumMismatch, DigestMismatch
 from feed_server.protocol.levels import LevelChange, Side
 
 TEN_BIDS = [(1000 - i, i + 1) for i in range(15)]
@@ -87,3 +87,40 @@ def test_a_refused_update_leaves_the_checksum_of_the_book_as_it_was() -> None:
         book.apply_update(2, [LevelChange(Side.BID, 1000, 55)], checksum=before)
     assert book.checksum() == before == 3898098428
     assert book.bids(1) == [(1000, 1)]
+
+
+def test_the_book_digest_of_the_worked_example_and_of_an_empty_book() -> None:
+    assert book_digest([(10001, 5)], [(10003, 7)]) == 2474228445  # (CRC32("b10001:5") + CRC32("a10003:7")) % 2**32
+    assert book_digest([], []) == 0
+    assert level_term(Side.BID, 10001, 5) == 4198171710 and level_term(Side.ASK, 10003, 7) == 2571024031
+
+
+def test_a_wrong_level_below_the_top_ten_fails_the_digest_not_the_checksum() -> None:
+    book = OrderBook("T", 100)
+    book.apply_snapshot(1, TEN_BIDS, TEN_ASKS, digest=book_digest(TEN_BIDS, TEN_ASKS))
+    truth = OrderBook("T", 100)
+    truth.apply_snapshot(1, TEN_BIDS, TEN_ASKS)
+    truth.apply_update(2, [LevelChange(Side.BID, 986, 40)])  # the 15th bid level: outside the checksum
+    wrong = [LevelChange(Side.BID, 986, 41)]
+    with pytest.raises(DigestMismatch):
+        book.apply_update(2, wrong, checksum=truth.checksum(), digest=truth.digest())
+    assert book.bids() == TEN_BIDS and book.sequence == 1  # refused whole
+    book.apply_update(2, [LevelChange(Side.BID, 986, 40)], checksum=truth.checksum(), digest=truth.digest())
+    assert book.digest() == truth.digest() == book_digest(truth.bids(), truth.asks())
+    with pytest.raises(DigestMismatch):
+        book.apply_heartbeat(3, checksum=truth.checksum(), digest=truth.digest() ^ 1)
+    book.apply_heartbeat(3, checksum=truth.checksum(), digest=truth.digest())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 30), st.integers(0, 4)), max_size=120))
+def test_the_digest_kept_change_by_change_equals_a_fresh_one(moves: list[tuple[bool, int, int]]) -> None:
+    book = OrderBook("T", 100)
+    book.apply_snapshot(0, [], [], digest=0)
+    for seq, (is_bid, price, size) in enumerate(moves, start=1):
+        side, at = (Side.BID, price) if is_bid else (Side.ASK, price + 30)
+        fresh_book = OrderBook("T", 100)
+        fresh_book.apply_snapshot(0, book.bids(), book.asks())
+        fresh_book.set_level(side, at, size)
+        book.apply_update(seq, [LevelChange(side, at, size)], digest=book_digest(fresh_book.bids(), fresh_book.asks()))
+        assert book.digest() == book_digest(book.bids(), book.asks())

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feed_server.protocol.book import LevelChange, OrderBook, Side
-from feed_server.protocol.checksum import compute_checksum
+from feed_server.protocol.checksum import book_digest, compute_checksum
 from feed_server.server.depth_view import DepthView
 
 levels = st.dictionaries(st.integers(1, 60), st.integers(0, 20), max_size=30)
@@ -28,7 +28,8 @@ def test_depth_view_diffs_rebuild_the_top_of_any_book(
         changes = [LevelChange(Side.BID, p, s) for p, s in bid_moves.items()]
         changes += [LevelChange(Side.ASK, p + 60, s) for p, s in ask_moves.items()]
         full.apply_update(seq, changes)
-        copy.apply_update(seq, view.diff(changes), full.checksum() if depth >= 10 else None)
+        copy.apply_update(seq, view.diff(changes), full.checksum() if depth >= 10 else None, view.digest)
+        assert view.digest == book_digest(full.bids(depth), full.asks(depth))
         assert copy.bids() == full.bids(depth)
         assert copy.asks() == full.asks(depth)
         assert copy.checksum() == compute_checksum(full.bids(min(depth, 10)), full.asks(min(depth, 10)))

@@ -1,5 +1,6 @@
 """Property: over a real gRPC stream, the book rebuilt by a consumer is the simulator's own book at every
-sequence number, for any seed, depth and pair of instruments."""
+sequence number, for any seed, depth and pair of instruments, and every message's book digest is the true
+book's."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from feed_server.protocol.book import OrderBook
+from feed_server.protocol.checksum import book_digest
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
@@ -56,8 +58,12 @@ def test_the_streamed_book_is_the_simulators_book_at_every_sequence(seed: int, d
             if previous is not None:
                 assert message.sequence == previous + 1, (iid, previous, message.sequence)
             previous = message.sequence
-            apply_message(rebuilt, message)  # verifies the sequence, the crossing and the checksum
+            assert message.HasField("book_digest"), (iid, message.sequence)
+            apply_message(rebuilt, message)  # verifies the sequence, the crossing, the checksum and the digest
             reference.step_to(message.sequence)
-            assert rebuilt.bids() == reference.book.bids(depth), (iid, message.sequence)
-            assert rebuilt.asks() == reference.book.asks(depth), (iid, message.sequence)
+            true_bids, true_asks = reference.book.bids(depth), reference.book.asks(depth)
+            assert rebuilt.bids() == true_bids, (iid, message.sequence)
+            assert rebuilt.asks() == true_asks, (iid, message.sequence)
+            # The digest the feed sent is the digest of the true book at the subscribed depth, every level.
+            assert message.book_digest == book_digest(true_bids, true_asks), (iid, message.sequence)
         assert len(messages) >= MESSAGES_PER_INSTRUMENT

@@ -8,7 +8,10 @@ another subscriber's stream): a fraction ``rate`` of the non-snapshot messages g
 - ``duplicate``: the message is sent twice (the consumer sees a repeated sequence number);
 - ``reorder``: the message is swapped with the next one (a gap, then an old sequence number);
 - ``corrupt``: a copy is sent with a wrong checksum, sometimes with one level's size changed too (the consumer
-  always sees a checksum mismatch).
+  always sees a checksum mismatch);
+- ``deep``: a copy of an update is sent with one more level far from the touch (``DEEP_OFFSET_TICKS`` beyond one
+  of its changes, away from the spread), so beyond the top 10 levels: the checksum still matches and only the
+  book digest tells (the consumer sees a digest mismatch).
 
 Snapshots are never faulted, and a message held back for a swap is sent before any snapshot. Pure and
 deterministic for a given seed.
@@ -24,7 +27,9 @@ from feed_server.protocol.pb import market_data_pb2 as pb
 
 __all__ = ["FAULT_KINDS", "FaultInjector", "parse_fault_kinds"]
 
-FAULT_KINDS: tuple[str, ...] = ("drop", "duplicate", "reorder", "corrupt")
+FAULT_KINDS: tuple[str, ...] = ("drop", "duplicate", "reorder", "corrupt", "deep")
+DEEP_OFFSET_TICKS = 5_000
+DEEP_SIZE_LOTS = 7_777
 
 
 def parse_fault_kinds(text: str) -> frozenset[str]:
@@ -70,6 +75,8 @@ class FaultInjector:
                 out.append(message)
                 continue
             kind = rng.choice(self.kinds)
+            if kind == "deep" and not (message.HasField("update") and message.update.changes):
+                kind = "corrupt"  # a deep level needs a price to be placed from
             self.counts[kind] += 1
             if kind == "drop":
                 continue
@@ -78,6 +85,8 @@ class FaultInjector:
                 out.append(message)
             elif kind == "reorder":
                 self._held = message
+            elif kind == "deep":
+                out.append(self._deep(message))
             else:
                 out.append(self._corrupt(message))
         return out
@@ -86,6 +95,14 @@ class FaultInjector:
         if self._held is not None:
             out.append(self._held)
             self._held = None
+
+    def _deep(self, message: pb.BookMessage) -> pb.BookMessage:
+        bad = pb.BookMessage()
+        bad.CopyFrom(message)  # the original is shared with other subscribers
+        near = bad.update.changes[self._rng.randrange(len(bad.update.changes))]
+        away = -DEEP_OFFSET_TICKS if near.side == pb.SIDE_BID else DEEP_OFFSET_TICKS
+        bad.update.changes.add(side=near.side, price_ticks=near.price_ticks + away, size_lots=DEEP_SIZE_LOTS)
+        return bad  # checksum and digest as they were: right for the true book, wrong for this one
 
     def _corrupt(self, message: pb.BookMessage) -> pb.BookMessage:
         bad = pb.BookMessage()

@@ -20,9 +20,8 @@ from typing import Any
 from websockets.asyncio.client import connect
 
 from feed_server.protocol.book import MAX_DEPTH
-from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
-from feed_server.server.simulator import InstrumentSimulator
-from tests.reliability.conftest import kill, levels_to_units, recv_json, start_system
+from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
+from tests.reliability.conftest import check_against_truth, kill, recv_json, start_system
 
 SEED = 11
 RATE = 150.0  # order events per second per instrument
@@ -43,28 +42,6 @@ async def collect(ws_base: str, instrument_id: str, seconds: float) -> list[dict
             assert message["type"] == "book", message
             messages.append(message)
     return messages
-
-
-def check_against_truth(spec: InstrumentSpec, messages: list[dict[str, Any]]) -> int:
-    """Assert every live message equals the true book at its sequence; returns how many were checked."""
-    sim = InstrumentSimulator(spec, SEED, RATE)
-    checked = 0
-    last_live = -1
-    for message in messages:
-        if message["stale"]:
-            continue
-        sequence = message["sequence"]
-        assert sequence >= last_live, f"{spec.instrument_id}: a live book went back in time: {sequence} < {last_live}"
-        last_live = sequence
-        sim.step_to(sequence)
-        assert sim.sequence == sequence
-        bids = levels_to_units(spec, message["bids"])
-        asks = levels_to_units(spec, message["asks"])
-        assert bids == sim.book.bids(MAX_DEPTH), f"{spec.instrument_id} bids differ from the truth at {sequence}"
-        assert asks == sim.book.asks(MAX_DEPTH), f"{spec.instrument_id} asks differ from the truth at {sequence}"
-        assert message["checksum"] == sim.book.checksum()
-        checked += 1
-    return checked
 
 
 async def test_every_live_book_on_the_websocket_is_the_true_book_despite_faults(tmp_path: Path) -> None:
@@ -89,7 +66,7 @@ async def test_every_live_book_on_the_websocket_is_the_true_book_despite_faults(
     injected = ast.literal_eval(injected_match.group(1))
 
     by_id = dict(zip(SPECS, results, strict=True))
-    checked = {iid: check_against_truth(SPECS[iid], messages) for iid, messages in by_id.items()}
+    checked = {iid: check_against_truth(SPECS[iid], SEED, RATE, messages) for iid, messages in by_id.items()}
     stale = {iid: sum(1 for m in messages if m["stale"]) for iid, messages in by_id.items()}
     recovered = {iid: _live_after_stale(messages) for iid, messages in by_id.items()}
     log = system.dashboard.log_text()

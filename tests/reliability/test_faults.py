@@ -1,10 +1,10 @@
 """Injected faults end to end: faulty feed process -> dashboard process -> WebSocket clients.
 
-The feed drops, duplicates, reorders and corrupts 5% of the dashboard's stream (``--fault-rate 0.05``, all
-kinds, fixed seed). Every book a WebSocket client receives with ``"stale": false`` must equal the server's
-true book at its sequence, rebuilt here by the same deterministic simulator (same seed and rate); the faults
-must really have been injected (the feed's count), detected (stale books on the sockets, warnings in the
-dashboard's log) and repaired (live books after stale ones, "resynchronised" in the log).
+The feed drops, duplicates, reorders or corrupts 5% of the dashboard's stream, or adds a level beyond the top 10
+(``--fault-rate 0.05``, all kinds, fixed seed). Every book a WebSocket client receives with ``"stale": false``
+must equal the server's true book at its sequence, rebuilt here by the same deterministic simulator (same seed
+and rate); the faults must really have been injected (the feed's count), detected (stale books on the sockets,
+warnings in the dashboard's log) and repaired (live books after stale ones, "resynchronised" in the log).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ async def test_every_live_book_on_the_websocket_is_the_true_book_despite_faults(
         f"{len(warnings)} faults detected (warnings), {len(repaired)} resyncs, per instrument "
         f"{dict(Counter(warnings))}"
     )
-    assert set(injected) == {"drop", "duplicate", "reorder", "corrupt"}, injected
+    assert set(injected) == {"drop", "duplicate", "reorder", "corrupt", "deep"}, injected
     assert all(count >= 20 for count in checked.values()), checked  # a loaded machine sends fewer
     assert len(warnings) >= 5, "faults at 5% were not detected:\n" + log[-3000:]
     assert len(repaired) >= 5, "no resynchronisation in the dashboard's log"

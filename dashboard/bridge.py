@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from nicegui import background_tasks
 
@@ -23,6 +23,8 @@ __all__ = ["FeedBridge", "get_bridge", "set_bridge"]
 log = logging.getLogger(__name__)
 
 TASK_NAME = "dashboard feed subscriber"
+RESTART_DELAY = 5.0  # seconds before the subscriber is run again, should it ever end (it retries on its own)
+NOT_LIVE_YET = "waiting for the feed"  # the reason of a book that is not live when the subscriber gives none
 _RATE_WINDOW = 2.0  # seconds over which update_rate() is measured
 _SAMPLE_EVERY = 0.25  # seconds between two rate samples of one instrument
 
@@ -61,8 +63,32 @@ class FeedBridge:
     def book(self, instrument_id: str) -> InstrumentBook | None:
         return self.subscriber.books.get(instrument_id)
 
+    def listed(self) -> Mapping[str, InstrumentSpec]:
+        """The feed's instrument list as last fetched (replaced, never changed in place, on each connection);
+        empty until the feed has answered. Read only."""
+        return self.subscriber.instruments
+
+    def is_gone(self, instrument_id: str) -> bool:
+        """Whether the feed has listed its instruments and ``instrument_id`` is not among them (a restarted feed
+        dropped it)."""
+        listed = self.subscriber.instruments
+        return bool(listed) and instrument_id not in listed
+
     def connection_state(self) -> ConnectionState:
         return self.subscriber.state
+
+    def problem(self) -> str | None:
+        """Why the feed connection is not streaming (one line), or None while it is."""
+        return self.subscriber.problem
+
+    def reason(self, ibook: InstrumentBook) -> str | None:
+        """Why this book is not live (one line), or None while it is (not stale, and it has had a snapshot).
+
+        The subscriber's problem comes first (the feed unreachable, or an error that retrying cannot heal), then
+        the book's own stale reason."""
+        if not ibook.stale and ibook.book.sequence is not None:
+            return None
+        return self.subscriber.problem or ibook.stale_reason or NOT_LIVE_YET
 
     def update_rate(self, instrument_id: str) -> float:
         """Applied messages per second for one instrument over the last ~2 s (0.0 when quiet or unknown)."""
@@ -101,13 +127,19 @@ class FeedBridge:
             log.warning("the feed subscriber did not stop within 5 s")
 
     async def _run(self) -> None:
+        """Run the subscriber until cancelled. It retries every failure itself; should it still end (a bug), it is
+        logged with its traceback and started again, so the dashboard never stays stale for good."""
         log.info("subscribing to the feed at %s", self.feed_address)
-        try:
-            await self.subscriber.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a fatal feed error (unknown instrument, bad request): reported once
-            log.warning("the feed subscriber stopped: %s: %s", type(exc).__name__, exc)
+        while True:
+            try:
+                await self.subscriber.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the feed subscriber stopped; starting it again in %g s", RESTART_DELAY)
+            else:
+                log.error("the feed subscriber returned; starting it again in %g s", RESTART_DELAY)
+            await asyncio.sleep(RESTART_DELAY)
 
     # ----------------------------------------------------------------- listener
     def _on_book(self, instrument_id: str, trades: Sequence[Trade]) -> None:

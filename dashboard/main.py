@@ -13,7 +13,8 @@ import os
 
 from nicegui import app, ui
 
-from dashboard.api.fanout import ApiLimits, MarketDataHub
+from dashboard.api.fanout import MarketDataHub
+from dashboard.api.limits import ApiLimits
 from dashboard.api.routes import api_router
 from dashboard.api.transport import TransportMiddleware
 from dashboard.bridge import FeedBridge, set_bridge
@@ -32,7 +33,7 @@ def build_app(feed_address: str, limits: ApiLimits | None = None) -> FeedBridge:
     """Set up NiceGUI's app: the feed bridge (started with the app), the JSON API and the pages.
 
     ``limits`` default to ``ApiLimits.from_env(os.environ)`` (DASHBOARD_MAX_CONNECTIONS, DASHBOARD_SEND_TIMEOUT,
-    DASHBOARD_TRADE_BUFFER).
+    DASHBOARD_TRADE_BUFFER; BadLimit when one is set to an unacceptable value, see dashboard/api/limits.py).
     """
     from dashboard.pages import register_pages  # the page module imports the bridge module, not this one
 
@@ -47,9 +48,11 @@ def build_app(feed_address: str, limits: ApiLimits | None = None) -> FeedBridge:
     return bridge
 
 
-def serve(feed_address: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+def serve(
+    feed_address: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, limits: ApiLimits | None = None
+) -> None:
     """Build the app and serve it until SIGINT/SIGTERM (blocking)."""
-    build_app(feed_address)
+    build_app(feed_address, limits)
     ui.run(host=host, port=port, reload=False, show=False, title=TITLE, show_welcome_message=False)
 
 

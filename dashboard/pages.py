@@ -2,18 +2,23 @@
 
 The page never touches gRPC: it reads the bridge's books (rebuilt by the one subscriber task) and updates
 its elements in place from one ``ui.timer`` per tab at ``REFRESH_HZ``. A tick costs next to nothing when the
-tab's book has not changed (its ``version`` is the same): only the status and the update rate are looked at.
-Everything from the feed is shown as text (labels, table cells, select options), never as HTML.
+tab's book has not changed (its ``version`` is the same): only the status, the reason banner and the update rate
+are looked at. Whenever the tab's instrument is not live a banner under the header says why, in one line: the
+subscriber's problem (the feed unreachable, or refusing the dashboard) first, else the book's own stale reason.
+The dropdown follows the feed's instrument list: a restarted feed's new instruments appear, the ones it dropped
+disappear (a tab showing one is emptied and says so in the banner until another instrument is picked, or the feed
+lists it again). Everything from the feed is shown as text (labels, table cells, select options), never as HTML.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from nicegui import ui
 
-from dashboard.bridge import FeedBridge, get_bridge
+from dashboard.bridge import NOT_LIVE_YET, FeedBridge, get_bridge
 from dashboard.formatting import depth_series, format_last_trade, instrument_label, level_rows, trade_rows
 from feed_server.client.subscriber import ConnectionState, InstrumentBook
 from feed_server.protocol.book import Side, Trade
@@ -43,6 +48,7 @@ STATUS_CLASSES = {
     "STOPPED": "bg-grey-8",
 }
 STALE_CLASSES = "opacity-40 grayscale"
+BANNER_CLASSES = "w-full items-center gap-2 px-3 py-2 rounded bg-amber-1 text-amber-10 border border-amber-5"
 
 _NUMBER = "font-mono text-right"
 
@@ -78,6 +84,22 @@ def status_text(state: ConnectionState, book: InstrumentBook | None) -> str:
     return state.value.upper()
 
 
+def reason_text(bridge: FeedBridge, instrument_id: str | None, book: InstrumentBook | None, status: str) -> str | None:
+    """The banner's line: why the tab's instrument is not live, or None when it is (``status`` is "LIVE")."""
+    if status == "LIVE" and book is not None:
+        return None
+    problem = bridge.problem()
+    if problem:
+        return problem
+    if book is not None:
+        return bridge.reason(book) or f"the feed connection is {status.lower()}"
+    if not bridge.listed():
+        return f"{NOT_LIVE_YET} at {bridge.feed_address} to list its instruments"
+    if instrument_id is not None and bridge.is_gone(instrument_id):
+        return f"the feed no longer lists {instrument_id}: choose another instrument"
+    return "choose an instrument"
+
+
 def _depth_chart_options() -> dict[str, Any]:
     series_common: dict[str, Any] = {"type": "line", "symbol": "none", "animation": False, "data": []}
     return {
@@ -100,12 +122,15 @@ class BookPage:
     def __init__(self, bridge: FeedBridge) -> None:
         self.bridge = bridge
         specs = bridge.instruments()
+        # The tab's instrument: the first one listed, then the user's choice (kept while the feed does not list it).
         self.instrument_id: str | None = specs[0].instrument_id if specs else None
         # What the elements show now; a tick with the same key skips the book work.
         self._shown_key: tuple[str | None, int, int] | None = None
         self._shown_stale: bool | None = None
         self._shown_status = "CONNECTING"
+        self._shown_reason: str | None = ""
         self._shown_trade: tuple[int, Trade] | None = None
+        self._listed: Mapping[str, InstrumentSpec] | None = None  # the feed's list the dropdown was built from
         self._build(specs)
         self.refresh()
         self.timer = ui.timer(1.0 / REFRESH_HZ, self.refresh)
@@ -132,6 +157,11 @@ class BookPage:
                     .classes(STATUS_CLASSES["CONNECTING"]),
                     "status",
                 )
+            # Why the instrument is not live; hidden while it is (see _set_reason). Plain text, never HTML.
+            self.banner = _marked(ui.row().classes(BANNER_CLASSES), "banner")
+            with self.banner:
+                ui.icon("warning").classes("text-amber-8")
+                self.reason = _marked(ui.label("").classes("break-words"), "reason")
             # Everything below the header is greyed out while the book is not live (see _set_status).
             self.data_area = _marked(ui.column().classes("w-full gap-2"), "book_area")
             with self.data_area:
@@ -173,21 +203,26 @@ class BookPage:
 
     # ----------------------------------------------------------------- updates
     def show_instrument(self, instrument_id: str | None) -> None:
-        """Switch this tab to another instrument and show its book at once."""
-        if instrument_id == self.instrument_id:
+        """Switch this tab to another instrument and show its book at once (None, from a dropdown whose
+        instrument the feed no longer lists, keeps the tab's choice)."""
+        if instrument_id is None or instrument_id == self.instrument_id:
             return
         self.instrument_id = instrument_id
         self._shown_key = None
         self.refresh()
 
     def refresh(self) -> None:
-        """One tick: status and rate always; the book, chart and tape only when the book changed."""
+        """One tick: the dropdown's list, status, reason and rate always; the book, chart and tape only when the
+        book changed."""
         bridge = self.bridge
-        if not self.select.options:
-            self._fill_instruments()
+        listed = bridge.listed()
+        if listed is not self._listed:
+            self._follow_instruments(listed)
         instrument_id = self.instrument_id
         book = bridge.book(instrument_id) if instrument_id is not None else None
-        self._set_status(status_text(bridge.connection_state(), book))
+        status = status_text(bridge.connection_state(), book)
+        self._set_status(status)
+        self._set_reason(reason_text(bridge, instrument_id, book, status))
         self.rate.text = f"{bridge.update_rate(instrument_id):.1f}" if instrument_id is not None else "-"
         key = (instrument_id, id(book), book.version if book is not None else -1)
         if key == self._shown_key:
@@ -198,14 +233,20 @@ class BookPage:
             return
         self._show_book(book)
 
-    def _fill_instruments(self) -> None:
-        specs = self.bridge.instruments()
-        if not specs:
-            return
+    def _follow_instruments(self, listed: Mapping[str, InstrumentSpec]) -> None:
+        """Make the dropdown the feed's list (the subscriber replaces the list on each connection).
+
+        The first list picks the tab's instrument if it had none. An instrument the feed no longer lists leaves
+        the dropdown empty (the tab keeps its choice, the banner says why) until the feed lists it again."""
+        self._listed = listed
+        if not listed:
+            return  # not listed yet (or no answer yet from a restarted feed): keep what is shown
         if self.instrument_id is None:
-            self.instrument_id = specs[0].instrument_id
-        options = {spec.instrument_id: instrument_label(spec) for spec in specs}
-        self.select.set_options(options, value=self.instrument_id)
+            self.instrument_id = next(iter(listed))
+        options = {spec.instrument_id: instrument_label(spec) for spec in listed.values()}
+        value = self.instrument_id if self.instrument_id in options else None
+        if options != self.select.options or value != self.select.value:
+            self.select.set_options(options, value=value)
 
     def _set_status(self, text: str) -> None:
         if text != self._shown_status:
@@ -219,6 +260,13 @@ class BookPage:
             else:
                 self.data_area.classes(remove=STALE_CLASSES)
             self._shown_stale = stale
+
+    def _set_reason(self, reason: str | None) -> None:
+        if reason != self._shown_reason:
+            if reason is not None:
+                self.reason.text = reason
+            self.banner.set_visibility(reason is not None)
+            self._shown_reason = reason
 
     def _show_book(self, item: InstrumentBook) -> None:
         spec, book = item.spec, item.book

@@ -1,18 +1,23 @@
 """The JSON the dashboard serves for books, trades, instruments and errors, encoded with orjson.
 
-A book's JSON is encoded once per (instrument, depth, version of the book) by ``BookJsonCache`` and the
+A book's JSON is encoded once per (instrument, depth, version of the book, reason) by ``BookJsonCache`` (the
+version moves with every applied message and every stale flip, so with everything else in the JSON) and the
 same text is shared by every WebSocket client and REST request that wants it.
 
 Book message (best levels first; prices and sizes are JSON numbers, the floats nearest the exact decimals, made
 by feed_server/protocol/units.py)::
 
     {"type": "book", "instrument_id": "AAPL", "sequence": 1234, "timestamp_ns": 1700000000000000000,
-     "bids": [[189.5, 300.0], ...], "asks": [[189.51, 100.0], ...], "checksum": 3735928559, "stale": false}
+     "bids": [[189.5, 300.0], ...], "asks": [[189.51, 100.0], ...], "checksum": 3735928559, "stale": false,
+     "reason": null}
 
 ``sequence``, ``timestamp_ns`` and ``checksum`` are the feed's values for the last message applied to the book
 (the checksum covers the top 10 levels, see proto/market_data.proto). While a book is stale (a detected gap,
 a resynchronisation, a lost connection) ``stale`` is true and the levels are the last verified ones; before
-the first snapshot of an instrument ``sequence``/``checksum`` are null and both sides empty.
+the first snapshot of an instrument ``sequence``/``checksum`` are null and both sides empty. ``reason`` is null
+while ``stale`` is false, else one line saying why the book is not live (the feed unreachable or refusing the
+dashboard, a sequence gap being resynchronised, waiting for the first snapshot, ...); text from the feed, never
+markup.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
     from feed_server.client.subscriber import InstrumentBook
 
 __all__ = [
+    "NOT_LIVE",
     "BookJsonCache",
     "encode_book",
     "encode_error",
@@ -55,15 +61,19 @@ def _pairs(levels: list[Level], price: FixedPoint, size: FixedPoint) -> list[lis
     return [[price_number(p), size_number(s)] for p, s in levels]
 
 
+NOT_LIVE = "not live"  # the reason of a stale book when the caller gives none
+
+
 @dataclass(slots=True)
 class _Entry:
     book: object  # the InstrumentBook object the bytes were made from (a reconnect may replace it)
     version: int
+    reason: str | None
     data: str
 
 
 class BookJsonCache:
-    """Encodes each (instrument, depth, book version) once and hands out the same text to everyone."""
+    """Encodes each (instrument, depth, book version, reason) once and hands out the same text to everyone."""
 
     __slots__ = ("_entries", "_formats", "encodes")
 
@@ -72,20 +82,22 @@ class BookJsonCache:
         self._formats: dict[str, tuple[InstrumentSpec, SpecFormat]] = {}  # per instrument: its last spec object
         self.encodes = 0  # how many times a book was actually encoded (tests and benchmarks read it)
 
-    def get(self, ibook: InstrumentBook, depth: int) -> str:
-        """The book message for ``ibook`` at ``depth`` (a WebSocket text frame), encoded once per version."""
+    def get(self, ibook: InstrumentBook, depth: int, reason: str | None = None) -> str:
+        """The book message for ``ibook`` at ``depth`` (a WebSocket text frame), encoded once per version and
+        reason (``reason``: why the book is not live, see ``encode_book``)."""
         spec = ibook.spec
         key = (spec.instrument_id, depth)
         entry = self._entries.get(key)
-        if entry is not None and entry.book is ibook and entry.version == ibook.version:
+        version = ibook.version
+        if entry is not None and entry.book is ibook and entry.version == version and entry.reason == reason:
             return entry.data
         data = encode_book(spec, ibook.book, stale=ibook.stale, timestamp_ns=ibook.last_event_time_ns,
-                           depth=depth, fmt=self._format_of(spec)).decode()
+                           depth=depth, fmt=self._format_of(spec), reason=reason).decode()
         self.encodes += 1
         if entry is None:
-            self._entries[key] = _Entry(ibook, ibook.version, data)
+            self._entries[key] = _Entry(ibook, version, reason, data)
         else:
-            entry.book, entry.version, entry.data = ibook, ibook.version, data
+            entry.book, entry.version, entry.reason, entry.data = ibook, version, reason, data
         return data
 
     def _format_of(self, spec: InstrumentSpec) -> SpecFormat:
@@ -104,12 +116,16 @@ def encode_book(
     timestamp_ns: int,
     depth: int,
     fmt: SpecFormat | None = None,
+    reason: str | None = None,
 ) -> bytes:
-    """One book message (see the module docstring) for the top ``depth`` levels per side."""
+    """One book message (see the module docstring) for the top ``depth`` levels per side.
+
+    ``"reason"`` is null when the message is not stale, else ``reason`` (``NOT_LIVE`` when that is None)."""
     if fmt is None:
         fmt = SpecFormat.of(spec)
     price, size = fmt.price, fmt.size
     has_book = book.sequence is not None
+    stale = stale or not has_book
     return orjson.dumps(
         {
             "type": "book",
@@ -119,7 +135,8 @@ def encode_book(
             "bids": _pairs(book.bids(depth), price, size),
             "asks": _pairs(book.asks(depth), price, size),
             "checksum": book.checksum() if has_book else None,
-            "stale": stale or not has_book,
+            "stale": stale,
+            "reason": (reason or NOT_LIVE) if stale else None,
         }
     )
 

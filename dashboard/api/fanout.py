@@ -4,18 +4,22 @@
   0..60000 (default 0 = every change). ``trades``: 1/0 (or true/false), default 0: also send a
   ``{"type": "trade", ...}`` message for each trade. Other parameters are ignored (params.py parses them).
 - On connect one full book message, then one whenever the book changes (see book_json.py for the fields), at
-  most once per ``interval_ms``. A client always gets the latest state: books are conflated per client (a
-  version, never a queue), so a slow client skips intermediate books. With ``trades=1`` the trades since the
+  most once per ``interval_ms``. A change is one of the levels, the stale flag or the reason (``levels_version``
+  and the reason, never the sequence alone): a heartbeat that changes nothing else sends nothing. A client
+  always gets the latest state: books are conflated per client (a version, never a queue), so a slow client
+  skips intermediate books. With ``trades=1`` the trades since the
   last flush come just before the book, in the same flush (so never more often than ``interval_ms``); each
   instrument keeps its last ``ApiLimits.trade_buffer`` trade messages, and a client that falls further behind
   skips the older ones.
 - Frames sent by the client are read and ignored.
 - Errors: ``{"type": "error", "code": ..., "message": ...}`` then a close code:
-  ``unknown_instrument`` 4404, ``bad_request`` 4400, ``too_many_connections`` 1013 (past
+  ``unknown_instrument`` 4404 (also sent to the clients of an instrument that a restarted feed no longer lists,
+  within the watchdog's period), ``bad_request`` 4400, ``too_many_connections`` 1013 (past
   ``ApiLimits.max_connections``), ``feed_unavailable`` 1013 (the feed has not listed its instruments within
-  ``ApiLimits.instrument_wait`` seconds), ``slow_consumer`` 1008 (a flush blocked for more than
-  ``ApiLimits.send_timeout`` seconds, checked 4 times a second: the server buffers at most one flush plus the
-  transport's ~64 KiB per client, then drops the client and aborts its connection, see transport.py).
+  ``ApiLimits.instrument_wait`` seconds). A client whose flush stays blocked for more than
+  ``ApiLimits.send_timeout`` seconds (checked 4 times a second) gets no message, since it does not read: the
+  server buffers at most one flush plus the transport's ~64 KiB per client, then drops the client and aborts
+  its connection (see transport.py).
 """
 
 from __future__ import annotations
@@ -25,13 +29,13 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from dashboard.api.book_json import BookJsonCache, encode_error, encode_trade
+from dashboard.api.limits import ApiLimits
 from dashboard.api.params import DEFAULT_DEPTH, MAX_INTERVAL_MS, BadParameter, bool_param, int_param, shown
 from dashboard.api.transport import abort, limit_send_buffer
 from dashboard.bridge import FeedBridge
@@ -45,26 +49,6 @@ log = logging.getLogger(__name__)
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNKNOWN_INSTRUMENT = 4404
 CLOSE_TRY_AGAIN_LATER = 1013
-CLOSE_POLICY_VIOLATION = 1008
-
-
-@dataclass(frozen=True, slots=True)
-class ApiLimits:
-    max_connections: int = 2000  # WebSocket clients at once; more get too_many_connections and 1013
-    send_timeout: float = 5.0  # seconds one send may block before the client is dropped (slow_consumer)
-    trade_buffer: int = 256  # trade messages buffered per client; the oldest are dropped past it
-    instrument_wait: float = 5.0  # seconds to wait for the feed's instrument list before judging an id
-    socket_send_buffer: int = 128 * 1024  # the kernel's send buffer per connection (SO_SNDBUF), bytes
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ApiLimits:
-        """Limits from DASHBOARD_MAX_CONNECTIONS, DASHBOARD_SEND_TIMEOUT, DASHBOARD_TRADE_BUFFER (defaults above)."""
-        default = cls()
-        return cls(
-            max_connections=int(env.get("DASHBOARD_MAX_CONNECTIONS", default.max_connections)),
-            send_timeout=float(env.get("DASHBOARD_SEND_TIMEOUT", default.send_timeout)),
-            trade_buffer=int(env.get("DASHBOARD_TRADE_BUFFER", default.trade_buffer)),
-        )
 
 
 class _TradeLog:
@@ -95,7 +79,7 @@ class _TradeLog:
 class _Client:
     """One WebSocket client's subscription: what it wants and how far it has been sent."""
 
-    __slots__ = ("depth", "flush_started", "instrument_id", "interval", "sender", "slow", "trades")
+    __slots__ = ("depth", "flush_started", "gone", "instrument_id", "interval", "sender", "slow", "trades")
 
     def __init__(self, instrument_id: str, depth: int, interval: float, trades: _TradeLog | None) -> None:
         self.instrument_id = instrument_id
@@ -105,6 +89,7 @@ class _Client:
         self.flush_started = 0.0  # loop time the current flush began (0.0: not sending); the watchdog reads it
         self.sender: asyncio.Task[None] | None = None
         self.slow = False  # the watchdog found a flush blocked for longer than the send timeout
+        self.gone = False  # the feed no longer lists the client's instrument: unknown_instrument and 4404
 
 
 class MarketDataHub:
@@ -124,6 +109,10 @@ class MarketDataHub:
         self._trade_logs: dict[str, _TradeLog] = {}
         self._trade_clients: dict[str, int] = {}  # per instrument: how many clients want trades
         self._connected: set[_Client] = set()
+        # Per instrument: the (book, levels_version) the waiting clients were last woken for (a heartbeat, which
+        # moves the sequence but changes no level, wakes nobody), and the reason it was last seen not live with.
+        self._woken_for: dict[str, tuple[object, int]] = {}
+        self._reasons: dict[str, str | None] = {}
         self._watchdog: asyncio.TimerHandle | None = None  # armed while clients are connected
         self._watch_every = max(0.01, min(0.25, self.limits.send_timeout / 4))
         self.connections = 0
@@ -134,6 +123,18 @@ class MarketDataHub:
     def _on_book(self, instrument_id: str, trades: Sequence[Trade]) -> None:
         if trades and self._trade_clients.get(instrument_id):
             self._trade_logs[instrument_id].add(self._encode_trades(instrument_id, trades))
+        if not self._waiting.get(instrument_id):
+            return
+        ibook = self.bridge.book(instrument_id)
+        if ibook is not None:
+            seen = (ibook, ibook.levels_version)
+            if not trades and self._woken_for.get(instrument_id) == seen:
+                return  # a heartbeat: the levels and the stale flag are as they were
+            self._woken_for[instrument_id] = seen
+        self._wake(instrument_id)
+
+    def _wake(self, instrument_id: str) -> None:
+        """Wake the clients of ``instrument_id`` that wait for a change."""
         waiting = self._waiting.get(instrument_id)
         if waiting:
             self._waiting[instrument_id] = []
@@ -161,9 +162,12 @@ class MarketDataHub:
                 with contextlib.suppress(ValueError):
                     self._waiting.get(instrument_id, []).remove(future)
 
-    # ----------------------------------------------------------------- slow-client watchdog
+    # ----------------------------------------------------------------- the watchdog
     def _watch(self) -> None:
-        """Drop the clients whose current flush has been blocked for more than the send timeout.
+        """Every few hundred ms while clients are connected: drop the clients whose current flush has been
+        blocked for more than the send timeout; end the clients of an instrument the feed no longer lists
+        (unknown_instrument, 4404); wake the clients of an instrument whose reason for not being live changed
+        without a book change (the subscriber's problem is not a book event).
 
         One timer for all clients (rather than a timeout around every flush): a flush only stamps its start.
         """
@@ -172,10 +176,24 @@ class MarketDataHub:
             return
         loop = asyncio.get_running_loop()
         overdue = loop.time() - self.limits.send_timeout
+        bridge = self.bridge
         for client in self._connected:
-            if 0.0 < client.flush_started < overdue and not client.slow and client.sender is not None:
+            if client.slow or client.gone or client.sender is None:
+                continue
+            if 0.0 < client.flush_started < overdue:
                 client.slow = True
                 client.sender.cancel()
+            elif client.flush_started == 0.0 and bridge.is_gone(client.instrument_id):
+                client.gone = True  # between two flushes: the sender waits, so cancelling it cuts no frame
+                client.sender.cancel()
+        for instrument_id, waiting in self._waiting.items():
+            ibook = bridge.book(instrument_id) if waiting else None
+            if ibook is None:
+                continue
+            reason = bridge.reason(ibook)
+            if reason != self._reasons.get(instrument_id, reason):
+                self._wake(instrument_id)
+            self._reasons[instrument_id] = reason
         self._watchdog = loop.call_later(self._watch_every, self._watch)
 
     # ----------------------------------------------------------------- shared helpers
@@ -191,7 +209,7 @@ class MarketDataHub:
 
     def book_json(self, instrument_id: str, depth: int) -> str | None:
         ibook = self.bridge.book(instrument_id)
-        return None if ibook is None else self.cache.get(ibook, depth)
+        return None if ibook is None else self.cache.get(ibook, depth, self.bridge.reason(ibook))
 
     # ----------------------------------------------------------------- one WebSocket connection
     async def serve(self, ws: WebSocket, instrument_id: str) -> None:
@@ -256,18 +274,32 @@ class MarketDataHub:
             abort(ws)
         elif blocked:
             abort(ws)
+        elif client.gone:
+            log.info("closing a WebSocket client of %s: the feed no longer lists it", instrument_id)
+            message = f"unknown instrument id {shown(instrument_id)}: the feed no longer lists it"
+            await _refuse(ws, "unknown_instrument", message, CLOSE_UNKNOWN_INSTRUMENT)
 
     async def _send_loop(self, ws: WebSocket, client: _Client) -> None:
         """Send the full book at once, then at each change (at most once per interval): the trades since the
-        last flush, then the latest book."""
+        last flush, then the latest book. A change is one of the levels, the stale flag or the reason: a
+        heartbeat alone (a new sequence, nothing else) sends nothing. Returns when the feed no longer lists the
+        instrument (``client.gone``)."""
         loop = asyncio.get_running_loop()
+        bridge = self.bridge
         instrument_id, trades, interval = client.instrument_id, client.trades, client.interval
         trades_seen = trades.count if trades is not None else 0
-        sent_book: object = None
-        sent_version = -1
+        sent: tuple[object, int, str | None] | None = None  # the (book, levels_version, reason) last sent
         while True:
-            ibook = self.bridge.book(instrument_id)
-            book_changed = ibook is not None and (ibook is not sent_book or ibook.version != sent_version)
+            ibook = bridge.book(instrument_id)
+            if ibook is None and bridge.is_gone(instrument_id):
+                client.gone = True
+                return
+            reason = None
+            book_changed = False
+            if ibook is not None:
+                reason = bridge.reason(ibook)
+                shown_now = (ibook, ibook.levels_version, reason)
+                book_changed = shown_now != sent
             new_trades = trades.since(trades_seen) if trades is not None else []
             if not book_changed and not new_trades:
                 await self._next_change(instrument_id)
@@ -278,8 +310,8 @@ class MarketDataHub:
             data = None
             if book_changed:
                 assert ibook is not None
-                data = self.cache.get(ibook, client.depth)
-                sent_book, sent_version = ibook, ibook.version
+                data = self.cache.get(ibook, client.depth, reason)
+                sent = shown_now
             client.flush_started = flushed_at  # the watchdog (_watch) drops a client blocked here too long
             for text in new_trades:
                 await ws.send_text(text)

@@ -24,6 +24,13 @@ def _status(entry: InstrumentBook) -> str:
     return "STALE" if entry.stale else "checksum ok"
 
 
+def _header_status(entry: InstrumentBook) -> str:
+    """``checksum ok``, ``STALE`` or ``STALE: <why>``."""
+    if entry.stale and entry.stale_reason:
+        return f"STALE: {entry.stale_reason}"
+    return _status(entry)
+
+
 def _spread_and_mid(entry: InstrumentBook) -> tuple[str, str]:
     spec, book = entry.spec, entry.book
     bid, ask = book.best_bid(), book.best_ask()
@@ -49,7 +56,8 @@ def summary_line(entry: InstrumentBook) -> str:
 
 
 def render_table(entry: InstrumentBook, rows: int) -> list[str]:
-    """The top ``rows`` levels, bids and asks side by side, under a header with the book's figures."""
+    """The top ``rows`` levels, bids and asks side by side, under a header with the book's figures and status
+    (``[checksum ok]``, or ``[STALE: <why>]``)."""
     spec, book = entry.spec, entry.book
     fmt = SpecFormat.of(spec)
     price, size = fmt.price.text, fmt.size.text
@@ -59,7 +67,7 @@ def render_table(entry: InstrumentBook, rows: int) -> list[str]:
     cells = [(size(s), price(p)) for p, s in bids], [(price(p), size(s)) for p, s in asks]
     width = max([10, *(len(text) for side in cells for pair in side for text in pair)])
     lines = [
-        f"{spec.instrument_id}  {spec.display_name}  seq {book.sequence}  [{_status(entry)}]",
+        f"{spec.instrument_id}  {spec.display_name}  seq {book.sequence}  [{_header_status(entry)}]",
         f"spread {spread}  mid {mid}  last {last}",
         "",
         f"{'BID SIZE':>{width}} {'BID':>{width}} | {'ASK':<{width}} {'ASK SIZE'}",

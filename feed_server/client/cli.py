@@ -2,7 +2,11 @@
 
 Subscribes to one instrument with the shared subscriber (every message's sequence and checksum verified),
 and prints a live top-of-book table: redrawn in place on a terminal, one summary line per message when
-piped. ``--list`` prints the instruments. Errors are one line on stderr and exit code 1.
+piped. ``--list`` prints the instruments. Errors are one line on stderr and exit code 1: bad arguments, and
+whatever stops the first connection (no feed, an unknown instrument), so that a typo never hangs. Once the
+book has been live the client never gives up: a later failure shows the book as STALE (a STALE line when
+piped, a STALE header with the reason on a terminal) and it reconnects by itself until Ctrl-C, ``--count`` or
+``--duration`` end it.
 """
 
 from __future__ import annotations
@@ -71,14 +75,15 @@ class _Printer:
         self._last_draw = 0.0
         self._pending = False
         self._drawn = False
+        self._drawn_status: tuple[bool, str | None] = (False, None)
 
     def message(self, entry: InstrumentBook, now: float) -> None:
         if not self.tty:
             self.out.write(summary_line(entry) + "\n")
             self.out.flush()
             return
-        if now - self._last_draw >= REDRAW_INTERVAL:
-            self.draw(entry, now)
+        if now - self._last_draw >= REDRAW_INTERVAL or (entry.stale, entry.stale_reason) != self._drawn_status:
+            self.draw(entry, now)  # (a change of status is shown at once: no later message may come to show it)
         else:
             self._pending = True
 
@@ -88,6 +93,7 @@ class _Printer:
         self.out.write(prefix + _HOME + "".join(line + _CLEAR_LINE + "\n" for line in lines) + _CLEAR_BELOW)
         self.out.flush()
         self._drawn = True
+        self._drawn_status = (entry.stale, entry.stale_reason)
         self._pending = False
         self._last_draw = now
 
@@ -100,6 +106,7 @@ class _Printer:
 
 
 async def _stream(args: argparse.Namespace, out: TextIO) -> int:
+    # No reconnection until the book has been live once: a failing first connection is the user's error to see.
     subscriber = FeedSubscriber(args.address, [args.instrument], depth=args.depth, reconnect=False)
     printer = _Printer(out, args.depth, out.isatty())
     loop = asyncio.get_running_loop()
@@ -109,6 +116,8 @@ async def _stream(args: argparse.Namespace, out: TextIO) -> int:
     def on_book(instrument_id: str, trades: Sequence[Trade]) -> None:
         nonlocal counted
         entry = subscriber.books[instrument_id]
+        if not entry.stale:
+            subscriber.reconnect = True  # live once: from now on it never gives up
         if entry.messages_applied == counted and not entry.stale:
             return  # nothing new to show
         if args.count is not None and counted >= args.count:
@@ -128,8 +137,8 @@ async def _stream(args: argparse.Namespace, out: TextIO) -> int:
     try:
         await asyncio.wait({run, finished}, timeout=args.duration, return_when=asyncio.FIRST_COMPLETED)
         if run.done():
-            run.result()  # raises the subscriber's error
-            return 1  # the subscriber ended without an error: not expected with reconnect=False
+            run.result()  # raises the error that stopped the first connection
+            return 1  # the subscriber ended without an error: not expected
         return 0
     finally:
         subscriber.remove_listener(on_book)

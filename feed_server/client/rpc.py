@@ -1,27 +1,34 @@
-"""The consumer's gRPC boundary: channel options, the translation of gRPC errors, the instrument list.
+"""The consumer's gRPC boundary: channel options, the calls, the translation of gRPC errors, the instrument list.
 
 Nothing above this module (and the subscriber that uses it) catches a raw ``grpc.aio.AioRpcError``: it becomes a
-feed_server.protocol.errors.FeedError that keeps the status code (``code``).
+feed_server.protocol.errors.FeedError that keeps the status code (``code``). Answers are decoded here too
+(:class:`FeedStub` asks grpc for the raw bytes): a message that does not decode (a corrupted stream) is a
+FeedUnavailable, where grpc's own decoding would log an error and hand out None.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
+from google.protobuf.message import DecodeError, Message
 
 from feed_server.protocol.errors import BadRequest, FeedError, FeedUnavailable, UnknownInstrument
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
-from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.protocol.wire import instrument_from_pb
 
 __all__ = [
     "CHANNEL_OPTIONS",
     "MAX_MESSAGE_BYTES",
+    "PERMANENT_CODES",
     "RETRYABLE_CODES",
+    "FeedStub",
+    "decode",
     "fetch_instruments",
+    "heals_by_retrying",
     "list_instruments",
     "translate_rpc_error",
 ]
@@ -33,8 +40,11 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", 1024 * 1024),
     ("grpc.enable_http_proxy", 0),  # a feed address is dialled directly, never through an HTTP proxy
+    # A channel of its own connection: a reconnect after a stalled or corrupted stream opens a new TCP connection
+    # rather than reusing the one a process-wide subchannel pool may keep.
+    ("grpc.use_local_subchannel_pool", 1),
 ]
-# Status codes after which a new connection may succeed. Anything else is the request's fault.
+# Status codes of a lost or refused connection: translated into FeedUnavailable.
 RETRYABLE_CODES = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
@@ -43,6 +53,56 @@ RETRYABLE_CODES = frozenset(
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
 )
+# Status codes that the same request to the same server will get again: a retry cannot heal them soon (an
+# instrument the feed does not have, the wrong server, a refused request). The subscriber still retries them,
+# at its slowest pace. Every other status (INTERNAL from a corrupt frame or a reset stream, UNKNOWN, ABORTED,
+# DATA_LOSS, the codes above) and a failure without a status may heal on a new connection.
+PERMANENT_CODES = frozenset(
+    {
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.ALREADY_EXISTS,
+    }
+)
+
+_SERVICE = "/marketdata.v1.MarketData/"
+M = TypeVar("M", bound=Message)
+
+
+def heals_by_retrying(error: FeedError) -> bool:
+    """Whether a new attempt may succeed soon, decided on the status code alone (see PERMANENT_CODES)."""
+    return error.code not in PERMANENT_CODES
+
+
+def decode(message_type: type[M], data: bytes, address: str, what: str) -> M:
+    """One raw answer of the feed, decoded; FeedUnavailable (no status code) when it is not a valid message."""
+    try:
+        return message_type.FromString(data)
+    except DecodeError as exc:
+        raise FeedUnavailable(f"a corrupt message from {address} ({what}): {exc}") from exc
+
+
+class FeedStub:
+    """The MarketData service's methods with raw answers, to be decoded with :func:`decode`.
+
+    (The generated stub decodes in grpc, which logs ``Exception deserializing message!`` at ERROR and returns
+    None in place of a corrupt message.)"""
+
+    def __init__(self, channel: grpc.aio.Channel) -> None:
+        self.list_instruments: Any = channel.unary_unary(
+            _SERVICE + "ListInstruments", request_serializer=pb.ListInstrumentsRequest.SerializeToString
+        )
+        self.subscribe: Any = channel.unary_stream(
+            _SERVICE + "Subscribe", request_serializer=pb.SubscribeRequest.SerializeToString
+        )
+        self.get_snapshot: Any = channel.unary_unary(
+            _SERVICE + "GetSnapshot", request_serializer=pb.SnapshotRequest.SerializeToString
+        )
 
 
 def translate_rpc_error(exc: grpc.aio.AioRpcError, address: str, what: str = "") -> FeedError:
@@ -73,14 +133,12 @@ def translate_rpc_error(exc: grpc.aio.AioRpcError, address: str, what: str = "")
     return FeedError(f"feed server at {address} failed: {name}: {details}", code)
 
 
-async def fetch_instruments(
-    stub: market_data_pb2_grpc.MarketDataStub, address: str, rpc_timeout: float
-) -> list[InstrumentSpec]:
+async def fetch_instruments(stub: FeedStub, address: str, rpc_timeout: float) -> list[InstrumentSpec]:
     try:
-        request = pb.ListInstrumentsRequest()
-        response: pb.ListInstrumentsResponse = await stub.ListInstruments(request, timeout=rpc_timeout)
+        raw: bytes = await stub.list_instruments(pb.ListInstrumentsRequest(), timeout=rpc_timeout)
     except grpc.aio.AioRpcError as exc:
         raise translate_rpc_error(exc, address, "ListInstruments") from exc
+    response = decode(pb.ListInstrumentsResponse, raw, address, "ListInstruments")
     specs: list[InstrumentSpec] = []
     for message in response.instruments:
         try:
@@ -93,4 +151,4 @@ async def fetch_instruments(
 async def list_instruments(address: str, timeout: float = 5.0) -> list[InstrumentSpec]:  # noqa: ASYNC109 (the RPC deadline)
     """Every instrument the feed server at ``address`` simulates. Raises FeedUnavailable (or FeedError)."""
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-        return await fetch_instruments(market_data_pb2_grpc.MarketDataStub(channel), address, timeout)
+        return await fetch_instruments(FeedStub(channel), address, timeout)

@@ -17,6 +17,11 @@ States::
 
 A snapshot on the stream (INITIAL, or RESYNC when the server dropped a slow consumer's backlog) is
 always applied as a fresh start.
+
+A stale book says why in ``InstrumentBook.stale_reason``: the fault that made it stale ("sequence gap: expected
+5, received 7; resynchronising"), "waiting for the first snapshot", or what its caller passed to ``reset``
+(a lost connection). Every fault a book refuses is handled alike, a ``DigestMismatch`` (a deep level wrong) as
+a ``ChecksumMismatch``.
 """
 
 from __future__ import annotations
@@ -32,10 +37,20 @@ from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import apply_body, apply_message
 
-__all__ = ["MAX_BUFFERED", "TRADES_KEPT", "InstrumentBook", "InstrumentSync", "Step", "SyncState"]
+__all__ = [
+    "MAX_BUFFERED",
+    "TRADES_KEPT",
+    "WAITING_FOR_SNAPSHOT",
+    "InstrumentBook",
+    "InstrumentSync",
+    "Step",
+    "SyncState",
+    "fault_text",
+]
 
 TRADES_KEPT = 100
 MAX_BUFFERED = 10_000  # stream messages kept while a resync is under way; the oldest go first
+WAITING_FOR_SNAPSHOT = "waiting for the first snapshot"
 
 
 def _trades_deque() -> deque[tuple[int, Trade]]:
@@ -44,7 +59,14 @@ def _trades_deque() -> deque[tuple[int, Trade]]:
 
 @dataclass(eq=False)
 class InstrumentBook:
-    """One instrument as a subscriber holds it. Read it; only the subscriber writes it."""
+    """One instrument as a subscriber holds it. Read it; only the subscriber writes it.
+
+    ``stale``: the levels are not verified to be the feed's (they are the last verified ones, or none);
+    ``stale_reason``: why, in a few words for a person (None while live). ``version`` goes up with every change
+    (every applied message, including heartbeats, and every change of the stale flag or reason);
+    ``levels_version`` only when what a book view shows changes: the levels (a snapshot, an update that changes
+    a level), the stale flag or the stale reason; not with a heartbeat or an update without a level change.
+    """
 
     spec: InstrumentSpec
     book: OrderBook
@@ -54,6 +76,8 @@ class InstrumentBook:
     trades: deque[tuple[int, Trade]] = field(default_factory=_trades_deque)  # (event_time_ns, trade), newest last
     messages_applied: int = 0
     version: int = 0
+    stale_reason: str | None = None
+    levels_version: int = 0
 
 
 class SyncState(enum.Enum):
@@ -85,6 +109,8 @@ class InstrumentSync:
 
     def __init__(self, entry: InstrumentBook) -> None:
         self.entry = entry
+        if entry.stale and entry.stale_reason is None:
+            entry.stale_reason = WAITING_FOR_SNAPSHOT
         self.state = SyncState.WAITING
         self._base = False  # the book holds a verified state of the current stream's session
         self._buffer: deque[pb.BookMessage] = deque(maxlen=MAX_BUFFERED)
@@ -98,15 +124,16 @@ class InstrumentSync:
         return len(self._buffer)
 
     # ------------------------------------------------------------------ inputs
-    def reset(self) -> Step:
-        """The connection was lost or a new session began: stale until the next snapshot on the stream.
+    def reset(self, reason: str = WAITING_FOR_SNAPSHOT) -> Step:
+        """The connection was lost or a new stream began: stale (because of ``reason``) until the next snapshot
+        on a stream. Called again while stale, it only updates the reason.
 
         The book keeps its last content (marked stale) until then."""
         step = Step()
         self.state = SyncState.WAITING
         self._base = False
         self._buffer.clear()
-        self._set_stale(True, step)
+        self._set_stale(True, step, reason)
         return step
 
     def on_live_message(self, message: pb.BookMessage) -> Sequence[Trade] | None:
@@ -125,7 +152,7 @@ class InstrumentSync:
             trades = apply_body(self.entry.book, message, body)
         except BookError:
             return None
-        self._record(message, trades)
+        self._record(message, trades, body == "update" and bool(message.update.changes))
         return trades
 
     def on_stream(self, message: pb.BookMessage) -> Step:
@@ -151,7 +178,7 @@ class InstrumentSync:
                 if isinstance(exc, SequenceGap):
                     self._buffer.append(message)  # the message itself may be fine: keep it for after the snapshot
                 return step
-            self._record(message, trades)
+            self._record(message, trades, body == "update" and bool(message.update.changes))
             step.applied += 1
             step.notifications.append(trades)
             return step
@@ -184,7 +211,7 @@ class InstrumentSync:
                 return
             self._base = True
             base = message.sequence
-            self._record(message, _NO_TRADES)
+            self._record(message, _NO_TRADES, True)
             step.applied += 1
             step.notifications.append(_NO_TRADES)
         pending = sorted(
@@ -204,7 +231,7 @@ class InstrumentSync:
                 if isinstance(exc, SequenceGap):
                     self._buffer.extend(pending[i:])
                 return
-            self._record(buffered, trades)
+            self._record(buffered, trades, buffered.HasField("update") and bool(buffered.update.changes))
             step.applied += 1
             step.notifications.append(trades)
         if self.state is SyncState.RESYNCING:
@@ -212,11 +239,13 @@ class InstrumentSync:
         self.state = SyncState.LIVE
         self._set_stale(False, step)
 
-    def _record(self, message: pb.BookMessage, trades: Sequence[Trade]) -> None:
+    def _record(self, message: pb.BookMessage, trades: Sequence[Trade], levels_changed: bool) -> None:
         entry = self.entry
         entry.last_event_time_ns = t = message.event_time_ns
         entry.messages_applied += 1
         entry.version += 1
+        if levels_changed:
+            entry.levels_version += 1
         if trades:
             entry.trades.extend([(t, trade) for trade in trades])
             entry.last_trade = trades[-1]
@@ -225,10 +254,21 @@ class InstrumentSync:
         step.fault = exc
         step.request_snapshot = True
         self.state = SyncState.RESYNCING
-        self._set_stale(True, step)
+        self._set_stale(True, step, f"{fault_text(exc)}; resynchronising")
 
-    def _set_stale(self, stale: bool, step: Step) -> None:
-        if self.entry.stale != stale:
-            self.entry.stale = stale
-            self.entry.version += 1
+    def _set_stale(self, stale: bool, step: Step, reason: str | None = None) -> None:
+        entry = self.entry
+        if not stale:
+            reason = None
+        if entry.stale != stale or entry.stale_reason != reason:
+            entry.stale = stale
+            entry.stale_reason = reason
+            entry.version += 1
+            entry.levels_version += 1
             step.notifications.append(_NO_TRADES)
+
+
+def fault_text(exc: BookError) -> str:
+    """A book fault in a few words, without the instrument and sequence prefix (``"sequence gap: expected 5,
+    received 7"``)."""
+    return str(exc).removeprefix(f"{exc.instrument_id} seq {exc.sequence}: ")

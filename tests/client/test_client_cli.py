@@ -16,7 +16,8 @@ from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.book import OrderBook, Side, Trade
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.protocol.units import format_mid
-from tests.servers import REPO_ROOT, child_env, free_port, running_feed_server
+from feed_server.server.grpc_server import FeedServer
+from tests.servers import REPO_ROOT, child_env, free_port, running_feed_server, start_feed_process, wait_for_health
 
 CLIENT = [sys.executable, "-m", "feed_server.client"]
 LINE = re.compile(
@@ -102,33 +103,93 @@ async def test_list_prints_every_instrument() -> None:
     assert "Euro / US Dollar" in eur and "fx" in eur and "0.00001" in eur and "1000" in eur
 
 
-async def test_a_broken_stream_gives_one_error_line_and_exit_1() -> None:
-    async with running_feed_server(rate=50.0) as server:
+async def test_once_live_it_survives_a_feed_restart_and_exits_0_at_the_end_of_its_duration() -> None:
+    """A real feed process, killed and restarted on the same port while a piped client runs with --duration:
+    the client shows the book STALE, reconnects by itself, prints live lines again and exits 0 at the end."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    feeds = [start_feed_process(port, "--seed", "1", "--rate", "50")]
+    process = None
+    try:
+        await asyncio.to_thread(wait_for_health, address, 20)
         process = await asyncio.create_subprocess_exec(
-            *CLIENT,
-            "--address",
-            server.address,
-            "--instrument",
-            "AAPL",
-            cwd=REPO_ROOT,
-            env=child_env(),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            *CLIENT, "--address", address, "--instrument", "AAPL", "--duration", "20",
+            cwd=REPO_ROOT, env=child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
-        try:
-            assert process.stdout is not None
-            async with asyncio.timeout(10):
-                first = await process.stdout.readline()
-            assert LINE.match(first.decode().strip())
+        assert process.stdout is not None
+        before: list[str] = []
+        async with asyncio.timeout(10):
+            while not before or not before[-1].endswith("checksum=ok"):
+                before.append((await process.stdout.readline()).decode().rstrip("\n"))
+        feeds[0].kill()  # no goodbye on the stream
+        await asyncio.to_thread(feeds[0].wait, 10)
+        async with asyncio.timeout(10):
+            while not before[-1].endswith("STALE"):
+                line = (await process.stdout.readline()).decode()
+                assert line, "the client ended when the feed died"
+                before.append(line.rstrip("\n"))
+        await asyncio.sleep(1.0)  # a few refused reconnections
+        assert process.returncode is None, "the client gave up"
+        feeds.append(start_feed_process(port, "--seed", "1", "--rate", "50"))
+        async with asyncio.timeout(30):
+            out, err = await process.communicate()
+    finally:
+        if process is not None and process.returncode is None:
+            process.kill()
+            await process.wait()
+        for feed in feeds:
+            feed.kill()
+            feed.wait(timeout=10)
+    assert process.returncode == 0, err.decode()
+    after = out.decode().splitlines()
+    assert all(LINE.match(line) for line in before + after), before + after
+    assert any(line.endswith("checksum=ok") for line in after), "no live line after the restart"
+    errors = err.decode()
+    assert "Traceback" not in errors and "error:" not in errors, errors
+    assert "reconnecting" in errors  # the reason, on stderr
+
+
+async def test_an_instrument_the_restarted_feed_dropped_is_shown_stale_and_retried() -> None:
+    """Live on a feed with AAPL; the feed restarts without it: STALE, the client keeps trying (NOT_FOUND is
+    reported once), and when the feed has it again the book is live again."""
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    first = FeedServer(host="127.0.0.1", port=port, seed=1, rate=50.0)
+    await first.start()
+    servers = [first]
+    process = await asyncio.create_subprocess_exec(
+        *CLIENT, "--address", address, "--instrument", "AAPL", "--duration", "25",
+        cwd=REPO_ROOT, env=child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        async with asyncio.timeout(10):
+            await process.stdout.readline()
+        await first.stop(grace=0.1)
+        msft = [spec for spec in DEFAULT_INSTRUMENTS if spec.instrument_id == "MSFT"]
+        without = FeedServer(host="127.0.0.1", port=port, seed=1, rate=50.0, instruments=msft)
+        await without.start()
+        servers.append(without)
+        async with asyncio.timeout(15):
+            while b"NOT_FOUND" not in (logged := await process.stderr.readline()):
+                assert logged, "the client ended"
+        assert process.returncode is None
+        await without.stop(grace=0.1)
+        again = FeedServer(host="127.0.0.1", port=port, seed=2, rate=50.0)
+        await again.start()
+        servers.append(again)
+        lines: list[str] = []
+        async with asyncio.timeout(20):
+            while not lines or not lines[-1].endswith("checksum=ok") or "STALE" not in "".join(lines):
+                line = (await process.stdout.readline()).decode()
+                assert line, "the client ended"
+                lines.append(line.rstrip("\n"))
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        for server in servers:
             await server.stop(grace=0.1)
-            async with asyncio.timeout(10):
-                _, err = await process.communicate()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-    assert process.returncode == 1
-    assert len(err.decode().splitlines()) == 1 and err.decode().startswith("error: FeedUnavailable: "), err
 
 
 async def test_ctrl_c_exits_quietly() -> None:
@@ -161,7 +222,9 @@ async def test_ctrl_c_exits_quietly() -> None:
 
 async def test_faults_are_repaired_by_the_cli() -> None:
     async with running_feed_server(seed=2, rate=300.0, fault_rate=0.05) as server:
-        code, out, err = await run_client("--address", server.address, "--instrument", "ETH-USD", "--count", "400")
+        code, out, err = await run_client(
+            "--address", server.address, "--instrument", "ETH-USD", "--count", "200", within=40
+        )
     assert code == 0, err
     lines = out.splitlines()
     assert len(lines) >= 2
@@ -237,6 +300,11 @@ def test_table_rendering() -> None:
     )
     entry.stale = True
     assert summary_line(entry).endswith(" STALE") and "[STALE]" in render_table(entry, 5)[0]
+    entry.stale_reason = "feed connection lost: no message from 127.0.0.1:50051 for 2 s"
+    assert render_table(entry, 5)[0] == (
+        "X  Example  seq 7  [STALE: feed connection lost: no message from 127.0.0.1:50051 for 2 s]"
+    )
+    assert summary_line(entry).endswith(" STALE")  # piped lines keep their shape; the reason goes to stderr
     assert format_mid(spec, 400, 401) == "100.125"
     assert format_mid(spec, 400, 402) == "100.25"
 

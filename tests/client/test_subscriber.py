@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -24,6 +24,7 @@ from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.protocol.wire import heartbeat_message, instrument_to_pb, snapshot_message
 from feed_server.server.grpc_server import FeedServer
 from feed_server.server.simulator import InstrumentSimulator
+from tests.client.support import eventually, running
 from tests.servers import free_port, running_feed_server, start_feed_process, wait_for_health
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
@@ -85,32 +86,6 @@ def state_of(subscriber: FeedSubscriber) -> ConnectionState:
     return subscriber.state
 
 
-async def eventually(predicate: Callable[[], bool], within: float, step: float = 0.01) -> float:
-    """Poll ``predicate`` until true (for at most ``within`` seconds); returns the seconds it took."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    for _ in range(int(within / step) + 1):
-        if predicate():
-            return loop.time() - start
-        await asyncio.sleep(step)
-        if loop.time() - start > within:
-            break
-    assert predicate(), f"not true after {within} s"
-    return loop.time() - start
-
-
-@contextlib.asynccontextmanager
-async def running(subscriber: FeedSubscriber) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(subscriber.run(), name="test-subscriber")
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            async with asyncio.timeout(5):
-                await task
-
-
 async def test_books_go_live_and_match_the_server() -> None:
     seed, rate, depth = 3, 200.0, 20
     async with running_feed_server(seed=seed, rate=rate) as server:
@@ -154,7 +129,10 @@ async def test_injected_faults_are_detected_and_repaired_and_never_served(caplog
     seed, rate, depth = 11, 300.0, 10
     caplog.set_level(logging.WARNING, logger="feed_server.client.subscriber")
     async with running_feed_server(seed=seed, rate=rate, fault_rate=0.05) as server:
-        subscriber = FeedSubscriber(server.address, depth=depth, seed=2)
+        # Resyncs at once and every fault logged: this test is about what is served (pacing: test_pacing.py).
+        subscriber = FeedSubscriber(
+            server.address, depth=depth, seed=2, resync_backoff_initial=0.001, resync_backoff_max=0.002, log_interval=0
+        )
         recorder = Recorder(subscriber)
         async with running(subscriber):
             await subscriber.wait_live(timeout=5)
@@ -163,6 +141,7 @@ async def test_injected_faults_are_detected_and_repaired_and_never_served(caplog
             assert subscriber.state is ConnectionState.LIVE
     stats = subscriber.stats
     assert stats.gaps > 0 and stats.checksum_errors > 0 and stats.duplicates > 0 and stats.resyncs >= 5
+    assert stats.digest_errors > 0  # the 'deep' faults: a level beyond the checksum's top 10
     assert stats.sessions == 1 and stats.reconnects == 0  # faults were repaired without reconnecting
     # Every book exposed as live, at every listener call, was the server's true book at its sequence.
     checked = assert_records_true(recorder.live_records(), seed, rate, depth)
@@ -171,7 +150,7 @@ async def test_injected_faults_are_detected_and_repaired_and_never_served(caplog
     assert sum(1 for r in recorder.records if r.stale) >= stats.resyncs
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "resynchronising" in r.getMessage()]
     assert warnings and all(any(iid in w.getMessage() for iid in SPECS) for w in warnings)
-    assert len(warnings) == stats.gaps + stats.checksum_errors + stats.crossed + stats.invalid
+    assert len(warnings) == stats.gaps + stats.checksum_errors + stats.digest_errors + stats.crossed + stats.invalid
 
 
 async def test_restart_on_the_same_port_goes_stale_then_live_with_the_new_session() -> None:
@@ -270,14 +249,15 @@ async def test_without_reconnect_a_lost_connection_raises_feed_unavailable() -> 
     assert subscriber.state is ConnectionState.STOPPED and subscriber.books["MSFT"].stale
 
 
-async def test_request_errors_are_fatal_and_translated() -> None:
+async def test_without_reconnect_request_errors_are_raised_translated() -> None:
     async with running_feed_server(rate=20.0) as server:
-        unknown = FeedSubscriber(server.address, ["AAPL", "NOPE"])
-        with pytest.raises(UnknownInstrument, match="NOPE"):
+        unknown = FeedSubscriber(server.address, ["AAPL", "NOPE"], reconnect=False)
+        with pytest.raises(UnknownInstrument, match="NOPE") as not_found:
             async with asyncio.timeout(5):
                 await unknown.run()
+        assert not_found.value.code == grpc.StatusCode.NOT_FOUND
         assert unknown.state is ConnectionState.STOPPED
-        duplicate = FeedSubscriber(server.address, ["AAPL", "AAPL"])
+        duplicate = FeedSubscriber(server.address, ["AAPL", "AAPL"], reconnect=False)
         with pytest.raises(BadRequest) as refused:
             async with asyncio.timeout(5):
                 await duplicate.run()

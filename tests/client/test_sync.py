@@ -8,9 +8,9 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feed_server.client.sync import InstrumentBook, InstrumentSync, SyncState
+from feed_server.client.sync import WAITING_FOR_SNAPSHOT, InstrumentBook, InstrumentSync, SyncState
 from feed_server.protocol.book import LevelChange, OrderBook, Side, Trade
-from feed_server.protocol.errors import ChecksumMismatch, CrossedBook, SequenceGap, SnapshotMissing
+from feed_server.protocol.errors import ChecksumMismatch, CrossedBook, DigestMismatch, SequenceGap, SnapshotMissing
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import heartbeat_message, snapshot_message, update_message
@@ -367,3 +367,108 @@ def test_an_unknown_trade_side_refuses_the_whole_message() -> None:
     step = sync.on_stream(bad)
     assert step.fault is not None and step.request_snapshot and sync.entry.stale
     assert levels_of(sync) == before, "the book is left as it was"
+
+
+def deep_feed(seed: int = 5) -> Feed:
+    """A Feed whose book is 15 levels deep on each side: levels 11 to 15 are beyond the checksum's top 10."""
+    feed = Feed(seed=seed)
+    for i in range(5, 15):
+        feed.book.set_level(Side.BID, 1000 - i, 20 + i)
+        feed.book.set_level(Side.ASK, 1001 + i, 20 + i)
+    feed.truth[feed.seq] = feed.levels()
+    return feed
+
+
+def test_a_wrong_deep_level_is_caught_by_the_book_digest_like_a_checksum_mismatch() -> None:
+    feed, sync = deep_feed(), new_sync()
+    snapshot = feed.snapshot()
+    snapshot.book_digest = feed.book.digest()
+    sync.on_stream(snapshot)
+    assert not sync.entry.stale
+    # The true update changes level 13 of the bids; the copy that arrives changes it to another size. The top 10
+    # are untouched, so the checksum still matches: only the digest of the whole book can tell.
+    deep = LevelChange(Side.BID, 1000 - 12, 77)
+    feed.seq += 1
+    feed.book.set_level(deep.side, deep.price, deep.size)
+    feed.truth[feed.seq] = feed.levels()
+    true_update = update_message(
+        IID, feed.seq, feed.seq * 1000, feed.book.checksum(), [deep], digest=feed.book.digest()
+    )
+    wrong = pb.BookMessage()
+    wrong.CopyFrom(true_update)
+    wrong.update.changes[0].size_lots = 78
+    before, levels_version = levels_of(sync), sync.entry.levels_version
+    assert sync.on_live_message(wrong) is None, "declined by the fast path"
+    step = sync.on_stream(wrong)
+    assert isinstance(step.fault, DigestMismatch) and step.request_snapshot
+    assert sync.entry.stale and sync.state is SyncState.RESYNCING
+    assert levels_of(sync) == before, "the wrong deep level is never in the book"
+    assert sync.entry.stale_reason is not None
+    assert sync.entry.stale_reason.startswith("book digest mismatch: ") and "resynchronising" in sync.entry.stale_reason
+    assert sync.entry.levels_version == levels_version + 1  # the stale flip
+    answer = feed.snapshot(pb.SNAPSHOT_REASON_REQUEST)
+    answer.book_digest = feed.book.digest()
+    step = sync.on_snapshot(answer)
+    assert step.resynced and not sync.entry.stale and sync.entry.stale_reason is None
+    assert_true_book(sync, feed)
+    # The true message, digest and all, is accepted (a duplicate now: the snapshot covered it).
+    assert sync.on_stream(true_update).duplicates == 1
+
+
+def test_a_stale_book_says_why() -> None:
+    feed, sync = Feed(), new_sync()
+    assert sync.entry.stale and sync.entry.stale_reason == WAITING_FOR_SNAPSHOT
+    sync.on_stream(feed.snapshot())
+    assert not sync.entry.stale and sync.entry.stale_reason is None
+    messages = feed.run(6)  # 2..7
+    for message in messages[:3]:  # 2..4
+        sync.on_stream(message)
+    sync.on_stream(messages[5])  # 7: 5 and 6 are missing
+    assert sync.entry.stale_reason == "sequence gap: expected 5, received 7; resynchronising"
+    corrupt = pb.BookMessage()
+    corrupt.CopyFrom(feed.next())
+    sync.on_snapshot(feed.snapshot(pb.SNAPSHOT_REASON_REQUEST))
+    assert sync.entry.stale_reason is None
+    corrupt.sequence = feed.seq + 1
+    corrupt.checksum ^= 1
+    sync.on_stream(corrupt)
+    assert sync.entry.stale_reason is not None and sync.entry.stale_reason.startswith("checksum mismatch: message says")
+    # A lost connection: the caller's reason; the same reason again changes nothing, another one is shown.
+    step = sync.reset("feed connection lost: no message for 2 s")
+    assert sync.entry.stale_reason == "feed connection lost: no message for 2 s" and len(step.notifications) == 1
+    assert not sync.reset("feed connection lost: no message for 2 s").notifications
+    version, levels_version = sync.entry.version, sync.entry.levels_version
+    step = sync.reset("feed at x: unknown instrument id 'TEST' (NOT_FOUND); retrying every 5 s")
+    assert len(step.notifications) == 1 and "NOT_FOUND" in (sync.entry.stale_reason or "")
+    assert sync.entry.version == version + 1 and sync.entry.levels_version == levels_version + 1
+    sync.reset()
+    assert sync.entry.stale_reason == WAITING_FOR_SNAPSHOT
+
+
+def test_levels_version_moves_only_when_what_a_view_shows_changes() -> None:
+    feed, sync = Feed(seed=9), new_sync()
+    entry = sync.entry
+    sync.on_stream(feed.snapshot())
+    assert entry.levels_version == 2  # the snapshot, and the stale flag going off
+
+    def applied(message: pb.BookMessage) -> tuple[int, int]:
+        version, levels_version = entry.version, entry.levels_version
+        assert sync.on_live_message(message) is not None
+        return entry.version - version, entry.levels_version - levels_version
+
+    feed.seq += 1
+    assert applied(heartbeat_message(IID, feed.seq, 0, feed.book.checksum())) == (1, 0)
+    feed.seq += 1
+    trade_only = update_message(IID, feed.seq, 0, feed.book.checksum(), [], [Trade(1000, 2, Side.ASK)])
+    assert applied(trade_only) == (1, 0)
+    feed.seq += 1
+    feed.book.set_level(Side.BID, 995, 3)
+    change = update_message(IID, feed.seq, 0, feed.book.checksum(), [LevelChange(Side.BID, 995, 3)])
+    assert applied(change) == (1, 1)
+    # The general path counts alike: a heartbeat after a resync's replay does not move it either.
+    feed.seq += 1
+    heartbeat = heartbeat_message(IID, feed.seq, 0, feed.book.checksum())
+    levels_version = entry.levels_version
+    assert sync.on_stream(heartbeat).applied == 1 and entry.levels_version == levels_version
+    sync.reset()
+    assert entry.levels_version == levels_version + 1  # the stale flip

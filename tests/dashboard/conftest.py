@@ -44,7 +44,7 @@ class Dashboard:
 
 
 def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps it."""
+    """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps it and closes its pipes."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
@@ -52,6 +52,9 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    for stream in (process.stdin, process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
 
 
 def start_dashboard(feed_address: str, port: int | None = None, **env: str) -> Dashboard:

@@ -61,6 +61,9 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         with suppress(psutil.Error):
             child.kill()
             child.wait(5.0)
+    for stream in (process.stdin, process.stdout, process.stderr):  # when it had exited already
+        if stream is not None:
+            stream.close()
 
 
 @contextmanager

@@ -78,8 +78,13 @@ def test_page_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
                 and in_range(second, column_texts(page, "asks", 1)),
                 "the second instrument's prices",
             )
-            bids = [Decimal(text) for text in column_texts(page, "bids", 1)]
-            asks = [Decimal(text) for text in column_texts(page, "asks", 1)]
+            # Both tables read at one moment (two reads could straddle an update and see a crossed pair).
+            bid_texts, ask_texts = page.evaluate(
+                """() => ["bids", "asks"].map(id => Array.from(
+                    document.querySelectorAll(`[data-testid=${id}] tbody tr td:nth-child(1)`), td => td.innerText))"""
+            )
+            bids = [Decimal(text) for text in bid_texts]
+            asks = [Decimal(text) for text in ask_texts]
             assert len(bids) == 15 and len(asks) == 15
             assert bids == sorted(bids, reverse=True) and asks == sorted(asks) and bids[0] < asks[0]
 

@@ -18,6 +18,7 @@ import pytest
 from nicegui import ui
 from nicegui.testing import User
 
+from feed_server.protocol.checksum import compute_checksum
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from tests.dashboard.page_fixtures import page_feed, stop_process  # noqa: F401  (page_feed is a fixture)
 from tests.servers import free_port, start_feed_process, wait_for_health
@@ -77,6 +78,40 @@ def assert_book_of(spec: InstrumentSpec, bids: Rows, asks: Rows) -> None:
     assert bid_prices[0] < ask_prices[0]
 
 
+def units(text: str, step: Decimal) -> int:
+    """A shown price (size) as an integer number of ticks (lots); fails if it is not a multiple of the step."""
+    count, remainder = divmod(Decimal(text), step)
+    assert remainder == 0, f"{text} is not a multiple of {step}"
+    return int(count)
+
+
+def assert_checksum_shown_matches_rows(user: User, spec: InstrumentSpec) -> None:
+    """The checksum the page shows is the one of the top 10 rows it shows, read at one moment (the page refreshes
+    between the test's awaits, never during this synchronous read)."""
+    assert text_of(user, "status") == "LIVE"
+    levels = [
+        [(units(row["price"], spec.tick_size), units(row["size"], spec.lot_size)) for row in rows_of(user, side)]
+        for side in ("bids", "asks")
+    ]
+    assert compute_checksum(levels[0][:10], levels[1][:10]) == int(text_of(user, "checksum"))
+
+
+def banner_reason(user: User) -> str | None:
+    """The banner's text while it is shown, None while it is hidden (the simulated user finds visible elements
+    only)."""
+    try:
+        user.find(marker="banner")
+    except AssertionError:
+        return None
+    return text_of(user, "reason")
+
+
+def select_of(user: User) -> ui.select:
+    select = next(iter(user.find(marker="instrument").elements))
+    assert isinstance(select, ui.select)
+    return select
+
+
 async def open_page(user: User) -> None:
     await user.open("/")
     await wait_for(lambda: book_is_shown(user) and text_of(user, "status") == "LIVE")
@@ -97,7 +132,12 @@ async def test_page_shows_the_first_instruments_book(user: User) -> None:
     assert list(select.options.values()) == [f"{s.instrument_id} - {s.display_name}" for s in DEFAULT_INSTRUMENTS]
     assert_book_of(aapl, rows_of(user, "bids"), rows_of(user, "asks"))
     assert int(text_of(user, "sequence")) > 0
-    assert int(text_of(user, "checksum")) >= 0
+    assert banner_reason(user) is None
+    # The checksum shown is the top 10 rows' shown, at several moments of a live book.
+    for _ in range(5):
+        await wait_for(lambda: text_of(user, "status") == "LIVE")
+        assert_checksum_shown_matches_rows(user, aapl)
+        await asyncio.sleep(0.15)
     best_bid, best_ask = Decimal(rows_of(user, "bids")[0]["price"]), Decimal(rows_of(user, "asks")[0]["price"])
     assert text_of(user, "spread").endswith("ticks)") or text_of(user, "spread").endswith("tick)")
     assert best_bid < Decimal(text_of(user, "mid")) < best_ask or best_ask - best_bid == aapl.tick_size
@@ -116,9 +156,11 @@ async def test_switching_instrument_shows_its_book_at_once(user: User) -> None:
     await choose(user, eth)
     # No waiting: the switch itself shows the new book.
     assert_book_of(eth, rows_of(user, "bids"), rows_of(user, "asks"))
+    assert_checksum_shown_matches_rows(user, eth)
     btc = SPECS["BTC-USD"]
     await choose(user, btc)
     assert_book_of(btc, rows_of(user, "bids"), rows_of(user, "asks"))
+    assert_checksum_shown_matches_rows(user, btc)
 
 
 async def test_two_users_see_different_instruments(create_user: Callable[[], User]) -> None:
@@ -173,15 +215,68 @@ async def test_lost_feed_shows_reconnecting_and_stale_then_recovers(
     await open_page(user)
     area = next(iter(user.find(marker="book_area").elements))
     assert "grayscale" not in area.classes
+    assert banner_reason(user) is None
     processes[0].kill()
     processes[0].wait(5.0)
-    # The watchdog notices within its 2 s heartbeat timeout; the last book stays visible but greyed.
+    # The watchdog notices within its 2 s heartbeat timeout; the last book stays visible but greyed, and the
+    # banner says why.
     await wait_for(lambda: text_of(user, "status") != "LIVE", within=5.0)
     assert text_of(user, "status") in {"RECONNECTING", "CONNECTING", "STALE"}
     assert "grayscale" in area.classes and "opacity-40" in area.classes
     assert_book_of(SPECS["AAPL"], rows_of(user, "bids"), rows_of(user, "asks"))
+    await wait_for(lambda: banner_reason(user) is not None, within=1.0)
+    reason = banner_reason(user)
+    assert reason is not None and "\n" not in reason
+    # While the feed stays away the reason names it (unreachable at its address).
+    await wait_for(lambda: f"127.0.0.1:{port}" in (banner_reason(user) or ""), within=5.0)
     # A restarted server (sequences from 1 again) makes the page live again without any action.
     processes.append(start_feed_process(port, "--seed", "4", "--rate", "50"))
     await wait_for(lambda: text_of(user, "status") == "LIVE", within=20.0)
     assert "grayscale" not in area.classes
+    assert banner_reason(user) is None
     assert_book_of(SPECS["AAPL"], rows_of(user, "bids"), rows_of(user, "asks"))
+
+
+def option_ids(user: User) -> list[str]:
+    options = select_of(user).options
+    assert isinstance(options, dict)
+    return list(options)
+
+
+async def test_dropdown_follows_the_feeds_instruments(
+    restartable_feed: tuple[int, list[subprocess.Popen[bytes]]], user: User
+) -> None:
+    """A feed restarted with fewer instruments: the dropped ones leave the dropdown (a tab showing one says so);
+    restarted with all of them, they come back (and the tab shows its instrument again)."""
+    port, processes = restartable_feed
+    await open_page(user)
+    es = SPECS["ES-Z6"]
+    await choose(user, es)
+    await wait_for(lambda: text_of(user, "status") == "LIVE")
+    processes[0].kill()
+    processes[0].wait(5.0)
+    processes.append(start_feed_process(port, "--seed", "4", "--rate", "50", "--instruments", "AAPL,MSFT"))
+    await wait_for(lambda: option_ids(user) == ["AAPL", "MSFT"], within=20.0)
+    await wait_for(lambda: rows_of(user, "bids") == [] and rows_of(user, "asks") == [], within=2.0)
+    assert select_of(user).value is None
+    assert text_of(user, "status") != "LIVE"
+    # Once the new feed streams (until then the banner names the connection's problem), the banner says why.
+    await wait_for(lambda: "no longer lists ES-Z6" in (banner_reason(user) or ""), within=10.0)
+    assert select_of(user).value is None and rows_of(user, "bids") == []
+    # Another instrument of the new list is live at once.
+    msft = SPECS["MSFT"]
+    await choose(user, msft)
+    await wait_for(lambda: text_of(user, "status") == "LIVE", within=10.0)
+    assert banner_reason(user) is None
+    assert_book_of(msft, rows_of(user, "bids"), rows_of(user, "asks"))
+    assert_checksum_shown_matches_rows(user, msft)
+    # Every instrument again: the list is the feed's whole list, and the tab keeps MSFT.
+    processes[-1].kill()
+    processes[-1].wait(5.0)
+    processes.append(start_feed_process(port, "--seed", "5", "--rate", "50"))
+    await wait_for(lambda: option_ids(user) == list(SPECS), within=20.0)
+    await wait_for(lambda: text_of(user, "status") == "LIVE", within=10.0)
+    assert select_of(user).value == "MSFT"
+    await choose(user, es)
+    await wait_for(lambda: text_of(user, "status") == "LIVE", within=10.0)
+    assert_book_of(es, rows_of(user, "bids"), rows_of(user, "asks"))

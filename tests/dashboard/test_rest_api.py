@@ -42,6 +42,7 @@ def test_book_is_the_same_json_as_a_book_message(dashboard: Dashboard, depth: in
     spec = SPECS["ES-Z6"]
     book = get(dashboard, f"/api/book/ES-Z6?depth={depth}").json()
     assert book["type"] == "book" and book["instrument_id"] == "ES-Z6" and book["stale"] is False
+    assert book["reason"] is None
     assert 0 < len(book["bids"]) <= depth and 0 < len(book["asks"]) <= depth
     bids = [(int(Decimal(repr(p)) / spec.tick_size), int(Decimal(repr(s)) / spec.lot_size)) for p, s in book["bids"]]
     asks = [(int(Decimal(repr(p)) / spec.tick_size), int(Decimal(repr(s)) / spec.lot_size)) for p, s in book["asks"]]

@@ -5,8 +5,10 @@
 
 Starts ``python -m feed_server`` (unless ``--feed-address`` names a feed that is already running) and
 ``python -m dashboard``, waits until the feed reports SERVING on the gRPC health service and the page answers,
-prints the URLs, and on Ctrl-C or SIGTERM stops both (dashboard first) and exits 0. If a child fails to start
-or dies, the other is stopped and the exit code is 1.
+prints the URLs, and on Ctrl-C or SIGTERM stops both (dashboard first) and exits 0. If a child does not come up
+in time, run.py prints one error line, stops the other and exits 1. If either child exits (while starting or
+later), run.py prints one line naming it and its exit code
+(``run.py: the feed server (pid N) exited with code 2; stopping the dashboard``), stops the other and exits 1.
 """
 
 from __future__ import annotations
@@ -40,10 +42,6 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
     _Stop.signum = signum
 
 
-def _stop_requested() -> bool:
-    return _Stop.requested
-
-
 def _spawn(args: Sequence[str]) -> subprocess.Popen[bytes]:
     # Its own session: a terminal's Ctrl-C reaches only this process, which stops the children in order.
     return subprocess.Popen([sys.executable, *args], env=child_env(), start_new_session=True)
@@ -59,6 +57,32 @@ def _stop(child: subprocess.Popen[bytes] | None) -> None:
         print(f"run.py: process {child.pid} did not stop within {STOP_TIMEOUT:g} s; killing it", file=sys.stderr)
         child.kill()
         child.wait()
+
+
+_Child = tuple[str, subprocess.Popen[bytes]]  # a child process and what it is ("feed server", "dashboard")
+
+
+def _exited(children: Sequence[_Child]) -> _Child | None:
+    """The first of the named children that has exited, if any."""
+    for name, child in children:
+        if child.poll() is not None:
+            return name, child
+    return None
+
+
+def _death_line(dead: _Child, children: Sequence[_Child]) -> str:
+    """``run.py: the feed server (pid N) exited with code C; stopping the dashboard``."""
+    name, child = dead
+    code = child.returncode
+    how = f"exited with code {code}"
+    if code < 0:
+        try:
+            how += f" ({signal.Signals(-code).name})"
+        except ValueError:
+            pass
+    others = [other for other, process in children if process is not child]
+    stopping = f"; stopping the {' and the '.join(others)}" if others else ""
+    return f"run.py: the {name} (pid {child.pid}) {how}{stopping}"
 
 
 def _host_for_url(host: str) -> str:
@@ -95,22 +119,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The dashboard starts while the feed comes up (its import takes about a second).
         dashboard = _spawn(["-m", "dashboard", "--feed-address", feed_address, "--host", args.host,
                             "--port", str(args.port)])
-        children = [c for c in (feed, dashboard) if c is not None]
-        wait_ready(f"feed server at {feed_address}", lambda: feed_serving(feed_address), args.start_timeout,
-                   children, give_up=_stop_requested)
-        wait_ready(f"dashboard at {url}", lambda: http_ok(url), DASHBOARD_START_TIMEOUT, children,
-                   give_up=_stop_requested)
-        if not _Stop.requested:
+        children = [(name, c) for name, c in (("feed server", feed), ("dashboard", dashboard)) if c is not None]
+
+        def give_up() -> bool:
+            return _Stop.requested or _exited(children) is not None
+
+        if (
+            wait_ready(f"feed server at {feed_address}", lambda: feed_serving(feed_address), args.start_timeout,
+                       give_up=give_up)
+            and wait_ready(f"dashboard at {url}", lambda: http_ok(url), DASHBOARD_START_TIMEOUT, give_up=give_up)
+        ):
             ws_url = url.replace("http://", "ws://", 1) + "ws/market_data/{instrument_id}"
             print(f"Feed: {feed_address}", flush=True)
             print(f"Dashboard: {url} (ready in {time.monotonic() - started:.1f} s)", flush=True)
             print(f"WebSocket: {ws_url}", flush=True)
             print("Press Ctrl-C to stop.", flush=True)
-        while not _Stop.requested:
-            for child in children:
-                if child.poll() is not None:
-                    raise StartupError(f"process {child.pid} exited unexpectedly with code {child.returncode}")
+        while not give_up():
             time.sleep(0.1)
+        dead = _exited(children)
+        if dead is not None:  # a child that exits on its own is a failure, even while stopping was requested
+            print(_death_line(dead, children), file=sys.stderr, flush=True)
+            return 1
         return 0
     except StartupError as exc:
         print(f"run.py: error: {exc}", file=sys.stderr, flush=True)

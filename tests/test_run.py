@@ -134,3 +134,72 @@ def test_the_dashboard_alone_refuses_bad_arguments_in_one_line() -> None:
     )
     assert result.returncode == 1
     assert len(result.stderr.splitlines()) == 1 and "--feed-address" in result.stderr, result.stderr
+
+
+def _children_by_module(process: subprocess.Popen[bytes], timeout: float) -> dict[str, psutil.Process]:
+    """run.py's two children, by the module they run ("feed_server", "dashboard"), once both are started."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found: dict[str, psutil.Process] = {}
+        try:
+            for child in psutil.Process(process.pid).children(recursive=True):
+                cmdline = child.cmdline()
+                for module in ("feed_server", "dashboard"):
+                    if module in cmdline:
+                        found[module] = child
+        except psutil.NoSuchProcess:
+            pass
+        if len(found) == 2:
+            return found
+        assert process.poll() is None, "run.py exited before starting both children"
+        time.sleep(0.05)
+    raise AssertionError("run.py did not start both children")
+
+
+async def test_run_exits_1_naming_the_feed_when_the_feed_crashes_and_leaves_nothing_behind(monkeypatch):
+    # The feed's engine fails on purpose after 3,500 events (7 instruments at 50/s: about 10 s), whether or not the
+    # dashboard is ready by then; run.py names the feed and its exit code, stops the dashboard and exits 1.
+    monkeypatch.setenv("FEED_TEST_CRASH_AFTER_EVENTS", "3500")
+    process, output = start_run("--port", str(free_port()), "--feed-port", str(free_port()), "--rate", "50")
+    children: list[psutil.Process] = []
+    try:
+        found = await asyncio.to_thread(_children_by_module, process, 30.0)
+        children = list(found.values())
+        feed = found["feed_server"]
+        await asyncio.to_thread(process.wait, 90.0)
+        log = text_of(output)
+        assert process.returncode == 1, log
+        died = [line for line in log.splitlines() if line.startswith("run.py:")]
+        assert died == [f"run.py: the feed server (pid {feed.pid}) exited with code 2; stopping the dashboard"], log
+        assert log.count("Traceback (most recent call last)") == 1, log  # the feed's failure, logged once
+        _, alive = psutil.wait_procs(children, timeout=5.0)
+        assert not alive, f"left behind: {alive}"
+    finally:
+        kill_all(process, children)
+        output.close()
+
+
+async def test_run_exits_1_naming_the_dashboard_when_it_dies_and_stops_the_feed():
+    port = free_port()
+    process, output = start_run("--port", str(port), "--feed-port", str(free_port()), "--rate", "20")
+    children: list[psutil.Process] = []
+    try:
+        await asyncio.to_thread(wait_for_line, process, output, "Dashboard:", START_TIMEOUT)
+        found = await asyncio.to_thread(_children_by_module, process, 5.0)
+        children = list(found.values())
+        dashboard, feed = found["dashboard"], found["feed_server"]
+        dashboard.kill()
+        await asyncio.to_thread(process.wait, 30.0)
+        log = text_of(output)
+        assert process.returncode == 1, log
+        died = [line for line in log.splitlines() if line.startswith("run.py:")]
+        assert died == [
+            f"run.py: the dashboard (pid {dashboard.pid}) exited with code -9 (SIGKILL); stopping the feed server"
+        ], log
+        assert "Traceback" not in log, log
+        _, alive = psutil.wait_procs(children, timeout=5.0)
+        assert not alive, f"left behind: {alive}"
+        assert not feed.is_running()
+    finally:
+        kill_all(process, children)
+        output.close()

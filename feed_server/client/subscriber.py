@@ -142,6 +142,7 @@ class FeedSubscriber:
         self.problem: str | None = None
         """Why the books are not live, in one line for a person; None while connected and streaming."""
         self.instruments: dict[str, InstrumentSpec] = {}
+        self._listed: dict[str, InstrumentSpec] = {}  # the list as this connection's ListInstruments answered it
         self.books: dict[str, InstrumentBook] = {}
         self.stats = SubscriberStats()
         self._rng = random.Random(seed)
@@ -297,7 +298,20 @@ class FeedSubscriber:
         return delay
 
     def _set_instruments(self, specs: Sequence[InstrumentSpec]) -> None:
-        self.instruments = {spec.instrument_id: spec for spec in specs}
+        """Take the feed's instrument list of this connection.
+
+        Within one session of the feed its instruments cannot change, so a list that differs from the session's
+        (a response damaged on the way: ListInstruments carries no checksum) only adds what it names anew; the
+        list replaces the known one (forgetting the instruments it lacks) only when the stream turns out to be a
+        new session (``_new_stream``) or before the first."""
+        listed = {spec.instrument_id: spec for spec in specs}
+        self._listed = listed
+        if self.session_id is not None:
+            listed = {**listed, **self.instruments}  # the session's own specs win over this listing
+        self._take_instruments(listed)
+
+    def _take_instruments(self, listed: dict[str, InstrumentSpec]) -> None:
+        self.instruments = listed
         wanted = self.instrument_ids or tuple(self.instruments)
         if not self.instrument_ids:  # subscribed to everything: forget instruments a restarted feed dropped
             for gone in [iid for iid in self.books if iid not in self.instruments]:
@@ -367,6 +381,7 @@ class FeedSubscriber:
         """The first response of a stream: every book waits for its snapshot on it."""
         if self.session_id is not None and session_id != self.session_id:
             log.info("feed at %s has a new session %s (was %s)", self.address, session_id, self.session_id)
+            self._take_instruments(self._listed)  # a restarted feed: its own list, as this connection got it
         self.session_id = session_id
         self.stats.sessions += 1
         self.state = ConnectionState.LIVE

@@ -1,10 +1,19 @@
-"""The feed server's command line, ``python -m feed_server``: run the simulated gRPC feed until SIGINT or SIGTERM."""
+"""The feed server's command line, ``python -m feed_server``: run the simulated gRPC feed until SIGINT or SIGTERM.
+
+Exit codes: 0 after SIGINT or SIGTERM; 1 for a bad option or an address it cannot listen on (one error line);
+2 when the feed broke (its engine failed: logged once with its traceback, health NOT_SERVING, streams ended
+with UNAVAILABLE), so that a supervisor (run.py, systemd) notices and restarts it.
+
+For tests only: the environment variable ``FEED_TEST_CRASH_AFTER_EVENTS=N`` makes the engine fail on purpose
+after N events, to test what a broken feed does (never set it in production).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -15,6 +24,8 @@ from feed_server.server.faults import FAULT_KINDS, parse_fault_kinds
 from feed_server.server.grpc_server import serve
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+CRASH_AFTER_EVENTS_ENV = "FEED_TEST_CRASH_AFTER_EVENTS"  # tests only (see the module docstring)
+EXIT_BROKEN = 2  # the feed broke: its engine failed
 
 
 def _instruments(text: str) -> tuple[InstrumentSpec, ...]:
@@ -38,7 +49,13 @@ def _fault_kinds(text: str) -> frozenset[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineArgumentParser(prog="python -m feed_server", description=__doc__)
+    parser = OneLineArgumentParser(
+        prog="python -m feed_server",
+        description="Run the simulated gRPC market data feed until SIGINT or SIGTERM.",
+        epilog=f"Exit codes: 0 after SIGINT or SIGTERM, 1 for a bad option or a port it cannot listen on, "
+        f"{EXIT_BROKEN} when the feed broke (its engine failed). For tests only: {CRASH_AFTER_EVENTS_ENV}=N makes "
+        "the engine fail on purpose after N events.",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=50051, help="port to listen on (default 50051, 0: any)")
     parser.add_argument("--seed", type=int, default=1, help="random seed; the same seed gives the same feed")
@@ -78,13 +95,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _crash_after_events(parser: argparse.ArgumentParser) -> int | None:
+    """The test hook's value from the environment (None when unset); a bad value is one error line, exit 1."""
+    text = os.environ.get(CRASH_AFTER_EVENTS_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        return int_in(1)(text)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"{CRASH_AFTER_EVENTS_ENV}: {exc}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    crash_after_events = _crash_after_events(parser)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        asyncio.run(
+        failure = asyncio.run(
             serve(
                 host=args.host,
                 port=args.port,
@@ -94,12 +124,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 max_backlog=args.max_backlog,
                 fault_rate=args.fault_rate,
                 fault_kinds=args.fault_kinds,
+                crash_after_events=crash_after_events,
             )
         )
-    except OSError as exc:
-        logging.getLogger("feed_server").error("cannot serve: %s", exc)
+    except OSError as exc:  # nothing was served: one line, like a bad option
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr, flush=True)
         return 1
-    return 0
+    return 0 if failure is None else EXIT_BROKEN
 
 
 if __name__ == "__main__":

@@ -3,11 +3,10 @@
 One engine task paces every :class:`~feed_server.server.simulator.InstrumentSimulator`. It runs the events of
 all instruments in simulated-time order (a heap on each simulator's next due time), so no instrument is
 favoured, and publishes each one as soon as it is due (``event_time_ns`` = the engine's start wall time + the
-event's simulated offset): between events it sleeps until the next one is due. Event loop timers fire up to a
-millisecond late (epoll's resolution), so the engine wakes a millisecond early and waits the last fraction with
-a short blocking sleep, after the streams have sent what was published: an event leaves the engine a fraction
-of a millisecond after its event time. What is built for subscribers is the fan-out's business
-(feed_server.server.fanout).
+event's simulated offset): between events it awaits ``asyncio.sleep`` until the next one is due, so the streams
+send and health checks are answered meanwhile. It never blocks the event loop: an event loop timer fires up to a
+millisecond late (epoll's resolution), so an event leaves the engine within about a millisecond after its event
+time, never before it. What is built for subscribers is the fan-out's business (feed_server.server.fanout).
 
 Fairness and responsiveness. The engine works in slices of at most ``SLICE_S`` (wall clock) and always returns
 to the event loop between slices, so the gRPC streams keep sending and signals are handled promptly even when
@@ -21,6 +20,13 @@ messages (only ``event_time_ns`` shifts). Per instrument, ``event_time_ns`` neve
 
 Idle. With no subscriber the engine runs the simulation in coarse steps (every ``idle_step_s``) so a new
 subscriber still gets a live book; nothing is encoded. A new subscription wakes the engine at once.
+
+Failure. If the engine task dies of an exception (a bug), the engine logs it once at ERROR with its traceback,
+keeps it as ``failure``, closes the fan-out with a reason naming it (every subscription ends, and new
+subscriptions and snapshots are refused with FeedStopped, ``UNAVAILABLE``) and sets ``failed``, which the
+server (feed_server.server.grpc_server) watches to report NOT_SERVING and exit non-zero. No event is published
+after it: a broken feed says so instead of going quiet. ``crash_after_events`` is a test hook that makes the
+task fail on purpose once that many events have run (checked once per slice).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import sys
 import time
 from collections.abc import Iterable
 
@@ -43,7 +50,6 @@ DEFAULT_IDLE_STEP_S = 0.1  # with no subscriber: how often the engine runs the s
 SLICE_S = 0.005  # the most the engine works before it returns to the event loop
 MAX_LAG_S = 0.25  # behind the wall clock by more than this, the simulated-to-wall-time mapping moves on
 _MAX_SLEEP_NS = 100_000_000  # the longest the engine sleeps with subscribers (the next event is usually sooner)
-_TIMER_SLACK_NS = 1_000_000  # how late an event loop timer may fire (epoll's millisecond resolution)
 _LAG_WARNING_INTERVAL_NS = 10_000_000_000
 
 
@@ -59,12 +65,17 @@ class Engine:
         max_backlog: int = DEFAULT_MAX_BACKLOG,
         max_batch: int = DEFAULT_MAX_BATCH,
         idle_step_s: float = DEFAULT_IDLE_STEP_S,
+        crash_after_events: int | None = None,
     ) -> None:
+        """``crash_after_events`` is for tests only: the engine task fails on purpose after that many events."""
         self.specs: dict[str, InstrumentSpec] = {spec.instrument_id: spec for spec in instruments}
         if not self.specs:
             raise ValueError("an engine needs at least one instrument")
         if idle_step_s <= 0:
             raise ValueError("idle_step_s must be positive")
+        if crash_after_events is not None and crash_after_events < 1:
+            raise ValueError("crash_after_events must be positive")
+        self.crash_after_events = crash_after_events
         self.seed = seed
         self.rate = rate
         self.idle_step_s = idle_step_s
@@ -83,6 +94,8 @@ class Engine:
         self._task: asyncio.Task[None] | None = None
         self.shifted_ns = 0  # how far the simulated-to-wall-time mapping moved on because the engine fell behind
         self._last_lag_warning_ns = 0
+        self.failure: BaseException | None = None  # what the engine task died of, if it did
+        self.failed = asyncio.Event()  # set when the engine task dies of an exception
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -94,13 +107,30 @@ class Engine:
         self._task = asyncio.create_task(self._run(), name="feed-engine")
         self._task.add_done_callback(self._task_done)
 
-    @staticmethod
-    def _task_done(task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("the engine failed; no more events will be published", exc_info=task.exception())
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """The engine task's end: on a failure, log it once, end every subscription with its reason, set failed."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            return
+        self.failure = error  # before the fan-out closes: the service names it to the streams that end now
+        logger.error("the engine failed; no more events will be published", exc_info=error)
+        self.fanout.close_all(self.failure_reason or "the feed's engine failed")
+        self.failed.set()
+
+    @property
+    def failure_reason(self) -> str | None:
+        """Why the feed is broken (``"the feed's engine failed: RuntimeError: ..."``), or None while it is not."""
+        if self.failure is None:
+            return None
+        return f"the feed's engine failed: {type(self.failure).__name__}: {self.failure}"
 
     async def close(self) -> None:
-        """End every subscription and stop the engine task."""
+        """End every subscription and stop the engine task.
+
+        The fan-out is closed before the first await: from the call on, new subscriptions and snapshots are
+        refused (FeedStopped)."""
         self.fanout.close_all()
         task, self._task = self._task, None
         if task is not None:
@@ -122,23 +152,20 @@ class Engine:
     async def _run(self) -> None:
         slice_ns = int(SLICE_S * 1e9)
         fanout = self.fanout
+        crash_at = sys.maxsize if self.crash_after_events is None else self.crash_after_events
         while True:
             elapsed = self._elapsed_ns()
-            ran = self.advance(elapsed, deadline_ns=time.monotonic_ns() + slice_ns)
+            self.advance(elapsed, deadline_ns=time.monotonic_ns() + slice_ns)
+            if self.events >= crash_at:
+                raise RuntimeError(f"crashed on purpose after {self.events} events (crash_after_events, a test hook)")
             due = self._due[0][0]
             elapsed = self._elapsed_ns()
             if due <= elapsed:  # behind: let the streams send (and signals in), then go on at once
                 self._bound_lag(elapsed - due)
                 await asyncio.sleep(0)
             elif fanout.subscriber_count:
-                delay = due - elapsed
-                if delay > _TIMER_SLACK_NS:
-                    # Event loop timers fire up to a millisecond late: wake a little early instead.
-                    await asyncio.sleep(min(delay - _TIMER_SLACK_NS, _MAX_SLEEP_NS) / 1e9)
-                elif ran:
-                    await asyncio.sleep(0)  # the streams send what was just published first
-                else:
-                    time.sleep(delay / 1e9)  # noqa: ASYNC251 - under a millisecond, for precision
+                # The streams send what was just published meanwhile; the timer fires up to a millisecond late.
+                await asyncio.sleep(min(due - elapsed, _MAX_SLEEP_NS) / 1e9)
             else:
                 fanout.subscribed.clear()
                 try:

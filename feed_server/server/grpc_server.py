@@ -1,10 +1,22 @@
-"""The feed server process: the engine, the MarketData service and the gRPC health service on one grpc.aio server."""
+"""The feed server process: the engine, the MarketData service and the gRPC health service on one grpc.aio server.
+
+A broken feed says so. The :class:`FeedServer` watches its engine: if the engine task dies of an exception, the
+engine ends every stream with ``UNAVAILABLE`` and a message naming the failure (new Subscribe and GetSnapshot
+calls get the same), and the server's watcher reports ``NOT_SERVING`` on the health service (for ``""`` and
+``marketdata.v1.MarketData``). :func:`serve` returns when either a signal comes or the engine fails, and says
+which, so ``python -m feed_server`` exits non-zero after a failure.
+
+Stopping: :meth:`FeedServer.stop` closes the fan-out first (every stream ends normally, and a Subscribe or
+GetSnapshot arriving while the server stops gets ``UNAVAILABLE``), then reports ``NOT_SERVING``, then stops the
+gRPC server.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
+import socket
 import uuid
 from collections.abc import Iterable, Sequence
 
@@ -55,7 +67,9 @@ class FeedServer:
         fault_kinds: Iterable[str] = FAULT_KINDS,
         idle_step_s: float = DEFAULT_IDLE_STEP_S,
         max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
+        crash_after_events: int | None = None,
     ) -> None:
+        """``crash_after_events`` is for tests only: the engine fails on purpose after that many events."""
         self.host = host
         self.port = port
         self.seed = seed
@@ -63,10 +77,19 @@ class FeedServer:
         self.fault_rate = fault_rate
         self.fault_kinds = frozenset(fault_kinds)
         self._session_id = uuid.uuid4().hex
-        self._engine = Engine(instruments, seed=seed, rate=rate, max_backlog=max_backlog, idle_step_s=idle_step_s)
+        self._engine = Engine(
+            instruments,
+            seed=seed,
+            rate=rate,
+            max_backlog=max_backlog,
+            idle_step_s=idle_step_s,
+            crash_after_events=crash_after_events,
+        )
         self._max_concurrent_rpcs = max_concurrent_rpcs
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
+        self._watcher: asyncio.Task[None] | None = None  # reports the engine's failure (see _watch_engine)
+        self._broken = asyncio.Event()  # set once the engine failed and the health service says NOT_SERVING
 
     @property
     def engine(self) -> Engine:
@@ -83,10 +106,23 @@ class FeedServer:
         """``"HOST:PORT"`` to connect to (the bound port once started)."""
         return f"{self.host}:{self.port}"
 
+    @property
+    def failure(self) -> str | None:
+        """Why the feed is broken (its engine failed), or None while it is not."""
+        return self._engine.failure_reason
+
+    async def wait_failure(self) -> str:
+        """Wait until the engine has failed and the health service reports NOT_SERVING; returns why."""
+        await self._broken.wait()
+        return self.failure or "the feed's engine failed"
+
     async def start(self) -> int:
-        """Bind, start the simulation and serve; returns the bound port (useful with port 0)."""
+        """Bind, start the simulation and serve; returns the bound port (useful with port 0).
+
+        Raises OSError (one line naming the address) when nothing can listen on ``host:port``."""
         if self._server is not None:
             raise RuntimeError("server already started")
+        _check_can_listen(self.host, self.port)
         server = grpc.aio.server(options=_SERVER_OPTIONS, maximum_concurrent_rpcs=self._max_concurrent_rpcs)
         servicer = MarketDataServicer(
             self._engine.specs.values(),
@@ -95,11 +131,15 @@ class FeedServer:
             fault_rate=self.fault_rate,
             fault_kinds=self.fault_kinds,
             fault_seed=self.seed,
+            failure=lambda: self._engine.failure_reason,
         )
         market_data_pb2_grpc.add_MarketDataServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)  # type: ignore[no-untyped-call]
-        port: int = server.add_insecure_port(f"{self.host}:{self.port}")
+        try:
+            port: int = server.add_insecure_port(f"{self.host}:{self.port}")
+        except RuntimeError:  # grpcio's "Failed to bind to address" (the port was taken since the check)
+            port = 0
         if port == 0:
             raise OSError(f"cannot listen on {self.host}:{self.port}")
         self.port = port
@@ -109,12 +149,18 @@ class FeedServer:
                 self.fault_rate * 100,
                 ",".join(sorted(self.fault_kinds)),
             )
+        if self._engine.crash_after_events is not None:
+            logger.warning(
+                "TEST HOOK ON: the engine will fail on purpose after %d events", self._engine.crash_after_events
+            )
         self._engine.start()
         await server.start()
         self._server = server
         self._health = health_servicer
         for name in ("", SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        # Started after SERVING is set, so NOT_SERVING is the last word even if the engine failed already.
+        self._watcher = asyncio.create_task(self._watch_engine(health_servicer), name="feed-engine-watcher")
         logger.info(
             "feed server %s listening on %s (seed %d, rate %g/s, %d instruments)",
             self._session_id,
@@ -125,29 +171,83 @@ class FeedServer:
         )
         return port
 
+    async def _watch_engine(self, health_servicer: health.aio.HealthServicer) -> None:
+        """The one task that reports the engine's failure: NOT_SERVING, then wakes wait_failure().
+
+        The engine has already ended every stream with the failure's reason (feed_server.server.engine)."""
+        await self._engine.failed.wait()
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self._broken.set()
+
     async def stop(self, grace: float = 1.0) -> None:
-        """Report NOT_SERVING, end every stream, stop the simulation and the server. Idempotent."""
+        """End every stream and refuse new ones, report NOT_SERVING, stop the simulation and the server.
+
+        The fan-out closes first, before the gRPC server stops accepting calls: a Subscribe or GetSnapshot that
+        arrives meanwhile ends with UNAVAILABLE, never with a snapshot and then silence. Idempotent."""
         server, self._server = self._server, None
+        await self._engine.close()  # closes the fan-out before its first await; open streams end normally
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            await asyncio.wait([watcher])  # our own cancellation still propagates
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
             self._health = None
-        await self._engine.close()  # ends every Subscribe stream normally
         if server is not None:
             await server.stop(grace)
             logger.info("feed server %s stopped", self._session_id)
 
 
-async def serve(**kwargs: object) -> None:
-    """Run a FeedServer (``FeedServer(**kwargs)``) until SIGINT or SIGTERM, then stop it cleanly."""
+def _check_can_listen(host: str, port: int) -> None:
+    """Raise OSError naming the address when no socket can be bound to it (a port another process listens on,
+    an address this machine does not have), before grpcio tries: its core would log lines of its own."""
+    if port == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    error: OSError | None = None
+    for family, kind, proto, _, sockaddr in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as grpcio does
+            try:
+                sock.bind(sockaddr)
+            except OSError as exc:
+                error = error or exc
+            else:
+                return  # grpcio listens when at least one of the addresses can be bound
+    reason = error.strerror if error is not None and error.strerror else "no address to bind"
+    raise OSError(f"cannot listen on {host}:{port}: {reason}")
+
+
+async def serve(**kwargs: object) -> str | None:
+    """Run a FeedServer (``FeedServer(**kwargs)``) until SIGINT or SIGTERM, or until its engine fails; then stop
+    it. Returns None after a signal, and the failure's reason after a failure (already logged by the engine)."""
     server = FeedServer(**kwargs)  # type: ignore[arg-type]
-    stopping = asyncio.Event()
+    signalled = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(sig, signalled.set)
     try:
         await server.start()
-        await stopping.wait()
-        logger.info("signal received, stopping")
+        waits = [
+            asyncio.create_task(signalled.wait(), name="feed-signal"),
+            asyncio.create_task(server.wait_failure(), name="feed-failure"),
+        ]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
+            await asyncio.wait(waits)
+        failure = server.failure
+        if failure is not None:
+            logger.info("the feed is broken, stopping")
+        else:
+            logger.info("signal received, stopping")
+        return failure
     finally:
         await server.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -2,19 +2,25 @@
 
 Requests are validated before anything is streamed: an unknown instrument id ends the call with
 ``NOT_FOUND``; a depth over 100, a repeated id or more than 100 ids with ``INVALID_ARGUMENT``. The status
-message names the bad value.
+message names the bad value. Every RequestError raised below the service (validation, the fan-out) ends the call
+with its status in one place, :func:`_abort`: once the fan-out is closed (the feed is stopping, or its engine
+failed) Subscribe and GetSnapshot end with ``UNAVAILABLE`` and the reason.
+
+A stream ends when the fan-out ends its subscription: normally (status OK) when the feed stops, and with
+``UNAVAILABLE`` and the failure's reason when the feed is broken (``failure()`` says why). A GetSnapshot answer
+carries the server's ``session_id``, so a consumer never applies a snapshot of another run to its book.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 import grpc
 
 from feed_server.protocol.book import DEFAULT_DEPTH, MAX_DEPTH
-from feed_server.protocol.errors import InvalidRequest, NoSuchInstrument, RequestError
+from feed_server.protocol.errors import FeedStopped, InvalidRequest, NoSuchInstrument, RequestError
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
@@ -67,9 +73,11 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: igno
         fault_rate: float = 0.0,
         fault_kinds: Iterable[str] = FAULT_KINDS,
         fault_seed: int = 0,
+        failure: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._fanout = fanout
         self._session_id = session_id
+        self._failure = failure  # why the feed is broken, or None (see the module docstring)
         self._fault_rate = fault_rate
         self._fault_kinds = frozenset(fault_kinds)
         self._fault_seeds = itertools.count(fault_seed * 1_000_003)
@@ -85,21 +93,23 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: igno
     async def GetSnapshot(self, request: pb.SnapshotRequest, context: grpc.aio.ServicerContext) -> pb.BookMessage:
         try:
             ids, depth = validate_request([request.instrument_id], request.depth, self._fanout.sources)
+            snapshot = self._fanout.get_snapshot(ids[0], depth)
         except RequestError as exc:
             await _abort(context, exc)
-        return self._fanout.get_snapshot(ids[0], depth)
+        snapshot.session_id = self._session_id  # a message built for this call alone
+        return snapshot
 
     async def Subscribe(
         self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.SubscribeResponse]:
         try:
             ids, depth = validate_request(list(request.instrument_ids), request.depth, self._fanout.sources)
+            subscription = self._fanout.subscribe(ids, depth)
         except RequestError as exc:
             await _abort(context, exc)
         injector = (
             FaultInjector(self._fault_rate, self._fault_kinds, next(self._fault_seeds)) if self._fault_rate else None
         )
-        subscription = self._fanout.subscribe(ids, depth)
         logger.info("stream %d opened: %d instruments at depth %d", subscription.sub_id, len(ids), depth)
         session_id = self._session_id
         try:
@@ -109,6 +119,9 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: igno
                     if not batch:
                         continue
                 yield pb.SubscribeResponse(session_id=session_id, messages=batch)
+            failure = self._failure()  # the fan-out ended the subscription: the feed stopped, or broke
+            if failure is not None:
+                await _abort(context, FeedStopped(failure))
         finally:
             self._fanout.unsubscribe(subscription)
             logger.info(

@@ -208,3 +208,50 @@ async def test_an_idle_feed_wakes_for_a_new_subscriber():
                 call.cancel()
         assert events_before < 100, "idle: the simulation ran in a coarse step, not continuously"
         assert updates >= 20
+
+
+async def test_a_closed_feed_refuses_subscribe_and_get_snapshot_with_unavailable():
+    async with running_feed_server(rate=100) as server, grpc.aio.insecure_channel(server.address) as channel:
+        stub = market_data_pb2_grpc.MarketDataStub(channel)
+        await stub.ListInstruments(pb.ListInstrumentsRequest(), timeout=5)
+        await server.engine.close()  # what stop() does first, while the gRPC server still accepts calls
+        error = await _first_error(stub, pb.SubscribeRequest(instrument_ids=["AAPL"]))
+        assert (error.code(), error.details()) == (grpc.StatusCode.UNAVAILABLE, "the feed is shutting down")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.GetSnapshot(pb.SnapshotRequest(instrument_id="AAPL"), timeout=5)
+        assert (info.value.code(), info.value.details()) == (grpc.StatusCode.UNAVAILABLE, "the feed is shutting down")
+
+
+async def test_a_subscribe_while_the_server_stops_is_refused_never_a_snapshot():
+    async with running_feed_server(rate=100) as server, grpc.aio.insecure_channel(server.address) as channel:
+        stub = market_data_pb2_grpc.MarketDataStub(channel)
+        await stub.ListInstruments(pb.ListInstrumentsRequest(), timeout=5)  # connected
+        stopping = asyncio.create_task(server.stop(grace=1.0))
+        refusals: list[tuple[grpc.StatusCode, str]] = []
+        async with asyncio.timeout(15):
+            while not stopping.done() or not refusals:
+                call = stub.Subscribe(pb.SubscribeRequest(instrument_ids=["AAPL"]))
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await call.read()  # the first read fails: nothing, not even a snapshot, is streamed
+                refusals.append((info.value.code(), info.value.details() or ""))
+            await stopping
+        # The fan-out refuses with UNAVAILABLE while the gRPC server still accepts calls; once the server itself
+        # shuts down, grpc refuses a call that arrives at that instant (CANCELLED), then connections are refused.
+        assert {code for code, _ in refusals} <= {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, refusals
+
+
+async def test_get_snapshot_answers_name_the_session():
+    async with running_feed_server(rate=100) as server, grpc.aio.insecure_channel(server.address) as channel:
+        stub = market_data_pb2_grpc.MarketDataStub(channel)
+        snapshot = await stub.GetSnapshot(pb.SnapshotRequest(instrument_id="BTC-USD", depth=5), timeout=5)
+        assert snapshot.session_id == server.session_id and len(server.session_id) == 32
+        assert snapshot.HasField("snapshot") and snapshot.instrument_id == "BTC-USD"
+        # Stream messages leave it empty: their session is on the stream item.
+        call = stub.Subscribe(pb.SubscribeRequest(instrument_ids=["BTC-USD"]))
+        try:
+            async with asyncio.timeout(5):
+                item = await call.read()
+        finally:
+            call.cancel()
+        assert item.session_id == server.session_id
+        assert all(message.session_id == "" for message in item.messages)

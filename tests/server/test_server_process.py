@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,7 +14,7 @@ import grpc
 import pytest
 
 from feed_server.protocol.book import OrderBook
-from feed_server.protocol.errors import ChecksumMismatch, SequenceGap
+from feed_server.protocol.errors import ChecksumMismatch, DigestMismatch, SequenceGap
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.protocol.wire import apply_message
@@ -29,11 +30,17 @@ def test_a_signal_stops_the_server_cleanly_while_streaming(sig):
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = market_data_pb2_grpc.MarketDataStub(channel)
             stream = stub.Subscribe(pb.SubscribeRequest(depth=5), timeout=15)
+            books: dict[str, OrderBook] = {}
             first = next(stream)
-            assert len(first.messages) >= 1
+            for message in first.messages:
+                apply_message(books.setdefault(message.instrument_id, OrderBook(message.instrument_id, 5)), message)
+            assert len(books) == 7  # the initial snapshots
             process.send_signal(sig)
-            items = sum(1 for _ in stream)  # the stream ends normally (no exception) when the server stops
-            assert items >= 0
+            for item in stream:  # consistent up to its end: nothing lost or half-sent while stopping
+                for message in item.messages:
+                    apply_message(books[message.instrument_id], message)
+            # The stream ended normally (an error status would have raised), before its 15 s deadline.
+            assert stream.code() == grpc.StatusCode.OK
         _, stderr = process.communicate(timeout=5)
         assert process.returncode == 0, stderr.decode()
         assert b"Traceback" not in stderr
@@ -101,6 +108,26 @@ def test_bad_options_are_one_error_line_and_exit_code_1(args, text):
     assert b"Traceback" not in result.stderr
 
 
+def test_a_port_in_use_is_one_error_line_and_exit_code_1():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "feed_server", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT,
+            env=child_env(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"python -m feed_server: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ], result.stderr
+
+
 async def test_injected_faults_are_detected_by_the_book():
     kinds: dict[type, int] = {}
     async with running_feed_server(rate=1000, fault_rate=0.05, seed=9) as server:
@@ -111,7 +138,7 @@ async def test_injected_faults_are_detected_by_the_book():
             applied = 0
             try:
                 async with asyncio.timeout(15):
-                    while applied < 3000 or len(kinds) < 2:
+                    while applied < 3000 or len(kinds) < 4:
                         item = await call.read()
                         for message in item.messages:
                             book = books[message.instrument_id]
@@ -121,7 +148,7 @@ async def test_injected_faults_are_detected_by_the_book():
                             try:
                                 apply_message(book, message)
                                 applied += 1
-                            except (SequenceGap, ChecksumMismatch) as exc:
+                            except (SequenceGap, ChecksumMismatch, DigestMismatch) as exc:
                                 kinds[type(exc)] = kinds.get(type(exc), 0) + 1
                                 snapshot = await stub.GetSnapshot(
                                     pb.SnapshotRequest(instrument_id=message.instrument_id, depth=10), timeout=5
@@ -131,6 +158,7 @@ async def test_injected_faults_are_detected_by_the_book():
                 call.cancel()
     assert kinds.get(SequenceGap, 0) > 0
     assert kinds.get(ChecksumMismatch, 0) > 0
+    assert kinds.get(DigestMismatch, 0) > 0  # a deep level changed, the checksum intact: only the digest tells
     assert kinds.get(type(None), 0) > 0
 
 

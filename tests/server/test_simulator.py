@@ -116,10 +116,19 @@ def test_heartbeats_fill_quiet_gaps_in_simulated_time():
 def test_book_at_gives_the_book_at_a_sequence():
     spec = DEFAULT_INSTRUMENTS[4]
     sim = InstrumentSimulator(spec, seed=11, rate=1000.0)
-    sim.step_to(777)
-    assert sim.sequence == 777
-    assert book_at(spec, 11, 1000.0, 777) == sim.book
-    assert book_at(spec, 11, 1000.0, 776) != sim.book or sim.next_event().heartbeat
+    sim.step_to(776)
+    assert sim.sequence == 776
+    before = book_at(spec, 11, 1000.0, 776)
+    assert before == sim.book
+    event = sim.next_event()  # event 777 changes the book (it is an order event, not a heartbeat)
+    assert event.sequence == 777 and event.changes and not event.heartbeat
+    after = book_at(spec, 11, 1000.0, 777)
+    assert after == sim.book
+    assert after != before
+    # A heartbeat leaves the book as it was: on a quiet instrument, the book at a heartbeat is the one before.
+    quiet = InstrumentSimulator(spec, seed=11, rate=0.2)
+    heartbeat = next(e for e in iter(quiet.next_event, None) if e.heartbeat and e.sequence > 1)
+    assert book_at(spec, 11, 0.2, heartbeat.sequence) == book_at(spec, 11, 0.2, heartbeat.sequence - 1)
 
 
 def test_a_full_subscriber_is_resynchronised_and_stays_consistent():

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Hashable
 from typing import NamedTuple
 
-__all__ = ["Backoff", "HeldBack", "ResyncPacer", "Throttle"]
+__all__ = ["Backoff", "HeldBack", "ReportOnce", "ResyncPacer", "Throttle"]
 
 Clock = Callable[[], float]
 
@@ -106,3 +106,23 @@ class Throttle:
         if state is None:
             return HeldBack(0, 0.0)
         return HeldBack(state[1], now - state[0])
+
+
+class ReportOnce:
+    """The problems already reported loudly (at most ``limit`` remembered), so that each is logged once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[Hashable] = set()
+
+    def first(self, key: Hashable) -> bool:
+        """Whether ``key`` is reported for the first time (and remember it)."""
+        if key in self._seen:
+            return False
+        if len(self._seen) >= self.limit:
+            self._seen.clear()
+        self._seen.add(key)
+        return True
+
+    def clear(self) -> None:
+        self._seen.clear()

@@ -9,7 +9,7 @@ FeedUnavailable, where grpc's own decoding would log an error and hand out None.
 from __future__ import annotations
 
 import logging
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 import grpc.aio
@@ -25,8 +25,10 @@ __all__ = [
     "MAX_MESSAGE_BYTES",
     "PERMANENT_CODES",
     "RETRYABLE_CODES",
+    "Failure",
     "FeedStub",
     "decode",
+    "describe_failure",
     "fetch_instruments",
     "heals_by_retrying",
     "list_instruments",
@@ -152,3 +154,28 @@ async def list_instruments(address: str, timeout: float = 5.0) -> list[Instrumen
     """Every instrument the feed server at ``address`` simulates. Raises FeedUnavailable (or FeedError)."""
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
         return await fetch_instruments(FeedStub(channel), address, timeout)
+
+
+class Failure(NamedTuple):
+    """How a failed connection is told: ``text`` what happened, ``problem`` the subscriber's one-line state,
+    ``book_reason`` each book's stale reason, and whether retrying cannot heal it soon (``permanent``)."""
+
+    text: str
+    problem: str
+    book_reason: str
+    permanent: bool
+
+
+def describe_failure(error: Exception, address: str, retry_every: float) -> Failure:
+    """The words for a connection that ended with ``error`` (a FeedError, or a bug's exception)."""
+    if not isinstance(error, FeedError):  # a bug, most likely to happen again
+        text = f"unexpected error reading the feed at {address}: {type(error).__name__}: {error}"
+        return Failure(text, f"{text}; reconnecting", f"{text}; reconnecting", False)
+    if heals_by_retrying(error):
+        text = str(error)
+        return Failure(text, f"{text}; reconnecting", f"feed connection lost: {text}", False)
+    text = str(error) if address in str(error) else f"feed at {address}: {error}"
+    code = error.code.name if error.code is not None else "no status"
+    text = text if code in text else f"{text} ({code})"
+    problem = f"{text}; retrying every {retry_every:g} s"
+    return Failure(text, problem, problem, True)

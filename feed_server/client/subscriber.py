@@ -8,20 +8,18 @@ Used by the CLI client and the dashboard::
     await subscriber.wait_live(timeout=5)
     entry = subscriber.books["BTC-USD"]   # InstrumentBook: .book, .stale, .stale_reason, .trades, ...
 
-``run()`` owns its gRPC channel. Per instrument the stream is verified (sequence, crossing, checksum, book
-digest) by feed_server.client.sync; a broken instrument is marked stale and resynchronised alone with
-GetSnapshot while the others keep flowing. Repeated faults on one instrument space out its snapshot requests
-(feed_server.client.backoff.ResyncPacer) and its log lines (one line with a count per interval).
+``run()`` owns its gRPC channel. Each instrument's stream is verified (sequence, crossing, checksum, book digest)
+by feed_server.client.sync; a broken instrument is marked stale and resynchronised alone with GetSnapshot
+(feed_server.client.resync) while the others keep flowing.
 
-With ``reconnect=True`` (the default) ``run()`` never gives up while it is not cancelled: any failure of a
-connection (a gRPC status of any kind, the end of the stream, no message for ``heartbeat_timeout`` seconds, a
-message that does not decode, an unexpected exception while handling the stream) marks every book stale and
-it reconnects with exponential backoff and jitter. A status a retry cannot heal soon (NOT_FOUND,
-UNIMPLEMENTED, ... see feed_server.client.rpc.PERMANENT_CODES) is retried every ``backoff_max`` seconds.
-``problem`` says in one line why the books are not live; each distinct problem is logged once (an unexpected
-exception at ERROR with its traceback, the others at WARNING), its repeats at INFO. With ``reconnect=False``
-the first failure is raised as a FeedError (the CLI's first connection). This module and
-feed_server.client.rpc are the boundary where gRPC errors become feed_server.protocol.errors.
+With ``reconnect=True`` (the default) ``run()`` never gives up until cancelled: any failure of a connection (a
+gRPC status of any kind, the end of the stream, ``heartbeat_timeout`` seconds of silence, a message that does not
+decode, an unexpected exception while handling the stream) marks every book stale and it reconnects with
+exponential backoff and jitter; a status that retrying cannot heal soon (feed_server.client.rpc.PERMANENT_CODES)
+is retried every ``backoff_max`` seconds. ``problem`` says in one line why the books are not live; each distinct
+problem is logged once (a bug at ERROR with its traceback), its repeats at INFO. With ``reconnect=False`` the
+first failure is raised (the CLI's first connection). gRPC errors become feed_server.protocol.errors here and in
+feed_server.client.rpc.
 """
 
 from __future__ import annotations
@@ -30,32 +28,28 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from enum import StrEnum
 
 import grpc
 import grpc.aio
 
-from feed_server.client.backoff import Backoff, ResyncPacer, Throttle
+from feed_server.client.backoff import Backoff, ReportOnce, Throttle
+from feed_server.client.resync import Resyncs
 from feed_server.client.rpc import (
     CHANNEL_OPTIONS,
     FeedStub,
     decode,
+    describe_failure,
     fetch_instruments,
-    heals_by_retrying,
     translate_rpc_error,
 )
+from feed_server.client.stats import SubscriberStats
 from feed_server.client.sync import InstrumentBook, InstrumentSync, Step, SyncState
 from feed_server.protocol.book import MAX_DEPTH, OrderBook, Trade
 from feed_server.protocol.errors import (
     BookError,
-    ChecksumMismatch,
-    CrossedBook,
-    DigestMismatch,
     FeedError,
     FeedUnavailable,
-    SequenceGap,
-    SnapshotMissing,
     UnknownInstrument,
 )
 from feed_server.protocol.instruments import InstrumentSpec
@@ -75,7 +69,6 @@ BookListener = Callable[[str, Sequence[Trade]], None]
 """Called as ``listener(instrument_id, trades)`` after every applied message and every change of the stale flag
 or of the stale reason."""
 
-SNAPSHOT_TIMEOUT = 5.0
 YIELD_EVERY = 500  # messages applied between two yields to the event loop when a stream item is large
 STABLE_AFTER = 1.0  # a stream live this long was a successful connection: the backoff and the reports start afresh
 LOG_INTERVAL = 5.0  # seconds between two log lines of the same kind about one instrument
@@ -90,26 +83,6 @@ class ConnectionState(StrEnum):
     LIVE = "live"
     RECONNECTING = "reconnecting"
     STOPPED = "stopped"
-
-
-@dataclass
-class SubscriberStats:
-    """Counters since the subscriber was created."""
-
-    messages: int = 0  # messages applied to a book
-    duplicates: int = 0  # messages ignored because their sequence was already applied
-    gaps: int = 0  # sequence gaps detected (including updates seen before any snapshot)
-    checksum_errors: int = 0
-    digest_errors: int = 0  # the whole book did not match a message's book digest
-    crossed: int = 0
-    invalid: int = 0  # malformed messages
-    resyncs: int = 0  # instruments made whole again by a snapshot after a fault
-    snapshot_requests: int = 0  # GetSnapshot calls made
-    foreign_snapshots: int = 0  # GetSnapshot answers from another session than the stream's, dropped
-    reconnects: int = 0  # connection attempts after the first
-    sessions: int = 0  # streams opened (a restarted server or a reconnect each add one)
-    watchdog_timeouts: int = 0  # connections given up because nothing arrived for heartbeat_timeout
-    unexpected_errors: int = 0  # connections ended by an unexpected exception (a bug) and retried
 
 
 class FeedSubscriber:
@@ -147,15 +120,21 @@ class FeedSubscriber:
         self.stats = SubscriberStats()
         self._rng = random.Random(seed)
         self._backoff = Backoff(backoff_initial, backoff_max, self._rng)
-        self._resync_backoff = (resync_backoff_initial, resync_backoff_max)
-        self._pacers: dict[str, ResyncPacer] = {}
         self._throttle = Throttle(log_interval)
-        self._reported: set[tuple[str, str]] = set()  # the problems logged at WARNING/ERROR since the last success
+        self._reported = ReportOnce(MAX_REPORTED)  # the problems logged at WARNING/ERROR since the last success
         self._live_since: float | None = None  # when the current stream's first response arrived
         self._listeners: list[BookListener] = []
         self._syncs: dict[str, InstrumentSync] = {}
-        self._resync_tasks: dict[str, asyncio.Task[None]] = {}
-        self._stub: FeedStub | None = None
+        self._resyncs = Resyncs(
+            address,
+            depth,
+            self.stats,
+            self._throttle,
+            (resync_backoff_initial, resync_backoff_max, RESYNC_CLEAN_AFTER, self._rng),
+            on_snapshot=self._on_snapshot,
+            on_failure=self._on_resync_failure,
+            session=lambda: self.session_id,
+        )
         self._live = asyncio.Event()
         self._stopped = asyncio.Event()
         self._error: BaseException | None = None
@@ -225,7 +204,7 @@ class FeedSubscriber:
             self._error = exc if isinstance(exc, Exception) else None
             raise
         finally:
-            self._cancel_resyncs()
+            self._resyncs.cancel_all()
             self._mark_all_stale("the subscriber stopped")
             self.state = ConnectionState.STOPPED
             self._running = False
@@ -237,7 +216,7 @@ class FeedSubscriber:
         self._live_since = None
         async with grpc.aio.insecure_channel(self.address, options=CHANNEL_OPTIONS) as channel:
             stub = FeedStub(channel)
-            self._stub = stub
+            self._resyncs.stub = stub
             try:
                 specs = await fetch_instruments(stub, self.address, rpc_timeout=max(self.heartbeat_timeout, 1.0))
                 self._set_instruments(specs)
@@ -250,8 +229,8 @@ class FeedSubscriber:
                 finally:
                     call.cancel()
             finally:
-                self._stub = None
-                self._cancel_resyncs()
+                self._resyncs.stub = None
+                self._resyncs.cancel_all()
 
     def _connection_failed(self, error: Exception) -> float:
         """A connection ended with ``error``: mark the books stale, say why (``problem``, the books' reasons, one
@@ -261,35 +240,18 @@ class FeedSubscriber:
             self._backoff.reset()  # the connection had succeeded: this is a new outage
             self._reported.clear()
         self._live_since = None
-        delay = self._backoff.delay()
-        permanent = False
-        if not isinstance(error, FeedError):  # a bug, most likely to happen again: its traceback once
-            text = f"unexpected error reading the feed at {self.address}: {type(error).__name__}: {error}"
-            self.problem = book_reason = f"{text}; reconnecting"
-        elif heals_by_retrying(error):
-            text = str(error)
-            self.problem = f"{text}; reconnecting"
-            book_reason = f"feed connection lost: {text}"
-        else:  # the same request will be refused again for a while: retried at the slowest pace
-            permanent = True
-            delay = self._backoff.maximum
-            text = str(error) if self.address in str(error) else f"feed at {self.address}: {error}"
-            code = error.code.name if error.code is not None else "no status"
-            text = text if code in text else f"{text} ({code})"
-            self.problem = book_reason = f"{text}; retrying every {delay:g} s"
-        self._connection_lost(book_reason)
+        failure = describe_failure(error, self.address, self._backoff.maximum)
+        # The same request would be refused again for a while: retried at the slowest pace.
+        delay = self._backoff.maximum if failure.permanent else self._backoff.delay()
+        text, permanent, self.problem = failure.text, failure.permanent, failure.problem
+        self._connection_lost(failure.book_reason)
         if self.session_id is not None:
             self.state = ConnectionState.RECONNECTING
         if not self.reconnect:
             return 0.0  # raised by run(): its caller reports it
-        key = (type(error).__name__, str(error))
-        if key in self._reported:
+        if not self._reported.first((type(error).__name__, str(error))):
             log.info("%s; reconnecting in %.2f s", text, delay)
-            return delay
-        if len(self._reported) >= MAX_REPORTED:
-            self._reported.clear()
-        self._reported.add(key)
-        if not isinstance(error, FeedError):
+        elif not isinstance(error, FeedError):
             log.error("%s; the books are stale, reconnecting in %.2f s", text, delay, exc_info=error)
         elif permanent:
             log.warning("%s; the books are stale, retrying every %g s", text, delay)
@@ -317,7 +279,7 @@ class FeedSubscriber:
             for gone in [iid for iid in self.books if iid not in self.instruments]:
                 del self.books[gone]
                 del self._syncs[gone]
-                self._pacers.pop(gone, None)
+                self._resyncs.forget(gone)
         for instrument_id in wanted:
             spec = self.instruments.get(instrument_id)
             if spec is None:
@@ -358,7 +320,6 @@ class FeedSubscriber:
 
     def _on_messages(self, messages: Sequence[pb.BookMessage]) -> None:
         syncs = self._syncs
-        listeners = self._listeners
         stats = self.stats
         for message in messages:
             instrument_id = message.instrument_id
@@ -371,11 +332,7 @@ class FeedSubscriber:
                 self._handle(sync, sync.on_stream(message))
                 continue
             stats.messages += 1
-            for listener in listeners:
-                try:
-                    listener(instrument_id, trades)
-                except Exception:
-                    log.exception("book listener %r failed on %s", listener, instrument_id)
+            self._notify(instrument_id, trades)
 
     def _new_stream(self, session_id: str) -> None:
         """The first response of a stream: every book waits for its snapshot on it."""
@@ -387,12 +344,12 @@ class FeedSubscriber:
         self.state = ConnectionState.LIVE
         self.problem = None
         self._live_since = asyncio.get_running_loop().time()
-        self._cancel_resyncs()
+        self._resyncs.cancel_all()
         for sync in self._syncs.values():
             self._handle(sync, sync.reset())
 
     def _connection_lost(self, reason: str) -> None:
-        self._cancel_resyncs()
+        self._resyncs.cancel_all()
         self._mark_all_stale(reason)
 
     def _mark_all_stale(self, reason: str) -> None:
@@ -417,37 +374,25 @@ class FeedSubscriber:
                     held.suffix("resyncs"),
                 )
         if step.request_snapshot:
-            self._start_resync(sync.instrument_id)
+            self._resyncs.start(sync.instrument_id)
         elif sync.state is not SyncState.RESYNCING:
-            task = self._resync_tasks.pop(sync.instrument_id, None)
-            if task is not None:
-                task.cancel()
+            self._resyncs.cancel(sync.instrument_id)
         if step.notifications:
             stale = sync.entry.stale
             if stale == self._live.is_set():
                 self._update_live(stale)
-            instrument_id = sync.instrument_id
             for trades in step.notifications:
-                for listener in self._listeners:
-                    try:
-                        listener(instrument_id, trades)
-                    except Exception:
-                        log.exception("book listener %r failed on %s", listener, instrument_id)
+                self._notify(sync.instrument_id, trades)
+
+    def _notify(self, instrument_id: str, trades: Sequence[Trade]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(instrument_id, trades)
+            except Exception:
+                log.exception("book listener %r failed on %s", listener, instrument_id)
 
     def _count_fault(self, sync: InstrumentSync, fault: BookError) -> None:
-        stats = self.stats
-        if isinstance(fault, SequenceGap):
-            stats.gaps += 1
-        elif isinstance(fault, ChecksumMismatch):
-            stats.checksum_errors += 1
-        elif isinstance(fault, DigestMismatch):
-            stats.digest_errors += 1
-        elif isinstance(fault, CrossedBook):
-            stats.crossed += 1
-        elif isinstance(fault, SnapshotMissing):
-            stats.gaps += 1
-        else:
-            stats.invalid += 1
+        self.stats.count_fault(fault)
         held = self._throttle.allow((sync.instrument_id, "fault"))
         if held is None:
             return
@@ -459,90 +404,23 @@ class FeedSubscriber:
             held.suffix("faults"),
         )
 
-    # ------------------------------------------------------------------ resynchronisation
-    def _start_resync(self, instrument_id: str) -> None:
-        if instrument_id in self._resync_tasks or self._stub is None:
-            return
-        pacer = self._pacers.get(instrument_id)
-        if pacer is None:
-            initial, maximum = self._resync_backoff
-            pacer = self._pacers[instrument_id] = ResyncPacer(initial, maximum, RESYNC_CLEAN_AFTER, self._rng)
-        task = asyncio.create_task(
-            self._resync(instrument_id, self._stub, pacer, pacer.on_fault()), name=f"resync-{instrument_id}"
-        )
-        self._resync_tasks[instrument_id] = task
+    # ------------------------------------------------------------------ resynchronisation results
+    def _on_snapshot(self, instrument_id: str, snapshot: pb.BookMessage) -> None:
+        sync = self._syncs.get(instrument_id)
+        if sync is not None:
+            self._handle(sync, sync.on_snapshot(snapshot))
 
-    async def _resync(self, instrument_id: str, stub: FeedStub, pacer: ResyncPacer, delay: float) -> None:
-        """Fetch a snapshot of one instrument (after ``delay``) and hand it to its sync. Cancelled when the stream
-        ends or the instrument no longer needs it."""
-        try:
-            snapshot = await self._fetch_snapshot(instrument_id, stub, pacer, delay)
-            if self._resync_tasks.get(instrument_id) is asyncio.current_task():
-                del self._resync_tasks[instrument_id]
-            sync = self._syncs.get(instrument_id)
-            if sync is not None:
-                self._handle(sync, sync.on_snapshot(snapshot))
-        except Exception as exc:  # a bug: logged once; the instrument starts over from its next stream message
-            if self._resync_tasks.get(instrument_id) is asyncio.current_task():
-                del self._resync_tasks[instrument_id]
-            self.stats.unexpected_errors += 1
-            text = f"unexpected error resynchronising {instrument_id}: {type(exc).__name__}: {exc}"
-            key = (type(exc).__name__, str(exc))
-            if key in self._reported:
-                log.info("%s", text)
-            else:
-                self._reported.add(key)
-                log.error("%s", text, exc_info=exc)
-            sync = self._syncs.get(instrument_id)
-            if sync is not None:
-                self._handle(sync, sync.reset(f"{text}; resynchronising"))
-
-    async def _fetch_snapshot(
-        self, instrument_id: str, stub: FeedStub, pacer: ResyncPacer, delay: float
-    ) -> pb.BookMessage:
-        """A snapshot of one instrument from the stream's session, retried (paced) until there is one."""
-        request = pb.SnapshotRequest(instrument_id=instrument_id, depth=self.depth)
-        what = f"GetSnapshot {instrument_id}"
-        while True:
-            if delay > 0:
-                await asyncio.sleep(delay)
-            self.stats.snapshot_requests += 1
-            try:
-                try:
-                    raw: bytes = await stub.get_snapshot(request, timeout=SNAPSHOT_TIMEOUT)
-                except grpc.aio.AioRpcError as exc:
-                    raise translate_rpc_error(exc, self.address, what) from exc
-                snapshot = decode(pb.BookMessage, raw, self.address, what)
-            except FeedError as error:
-                delay = pacer.retry_delay()
-                self._log_resync_problem(instrument_id, "snapshot", f"snapshot request failed: {error}", delay)
-                continue
-            if snapshot.session_id and snapshot.session_id != self.session_id:
-                # The feed restarted since this stream began: never mix two sessions' books. The new stream's
-                # own snapshots will come (or this request, retried, gets one of the stream's session).
-                self.stats.foreign_snapshots += 1
-                delay = pacer.retry_delay()
-                self._log_resync_problem(
-                    instrument_id,
-                    "session",
-                    f"snapshot of session {snapshot.session_id}, the stream is of session {self.session_id}: dropped",
-                    delay,
-                    logging.INFO,
-                )
-                continue
-            return snapshot
-
-    def _log_resync_problem(
-        self, instrument_id: str, kind: str, text: str, delay: float, level: int = logging.WARNING
-    ) -> None:
-        held = self._throttle.allow((instrument_id, kind))
-        if held is not None:
-            log.log(level, "%s: %s; retrying in %.2f s%s", instrument_id, text, delay, held.suffix("times"))
-
-    def _cancel_resyncs(self) -> None:
-        for task in self._resync_tasks.values():
-            task.cancel()
-        self._resync_tasks.clear()
+    def _on_resync_failure(self, instrument_id: str, error: Exception) -> None:
+        """A bug in a resync: logged once; the instrument starts over from its next stream message."""
+        self.stats.unexpected_errors += 1
+        text = f"unexpected error resynchronising {instrument_id}: {type(error).__name__}: {error}"
+        if self._reported.first((type(error).__name__, str(error))):
+            log.error("%s", text, exc_info=error)
+        else:
+            log.info("%s", text)
+        sync = self._syncs.get(instrument_id)
+        if sync is not None:
+            self._handle(sync, sync.reset(f"{text}; resynchronising"))
 
     # ------------------------------------------------------------------ live flag
     def _update_live(self, stale: bool) -> None:

@@ -2,8 +2,9 @@
 
 The messages are built like the feed's: a book of about 100 levels per side, then updates of
 ``CHANGES_PER_MESSAGE`` level changes each (sizes changed, levels added and emptied, mostly near the touch),
-each with the checksum of the book after it. The model applies the snapshot, then every update with its
-sequence and checksum verified; the baseline applies the same changes to two bare SortedDicts.
+each with the checksum and the book digest of the book after it, as the feed sends them. The model applies the
+snapshot, then every update with its sequence, checksum and digest verified; the baseline applies the same
+changes to two bare SortedDicts.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ class Messages:
     bids: list[tuple[int, int]]
     asks: list[tuple[int, int]]
     checksum: int
-    updates: list[tuple[int, list[LevelChange], int]]  # (sequence, changes, checksum)
+    digest: int
+    updates: list[tuple[int, list[LevelChange], int, int]]  # (sequence, changes, checksum, book digest)
 
     @property
     def change_count(self) -> int:
-        return sum(len(changes) for _, changes, _ in self.updates)
+        return sum(len(changes) for _, changes, _, _ in self.updates)
 
 
 def build_messages(count: int, seed: int = 1, changes_per_message: int = CHANGES_PER_MESSAGE) -> Messages:
@@ -44,8 +46,8 @@ def build_messages(count: int, seed: int = 1, changes_per_message: int = CHANGES
         ref.set_level(Side.BID, MID - i, rng.randint(1, 500))
         ref.set_level(Side.ASK, MID + i, rng.randint(1, 500))
     bids, asks = ref.bids(), ref.asks()
-    snapshot_checksum = ref.checksum()
-    updates: list[tuple[int, list[LevelChange], int]] = []
+    snapshot_checksum, snapshot_digest = ref.checksum(), ref.digest()
+    updates: list[tuple[int, list[LevelChange], int, int]] = []
     for sequence in range(2, count + 2):
         changes: dict[tuple[Side, int], int] = {}
         while len(changes) < changes_per_message:
@@ -58,17 +60,17 @@ def build_messages(count: int, seed: int = 1, changes_per_message: int = CHANGES
         event = [LevelChange(side, price, size) for (side, price), size in changes.items()]
         for change in event:
             ref.set_level(change.side, change.price, change.size)
-        updates.append((sequence, event, ref.checksum()))
-    return Messages(bids, asks, snapshot_checksum, updates)
+        updates.append((sequence, event, ref.checksum(), ref.digest()))
+    return Messages(bids, asks, snapshot_checksum, snapshot_digest, updates)
 
 
 def time_model(messages: Messages) -> float:
     """Seconds to apply the snapshot and every update, verified."""
     book = OrderBook("BENCH")
     start = time.perf_counter()
-    book.apply_snapshot(1, messages.bids, messages.asks, messages.checksum)
-    for sequence, changes, checksum in messages.updates:
-        book.apply_update(sequence, changes, checksum)
+    book.apply_snapshot(1, messages.bids, messages.asks, messages.checksum, messages.digest)
+    for sequence, changes, checksum, digest in messages.updates:
+        book.apply_update(sequence, changes, checksum, digest)
     return time.perf_counter() - start
 
 
@@ -77,7 +79,7 @@ def time_raw(messages: Messages) -> float:
     start = time.perf_counter()
     bids: SortedDict = SortedDict({-p: s for p, s in messages.bids})
     asks: SortedDict = SortedDict(messages.asks)
-    for _, changes, _ in messages.updates:
+    for _, changes, _, _ in messages.updates:
         for change in changes:
             if change.side is Side.BID:
                 levels, key = bids, -change.price
@@ -103,7 +105,7 @@ def run(quick: bool) -> list[Result]:
     return [
         Result(
             "1",
-            f"book apply: snapshot + {CHANGES_PER_MESSAGE}-change updates, checksum verified per msg",
+            f"book apply: snapshot + {CHANGES_PER_MESSAGE}-change updates, checksum + digest verified per msg",
             changes / model,
             "levels/s",
             at_least(1_000_000, ">= 1,000,000 and >= 0.5x"),

@@ -238,7 +238,7 @@ class OrderBook:
         every case the book is left unchanged.
         """
         self._check_next(sequence)
-        bids, asks, tracker, total = self._bids, self._asks, self._checksum, self._digest
+        bids, asks, tracker, total, crc = self._bids, self._asks, self._checksum, self._digest, crc32
         bid_edge, ask_edge = tracker.bid_edge, tracker.ask_edge
         bid_stale, ask_stale = tracker.bid_stale, tracker.ask_stale
         undo: list[tuple[SortedDict, int, int]] = []
@@ -261,9 +261,9 @@ class OrderBook:
                 undo.append((levels, key, old))
                 if total is not None and old != size:  # the digest: the old level's term out, the new one's in
                     if old:
-                        total -= crc32(term % (price, old))
+                        total -= crc(term % (price, old))
                     if size:
-                        total += crc32(term % (price, size))
+                        total += crc(term % (price, size))
                 if not size:
                     if old:
                         del levels[key]

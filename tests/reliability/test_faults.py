@@ -98,3 +98,27 @@ def _live_after_stale(messages: list[dict[str, Any]]) -> bool:
         elif seen_stale:
             return True
     return not seen_stale
+
+
+async def test_a_wrong_deep_level_is_caught_by_the_digest_and_never_served_as_live(tmp_path: Path) -> None:
+    """Only ``deep`` faults: an extra level far beyond the top 10, the checksum intact. The dashboard must refuse
+    each such message by its book digest (the log says so), resynchronise, and never send a book holding the
+    wrong level as live: every live book, all 100 levels a side, equals the true book."""
+    system = start_system(
+        "--seed", str(SEED), "--rate", "80", "--fault-rate", "0.02", "--fault-kinds", "deep",
+        log_path=tmp_path / "dashboard.log",
+    )
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(collect(system.dashboard.ws_url, iid, 4.0) for iid in SPECS)), 4.0 + 20
+        )
+    finally:
+        kill(system.dashboard.process)
+        kill(system.feed)
+    by_id = dict(zip(SPECS, results, strict=True))
+    checked = {iid: check_against_truth(SPECS[iid], SEED, 80.0, messages) for iid, messages in by_id.items()}
+    log = system.dashboard.log_text()
+    assert "book digest mismatch" in log, log[-3000:]
+    assert all(count >= 10 for count in checked.values()), checked
+    assert sum(1 for messages in by_id.values() for m in messages if m["stale"]) > 0
+    assert all(_live_after_stale(messages) for messages in by_id.values())

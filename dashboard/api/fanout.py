@@ -7,10 +7,9 @@
   most once per ``interval_ms``. A change is one of the levels, the stale flag or the reason (``levels_version``
   and the reason, never the sequence alone): a heartbeat that changes nothing else sends nothing. A client
   always gets the latest state: books are conflated per client (a version, never a queue), so a slow client
-  skips intermediate books. With ``trades=1`` the trades since the
-  last flush come just before the book, in the same flush (so never more often than ``interval_ms``); each
-  instrument keeps its last ``ApiLimits.trade_buffer`` trade messages, and a client that falls further behind
-  skips the older ones.
+  skips intermediate books. With ``trades=1`` the trades since the last flush come just before the book, in the
+  same flush (so never more often than ``interval_ms``); each instrument keeps its last
+  ``ApiLimits.trade_buffer`` trade messages, and a client that falls further behind skips the older ones.
 - Frames sent by the client are read and ignored.
 - Errors: ``{"type": "error", "code": ..., "message": ...}`` then a close code:
   ``unknown_instrument`` 4404 (also sent to the clients of an instrument that a restarted feed no longer lists,

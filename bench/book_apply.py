@@ -1,10 +1,18 @@
-"""Row 1: level updates per second through the order book model, against raw SortedDict set/delete.
+"""Row 1: level updates per second through the order book model, against bare SortedDicts doing the same work.
 
-The messages are built like the feed's: a book of about 100 levels per side, then updates of
-``CHANGES_PER_MESSAGE`` level changes each (sizes changed, levels added and emptied, mostly near the touch),
-each with the checksum and the book digest of the book after it, as the feed sends them. The model applies the
-snapshot, then every update with its sequence, checksum and digest verified; the baseline applies the same
-changes to two bare SortedDicts.
+The messages are built like the feed's: a book of 100 levels per side, then updates whose number of level
+changes is drawn (seeded) from the sizes the feed really sends, measured at the start of the row by
+:mod:`bench.update_sizes` (in-process engine, default rate, one depth-100 subscriber); the changes themselves
+are sizes changed, levels added and emptied, mostly near the touch. Each update carries the checksum and the
+book digest of the book after it, as the feed's do.
+
+The model applies the snapshot, then every update with its sequence, crossing, checksum and digest verified.
+The baseline does the same work with no model around it: two bare SortedDicts (bids keyed by negated price),
+the same changes through the same paths as the model (a size replaced in place with ``dict.__setitem__``, as
+the key is already in the sorted index), the checksum kept by the same :class:`ChainedChecksum` (a side rebuilt
+only when a change reached its top levels), the digest kept change by change with the same CRC32 terms, and
+both compared with the message's, per message. The ratio is then the model's own overhead (sequence check,
+undo log, crossing check, error handling), not extra work.
 """
 
 from __future__ import annotations
@@ -12,17 +20,21 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
+from zlib import crc32
 
 from sortedcontainers import SortedDict
 
+from bench import update_sizes
 from bench.report import Result, at_least
+from bench.update_sizes import UpdateSizes
 from feed_server.protocol.book import LevelChange, OrderBook, Side
+from feed_server.protocol.checksum import DIGEST_MASK, ChainedChecksum, book_digest
 
-__all__ = ["CHANGES_PER_MESSAGE", "Messages", "build_messages", "run"]
+__all__ = ["Messages", "build_messages", "run", "time_model", "time_raw"]
 
-CHANGES_PER_MESSAGE = 16
 MID = 1_000_000
 LEVELS_PER_SIDE = 100
+_set_value = dict.__setitem__  # as the model: replace the size of a key the SortedDict already holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +50,8 @@ class Messages:
         return sum(len(changes) for _, changes, _, _ in self.updates)
 
 
-def build_messages(count: int, seed: int = 1, changes_per_message: int = CHANGES_PER_MESSAGE) -> Messages:
-    """A snapshot and ``count`` updates, with checksums computed by a reference book."""
+def build_messages(count: int, sizes: UpdateSizes, seed: int = 1) -> Messages:
+    """A snapshot and ``count`` updates of ``sizes.draw()`` changes each, checksums from a reference book."""
     rng = random.Random(seed)
     ref = OrderBook("BENCH")
     for i in range(1, LEVELS_PER_SIDE + 1):
@@ -49,8 +61,9 @@ def build_messages(count: int, seed: int = 1, changes_per_message: int = CHANGES
     snapshot_checksum, snapshot_digest = ref.checksum(), ref.digest()
     updates: list[tuple[int, list[LevelChange], int, int]] = []
     for sequence in range(2, count + 2):
+        wanted = sizes.draw(rng)
         changes: dict[tuple[Side, int], int] = {}
-        while len(changes) < changes_per_message:
+        while len(changes) < wanted:
             side = Side.BID if rng.random() < 0.5 else Side.ASK
             distance = min(int(rng.expovariate(1 / 12)) + 1, 2 * LEVELS_PER_SIDE)
             price = MID - distance if side is Side.BID else MID + distance
@@ -75,25 +88,50 @@ def time_model(messages: Messages) -> float:
 
 
 def time_raw(messages: Messages) -> float:
-    """Seconds to set/delete the same prices in two bare SortedDicts (bids keyed by negated price)."""
+    """Seconds for the same work on two bare SortedDicts: the changes, the checksum and the digest per message."""
+    bid_side = Side.BID
     start = time.perf_counter()
     bids: SortedDict = SortedDict({-p: s for p, s in messages.bids})
     asks: SortedDict = SortedDict(messages.asks)
-    for _, changes, _, _ in messages.updates:
+    tracker = ChainedChecksum()
+    digest = book_digest(messages.bids, messages.asks)
+    if tracker.value(bids, asks) != messages.checksum or digest != messages.digest:
+        raise RuntimeError("the baseline's snapshot does not match its checksum or digest")
+    for sequence, changes, checksum, expected_digest in messages.updates:
         for change in changes:
-            if change.side is Side.BID:
-                levels, key = bids, -change.price
+            side, price, size = change.side, change.price, change.size
+            if side is bid_side:
+                levels, key, term = bids, -price, b"b%d:%d"
+                edge = tracker.bid_edge
+                if edge is None or key <= edge:
+                    tracker.bid_stale = True
             else:
-                levels, key = asks, change.price
-            if change.size:
-                levels[key] = change.size
+                levels, key, term = asks, price, b"a%d:%d"
+                edge = tracker.ask_edge
+                if edge is None or key <= edge:
+                    tracker.ask_stale = True
+            old = levels.get(key, 0)
+            if old != size:
+                if old:
+                    digest -= crc32(term % (price, old))
+                if size:
+                    digest += crc32(term % (price, size))
+            if not size:
+                if old:
+                    del levels[key]
+            elif old:
+                _set_value(levels, key, size)
             else:
-                levels.pop(key, None)
+                levels[key] = size
+        digest &= DIGEST_MASK
+        if tracker.value(bids, asks) != checksum or digest != expected_digest:
+            raise RuntimeError(f"the baseline's book does not match the checksum or digest of update {sequence}")
     return time.perf_counter() - start
 
 
 def run(quick: bool) -> list[Result]:
-    messages = build_messages(5_000 if quick else 20_000)
+    sizes = update_sizes.measure(20.0 if quick else 60.0)
+    messages = build_messages(10_000 if quick else 50_000, sizes)
     repeats = 3 if quick else 7
     # Best of several rounds, interleaved, so that both sides see the same machine noise.
     model = float("inf")
@@ -101,16 +139,23 @@ def run(quick: bool) -> list[Result]:
     for _ in range(repeats):
         model = min(model, time_model(messages))
         raw = min(raw, time_raw(messages))
+    updates = len(messages.updates)
     changes = messages.change_count + len(messages.bids) + len(messages.asks)
     return [
         Result(
             "1",
-            f"book apply: snapshot + {CHANGES_PER_MESSAGE}-change updates, checksum + digest verified per msg",
+            f"book apply: snapshot + feed-sized updates (mean {messages.change_count / updates:.2f} changes), "
+            "checksum + digest verified per msg",
             changes / model,
             "levels/s",
             at_least(1_000_000, ">= 1,000,000 and >= 0.5x"),
             baseline=changes / raw,
             min_ratio=0.5,
-            note=f"{len(messages.updates)} updates, best of {repeats}; baseline: raw SortedDict set/delete",
+            note=(
+                f"{updates:,} updates, best of {repeats}: {1e6 * model / updates:.2f} us/update verified, "
+                f"baseline {1e6 * raw / updates:.2f} us; changes per update drawn from the feed's: "
+                f"{sizes.describe()}; baseline: bare SortedDicts, same ChainedChecksum and digest terms, "
+                "checked per update"
+            ),
         )
     ]

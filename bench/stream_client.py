@@ -1,9 +1,12 @@
 """A gRPC subscriber process for row 2: receive, decode and (against the feed) apply, then print a JSON line.
 
-``python -m bench.stream_client --address A --seconds S [--bare]`` subscribes to every instrument, waits
-for the first item, then counts for S seconds. Against the feed it applies every message to an OrderBook
-with ``feed_server.protocol.wire.apply_message`` (sequence, crossing and checksum verified); with ``--bare`` it only
-receives and decodes (the baseline: nothing to verify in pre-built messages).
+``python -m bench.stream_client --address A --seconds S [--bare] [--cpu-pid P]`` subscribes to every
+instrument, waits for the first item, then counts for S seconds. Against the feed it applies every message to an
+OrderBook with ``feed_server.protocol.wire.apply_message`` (sequence, crossing and checksum verified); with
+``--bare`` it only receives and decodes (the baseline: nothing to verify in pre-built messages). With
+``--cpu-pid`` it also reads that process's CPU times (psutil) when the window opens and when it closes, so the
+server's CPU is counted over the window alone: ``cpu_percent`` of one core, ``cpu_seconds`` over
+``cpu_window_s``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 from typing import Any
 
 import grpc
+import psutil
 
 from feed_server.protocol.book import OrderBook
 from feed_server.protocol.errors import BookError
@@ -27,15 +31,24 @@ __all__ = ["consume", "main"]
 OPTIONS = [("grpc.max_receive_message_length", 64 * 1024 * 1024)]
 
 
-async def consume(address: str, seconds: float, bare: bool, depth: int) -> dict[str, Any]:
+def _cpu_seconds(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+async def consume(address: str, seconds: float, bare: bool, depth: int, cpu_pid: int | None = None) -> dict[str, Any]:
     changes = messages = items = snapshots = resyncs = errors = 0
     books: dict[str, OrderBook] = {}
+    watched = None if cpu_pid is None else psutil.Process(cpu_pid)
     async with grpc.aio.insecure_channel(address, options=OPTIONS) as channel:
         stub = market_data_pb2_grpc.MarketDataStub(channel)
         call = stub.Subscribe(pb.SubscribeRequest(depth=depth))
         stream = call.__aiter__()
         first: pb.SubscribeResponse = await asyncio.wait_for(stream.__anext__(), 10)
         pending = [first]
+        cpu_before = _cpu_seconds(watched)
         start = time.perf_counter()
         deadline = start + seconds
         try:
@@ -67,6 +80,8 @@ async def consume(address: str, seconds: float, bare: bool, depth: int) -> dict[
                     pending = [await asyncio.wait_for(stream.__anext__(), deadline - now)]
                 except TimeoutError:
                     break  # the window is over; nothing more arrived in it
+            cpu_window = time.perf_counter() - start
+            cpu_seconds = _cpu_seconds(watched) - cpu_before
         finally:
             call.cancel()
         elapsed = max(time.perf_counter() - start, seconds)
@@ -84,6 +99,9 @@ async def consume(address: str, seconds: float, bare: bool, depth: int) -> dict[
         "messages_per_s": messages / elapsed,
         "changes_per_message": changes / max(1, messages - snapshots),
         "messages_per_item": messages / max(1, items),
+        "cpu_seconds": cpu_seconds,
+        "cpu_window_s": cpu_window,
+        "cpu_percent": 100 * cpu_seconds / cpu_window if watched is not None else None,
     }
 
 
@@ -93,8 +111,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--bare", action="store_true")
+    parser.add_argument("--cpu-pid", type=int, help="also count this process's CPU over the window")
     args = parser.parse_args()
-    result = asyncio.run(consume(args.address, args.seconds, args.bare, args.depth))
+    result = asyncio.run(consume(args.address, args.seconds, args.bare, args.depth, args.cpu_pid))
     print(json.dumps(result), flush=True)
 
 

@@ -3,9 +3,11 @@
 ``python -m bench.ws_clients --base ws://127.0.0.1:P --instruments A,B --clients N [--silent M]
 --interval-ms X --warmup W --seconds S`` opens N reading connections to ``/ws/market_data/{id}`` (round
 robin over the instruments) and M that never read (a small receive buffer, never ``recv``), prints
-``CONNECTED`` when all are open, waits W seconds, then records S seconds: for every ``book`` message its
+``CONNECTED`` when all are open, waits W seconds, then records S seconds: for every live ``book`` message its
 receipt time and its staleness, ``time.time_ns()`` at receipt minus the message's ``timestamp_ns`` (the
-feed's event time; same machine, same clock).
+feed's event time; same machine, same clock). A book sent with ``"stale": true`` (a gap, a resynchronisation,
+a lost feed: its levels and ``timestamp_ns`` are the last verified ones) is left out of the staleness sample
+and counted apart (``stale_messages``); it still counts as a message its client received.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ class Recorder:
     window_start: float = float("inf")  # monotonic
     window_end: float = float("inf")
     counts: list[int] = field(default_factory=list)  # book messages per reading client
-    samples: list[tuple[float, float]] = field(default_factory=list)  # (monotonic receipt, staleness ms)
-    stale_flags: int = 0
+    samples: list[tuple[float, float]] = field(default_factory=list)  # live books: (monotonic receipt, staleness ms)
+    stale_books: int = 0  # books sent with "stale": true, not in the samples
     trades: int = 0
     closed: list[str] = field(default_factory=list)
 
@@ -62,8 +64,9 @@ def summarize(recorder: Recorder) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "clients": len(recorder.counts),
-        "messages": len(lat),
-        "messages_per_s": len(lat) / seconds,
+        "messages": sum(recorder.counts),
+        "messages_per_s": sum(recorder.counts) / seconds,
+        "live_messages": len(lat),
         "per_client_median": statistics.median(rates) if rates else 0.0,
         "per_client_min": min(rates) if rates else 0.0,
         "p50_ms": percentile(lat, 0.5),
@@ -73,7 +76,7 @@ def summarize(recorder: Recorder) -> dict[str, Any]:
         "last_third_p50_ms": percentile(last, 0.5),
         "first_third_p99_ms": percentile(first, 0.99),
         "last_third_p99_ms": percentile(last, 0.99),
-        "stale_messages": recorder.stale_flags,
+        "stale_messages": recorder.stale_books,
         "trades": recorder.trades,
         "closed": len(recorder.closed),
         "closed_reasons": sorted(set(recorder.closed))[:5],
@@ -92,8 +95,10 @@ async def _read(ws: ClientConnection, index: int, recorder: Recorder) -> None:
                 recorder.trades += message.get("type") == "trade"
                 continue
             recorder.counts[index] += 1
-            recorder.samples.append((now, (now_ns - message["timestamp_ns"]) / 1e6))
-            recorder.stale_flags += bool(message.get("stale"))
+            if message.get("stale"):
+                recorder.stale_books += 1
+            else:
+                recorder.samples.append((now, (now_ns - message["timestamp_ns"]) / 1e6))
     except ConnectionClosed as exc:
         recorder.closed.append(f"{exc.rcvd.code if exc.rcvd else 'none'}")
     except OSError as exc:

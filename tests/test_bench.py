@@ -15,11 +15,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 ROWS = ["1", "2", "3a", "3b", "3c", "3d", "3e", "4a", "4b", "4c", "4d", "5", "6", "7a", "7b", "7c", "7d"]
 
 
-def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
+def _bench(args: list[str], timeout: float) -> tuple[int, str, str]:
+    """Run ``python -m bench ARGS`` to its end (killed after ``timeout``): exit code, stdout, stderr."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    out_json = tmp_path / "bench.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench", "--quick", "--json", str(out_json)],
+        [sys.executable, "-m", "bench", *args],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -27,12 +27,24 @@ def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        stdout, stderr = proc.communicate(timeout=240)
+        stdout, stderr = proc.communicate(timeout=timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate(timeout=10)
-    assert proc.returncode == 0, f"bench failed:\n{stdout}\n{stderr[-3000:]}"
+    return proc.returncode, stdout, stderr
+
+
+def _table(stdout: str) -> list[list[str]]:
+    """The table's lines as cells (the header first), without the rule under the header."""
+    lines = [line for line in stdout.splitlines() if " | " in line]
+    return [[cell.strip() for cell in line.split("|")] for line in lines]
+
+
+def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
+    out_json = tmp_path / "bench.json"
+    code, stdout, stderr = _bench(["--quick", "--json", str(out_json)], timeout=240)
+    assert code == 0, f"bench failed:\n{stdout}\n{stderr[-3000:]}"
     table_rows = {line.split("|")[0].strip() for line in stdout.splitlines() if "|" in line}
     missing = [row for row in ROWS if row not in table_rows]
     assert not missing, f"rows missing from the table: {missing}\n{stdout}"
@@ -41,3 +53,21 @@ def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
     assert [r["row"] for r in saved["results"]] == ROWS
     assert all(r["figure"] is not None for r in saved["results"])
     assert saved["meta"]["quick"] is True
+
+
+def test_repeat_prints_min_median_max(tmp_path: Path) -> None:
+    out_json = tmp_path / "bench.json"
+    code, stdout, stderr = _bench(["--quick", "--rows", "1", "--repeat", "2", "--json", str(out_json)], timeout=120)
+    assert code == 0, f"bench failed:\n{stdout}\n{stderr[-3000:]}"
+    header, *rows = _table(stdout)
+    assert header[2:5] == ["min", "median", "max"], stdout
+    assert [row[0] for row in rows] == ["1"], stdout
+    low, median, high = (float(cell.replace(",", "")) for cell in rows[0][2:5])
+    assert 0 < low <= median <= high
+    assert "1 (run 1/2)" in stdout and "1 (run 2/2)" in stdout
+    saved = json.loads(out_json.read_text())
+    assert saved["meta"]["repeat"] == 2
+    (result,) = saved["results"]
+    assert len(result["runs"]) == 2
+    assert result["min"] <= result["median"] == result["figure"] <= result["max"]
+    assert sorted(run["figure"] for run in result["runs"]) == [result["min"], result["max"]]

@@ -46,22 +46,11 @@ from feed_server.client.rpc import (
 from feed_server.client.stats import SubscriberStats
 from feed_server.client.sync import InstrumentBook, InstrumentSync, Step, SyncState
 from feed_server.protocol.book import MAX_DEPTH, OrderBook, Trade
-from feed_server.protocol.errors import (
-    BookError,
-    FeedError,
-    FeedUnavailable,
-    UnknownInstrument,
-)
+from feed_server.protocol.errors import BookError, FeedError, FeedUnavailable, UnknownInstrument
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 
-__all__ = [
-    "BookListener",
-    "ConnectionState",
-    "FeedSubscriber",
-    "InstrumentBook",
-    "SubscriberStats",
-]
+__all__ = ["BookListener", "ConnectionState", "FeedSubscriber", "InstrumentBook", "SubscriberStats"]
 
 log = logging.getLogger(__name__)
 

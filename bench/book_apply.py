@@ -28,7 +28,7 @@ from bench import update_sizes
 from bench.report import Result, at_least
 from bench.update_sizes import UpdateSizes
 from feed_server.protocol.book import LevelChange, OrderBook, Side
-from feed_server.protocol.checksum import DIGEST_MASK, ChainedChecksum, book_digest
+from feed_server.protocol.checksum import ASK_TERM, BID_TERM, DIGEST_MASK, ChainedChecksum, book_digest
 
 __all__ = ["Messages", "build_messages", "run", "time_model", "time_raw"]
 
@@ -101,12 +101,12 @@ def time_raw(messages: Messages) -> float:
         for change in changes:
             side, price, size = change.side, change.price, change.size
             if side is bid_side:
-                levels, key, term = bids, -price, b"b%d:%d"
+                levels, key, term = bids, -price, BID_TERM
                 edge = tracker.bid_edge
                 if edge is None or key <= edge:
                     tracker.bid_stale = True
             else:
-                levels, key, term = asks, price, b"a%d:%d"
+                levels, key, term = asks, price, ASK_TERM
                 edge = tracker.ask_edge
                 if edge is None or key <= edge:
                     tracker.ask_stale = True

@@ -15,7 +15,14 @@ from zlib import crc32
 
 from sortedcontainers import SortedDict
 
-from feed_server.protocol.checksum import CHECKSUM_LEVELS, DIGEST_MASK, ChainedChecksum, book_digest
+from feed_server.protocol.checksum import (
+    ASK_TERM,
+    BID_TERM,
+    CHECKSUM_LEVELS,
+    DIGEST_MASK,
+    ChainedChecksum,
+    book_digest,
+)
 from feed_server.protocol.errors import ChecksumMismatch, CrossedBook, DigestMismatch, InvalidMessage, SequenceGap
 from feed_server.protocol.levels import Level, LevelChange, Side, Trade
 
@@ -246,11 +253,11 @@ class OrderBook:
             for change in changes:
                 side, price, size = change.side, change.price, change.size
                 if side is _BID:
-                    levels, key, term = bids, -price, b"b%d:%d"
+                    levels, key, term = bids, -price, BID_TERM
                     if not bid_stale and (bid_edge is None or key <= bid_edge):
                         bid_stale = True
                 elif side is _ASK:
-                    levels, key, term = asks, price, b"a%d:%d"
+                    levels, key, term = asks, price, ASK_TERM
                     if not ask_stale and (ask_edge is None or key <= ask_edge):
                         ask_stale = True
                 else:

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from sortedcontainers import SortedDict
 
 __all__ = [
+    "ASK_TERM",
+    "BID_TERM",
     "CHECKSUM_LEVELS",
     "DIGEST_MASK",
     "ChainedChecksum",
@@ -48,16 +50,18 @@ __all__ = [
 
 CHECKSUM_LEVELS = 10
 DIGEST_MASK = 0xFFFF_FFFF
+BID_TERM = b"b%d:%d"  # the text of a bid level's digest term, %-formatted with (price_ticks, size_lots)
+ASK_TERM = b"a%d:%d"  # the same for an ask level
 
 
 def level_term(side: Side, price: int, size: int) -> int:
     """One level's term of the book digest: CRC32 of ``"b<price_ticks>:<size_lots>"`` (a bid) or ``"a..."``."""
-    return crc32((b"b%d:%d" if side is Side.BID else b"a%d:%d") % (price, size))
+    return crc32((BID_TERM if side is Side.BID else ASK_TERM) % (price, size))
 
 
 def book_digest(bids: Iterable[Level], asks: Iterable[Level]) -> int:
     """The book digest of the given levels (every level the book holds; their order does not matter)."""
-    total = sum([crc32(b"b%d:%d" % level) for level in bids]) + sum([crc32(b"a%d:%d" % level) for level in asks])
+    total = sum([crc32(BID_TERM % level) for level in bids]) + sum([crc32(ASK_TERM % level) for level in asks])
     return total & DIGEST_MASK
 
 

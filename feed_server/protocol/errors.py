@@ -56,26 +56,29 @@ class SequenceGap(BookError):
         self.received = received
 
 
-class ChecksumMismatch(BookError):
+class _ValueMismatch(BookError):
+    """The book after the message does not give the value the message states (``what`` names the value)."""
+
+    what = "value"
+
+    def __init__(self, instrument_id: str, sequence: int, expected: int, computed: int) -> None:
+        super().__init__(
+            instrument_id, sequence, f"{self.what} mismatch: message says {expected}, book gives {computed}"
+        )
+        self.expected = expected
+        self.computed = computed
+
+
+class ChecksumMismatch(_ValueMismatch):
     """After applying the message the book's checksum is not the message's."""
 
-    def __init__(self, instrument_id: str, sequence: int, expected: int, computed: int) -> None:
-        super().__init__(
-            instrument_id, sequence, f"checksum mismatch: message says {expected}, book gives {computed}"
-        )
-        self.expected = expected
-        self.computed = computed
+    what = "checksum"
 
 
-class DigestMismatch(BookError):
+class DigestMismatch(_ValueMismatch):
     """After applying the message the digest of the whole book is not the message's ``book_digest``."""
 
-    def __init__(self, instrument_id: str, sequence: int, expected: int, computed: int) -> None:
-        super().__init__(
-            instrument_id, sequence, f"book digest mismatch: message says {expected}, book gives {computed}"
-        )
-        self.expected = expected
-        self.computed = computed
+    what = "book digest"
 
 
 class CrossedBook(BookError):

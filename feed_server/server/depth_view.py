@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from zlib import crc32
 
 from feed_server.protocol.book import LevelChange, OrderBook, Side
-from feed_server.protocol.checksum import DIGEST_MASK, book_digest
+from feed_server.protocol.checksum import ASK_TERM, BID_TERM, DIGEST_MASK, book_digest
 
 __all__ = ["DepthView"]
 
@@ -52,7 +52,7 @@ class DepthView:
         digest = self._digest
         for side, moved in net.items():
             sign = -1 if side is Side.BID else 1
-            term = b"b%d:%d" if side is Side.BID else b"a%d:%d"
+            term = BID_TERM if side is Side.BID else ASK_TERM
             levels = self.book.key_levels(side)
             view = self._view[side]
             old_edge = self._edge[side]

@@ -1,7 +1,7 @@
 """Run the whole product: the feed server and the dashboard, each as its own process.
 
     python run.py [--host 127.0.0.1] [--port 8000] [--feed-port 50051] [--feed-address HOST:PORT]
-                  [--seed 1] [--rate 50]
+                  [--seed 1] [--rate 50] [--feed-metrics-port N]
 
 Starts ``python -m feed_server`` (unless ``--feed-address`` names a feed that is already running) and
 ``python -m dashboard``, waits until the feed reports SERVING on the gRPC health service and the page answers,
@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from feed_server.cli_args import OneLineArgumentParser, host_port, port_number
+from feed_server.cli_args import OneLineArgumentParser, host_port, int_in, port_number
 from feed_server.client.health import feed_serving
 from feed_server.launch import child_env, http_ok, wait_ready
 from feed_server.protocol.errors import StartupError
@@ -101,9 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=1, help="the feed's random seed (default %(default)s)")
     parser.add_argument("--rate", type=float, default=50.0, help="order events/s per instrument (default %(default)s)")
+    parser.add_argument("--feed-metrics-port", type=int_in(1, 65535),
+                        help="the feed's Prometheus metrics port (default: off; not with --feed-address)")
     parser.add_argument("--start-timeout", type=float, default=FEED_START_TIMEOUT,
                         help="seconds to wait for the feed to report SERVING (default %(default)s)")
     args = parser.parse_args(argv)
+    if args.feed_metrics_port is not None and args.feed_address is not None:
+        parser.error("--feed-metrics-port applies to the feed run.py starts, not to one given by --feed-address")
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
@@ -114,8 +118,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         if args.feed_address is None:
-            feed = _spawn(["-m", "feed_server", "--port", str(args.feed_port), "--seed", str(args.seed),
-                           "--rate", str(args.rate)])
+            feed_args = ["--port", str(args.feed_port), "--seed", str(args.seed), "--rate", str(args.rate)]
+            if args.feed_metrics_port is not None:
+                feed_args += ["--metrics-port", str(args.feed_metrics_port)]
+            feed = _spawn(["-m", "feed_server", *feed_args])
         # The dashboard starts while the feed comes up (its import takes about a second).
         dashboard = _spawn(["-m", "dashboard", "--feed-address", feed_address, "--host", args.host,
                             "--port", str(args.port)])
@@ -131,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ):
             ws_url = url.replace("http://", "ws://", 1) + "ws/market_data/{instrument_id}"
             print(f"Feed: {feed_address}", flush=True)
+            if args.feed_metrics_port is not None:
+                print(f"Feed metrics: http://127.0.0.1:{args.feed_metrics_port}/metrics", flush=True)
             print(f"Dashboard: {url} (ready in {time.monotonic() - started:.1f} s)", flush=True)
             print(f"WebSocket: {ws_url}", flush=True)
             print("Press Ctrl-C to stop.", flush=True)

@@ -26,9 +26,10 @@ RATES = (500, 1_000, 2_000, 4_000, 8_000)
 QUICK_RATE = 1_000
 
 
-def feed_args(port: int, rate: float, seed: int = 1) -> list[str]:
-    """``python -m feed_server`` arguments on 127.0.0.1."""
-    return ["-m", "feed_server", "--host", "127.0.0.1", "--port", str(port), "--seed", str(seed), "--rate", f"{rate:g}"]
+def feed_args(port: int, rate: float, seed: int = 1, metrics_port: int | None = None) -> list[str]:
+    """``python -m feed_server`` arguments on 127.0.0.1 (with its Prometheus metrics on ``metrics_port``)."""
+    args = ["-m", "feed_server", "--host", "127.0.0.1", "--port", str(port), "--seed", str(seed), "--rate", f"{rate:g}"]
+    return args if metrics_port is None else [*args, "--metrics-port", str(metrics_port)]
 
 
 def _client_args(address: str, seconds: float, bare: bool, cpu_pid: int | None = None) -> list[str]:

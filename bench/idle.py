@@ -1,7 +1,8 @@
 """Row 7: CPU of the feed server and of the dashboard at the default rate, with no client and one page.
 
-"No client" for the feed server is a feed with no subscriber at all (``python -m feed_server`` alone);
-for the dashboard it is the dashboard with no page and no WebSocket open (its own feed subscription runs).
+"No client" for the dashboard is the dashboard with no page and no WebSocket open (its own feed subscription
+runs); for the feed server it is run.py's feed, whose only subscriber is then that dashboard. A lone feed with
+no subscriber at all (``python -m feed_server`` alone) is measured over the same window, for comparison.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ def dashboard_process(run_py: Proc) -> psutil.Process:
     return run_py.ps
 
 
-def idle_cpu(run_py: Proc, seconds: float) -> tuple[float, float]:
-    """(CPU % of a lone feed server with no subscriber, CPU % of run.py's dashboard with no client)."""
+def idle_cpu(run_py: Proc, seconds: float) -> tuple[float, float, float]:
+    """CPU % over one window of: run.py's feed (the dashboard its only subscriber), run.py's dashboard with no
+    client, and a lone feed server with no subscriber."""
     port = free_port()
     with started("idle-feed", ["-m", "feed_server", "--host", "127.0.0.1", "--port", str(port), "--seed", "1"]) as feed:
         wait_for_grpc_health(feed, f"127.0.0.1:{port}", 15)
-        feed_cpu, dash_cpu = cpu_percent([feed.ps, dashboard_process(run_py)], seconds)
-    return feed_cpu, dash_cpu
+        feed_cpu, dash_cpu, lone_cpu = cpu_percent([feed_process(run_py), dashboard_process(run_py), feed.ps], seconds)
+    return feed_cpu, dash_cpu, lone_cpu

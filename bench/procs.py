@@ -29,6 +29,7 @@ __all__ = [
     "REPO_ROOT",
     "Proc",
     "child_env",
+    "client_result",
     "cpu_percent",
     "free_port",
     "raise_fd_limit",
@@ -164,14 +165,19 @@ def wait_for_output(proc: Proc, marker: str, timeout: float) -> None:
 def run_client(name: str, args: Sequence[str], timeout: float) -> dict[str, Any]:
     """Run a bench client process to its end and return the JSON object on its last stdout line."""
     with started(name, args) as proc:
-        try:
-            proc.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise TimeoutError(f"{name} did not finish within {timeout} s:\n{proc.tail()}") from None
-        if proc.popen.returncode != 0:
-            raise RuntimeError(f"{name} exited with {proc.popen.returncode}:\n{proc.tail()}")
-        lines = [line for line in proc.output().splitlines() if line.startswith("{")]
-        if not lines:
-            raise RuntimeError(f"{name} printed no result:\n{proc.tail()}")
-        result: dict[str, Any] = json.loads(lines[-1])
-        return result
+        return client_result(proc, timeout)
+
+
+def client_result(proc: Proc, timeout: float) -> dict[str, Any]:
+    """Wait up to ``timeout`` for a started bench client to end; the JSON object on its last stdout line."""
+    try:
+        proc.popen.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(f"{proc.name} did not finish within {timeout} s:\n{proc.tail()}") from None
+    if proc.popen.returncode != 0:
+        raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.tail()}")
+    lines = [line for line in proc.output().splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"{proc.name} printed no result:\n{proc.tail()}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result

@@ -53,6 +53,8 @@ class Result:
     """One line of the table.
 
     ``min_ratio`` is the least acceptable figure/baseline ratio (None when the ratio is only informative);
+    ``flag`` names a condition of the measurement that makes its figure meaningless (``"feed behind"``: the feed
+    fell behind the wall clock during the window), so the line does not pass whatever its figure;
     ``error`` is set when the row could not be measured at all, which fails the run. ``runs`` is empty for a
     single run; a line made by :func:`combine` keeps every run's line there, and its figure and baseline are
     the runs' medians.
@@ -66,6 +68,7 @@ class Result:
     baseline: float | None = None
     min_ratio: float | None = None
     note: str = ""
+    flag: str = ""
     error: str | None = None
     runs: list[Result] = field(default_factory=list)
 
@@ -89,7 +92,7 @@ class Result:
     @property
     def passed(self) -> bool | None:
         """True/False against the target (and the ratio target); None when there is nothing to judge."""
-        if self.error is not None:
+        if self.error is not None or self.flag:
             return False
         if any(not _measured(run.figure) for run in self.runs) and self.target.check is not None:
             return False  # a run that measured nothing fails the line, as a single run would
@@ -139,7 +142,7 @@ def combine(runs: Sequence[Sequence[Result]]) -> list[Result]:
     """One line per row over repeated runs of the same rows, in the first run's order.
 
     Figure and baseline are the medians over the runs that measured them; the label, unit and targets are the
-    first run's; ``error`` names every run that could not measure the row; ``runs`` keeps every run's line.
+    first run's; ``flag`` and ``error`` name the runs that had one; ``runs`` keeps every run's line.
     """
     by_row: dict[str, list[Result]] = {}
     for lines in runs:
@@ -149,6 +152,10 @@ def combine(runs: Sequence[Sequence[Result]]) -> list[Result]:
     for row, lines in by_row.items():
         first = lines[0]
         errors = [f"run {n}: {line.error}" for n, line in enumerate(lines, 1) if line.error is not None]
+        flagged: dict[str, list[str]] = {}
+        for n, line in enumerate(lines, 1):
+            if line.flag:
+                flagged.setdefault(line.flag, []).append(str(n))
         out.append(
             Result(
                 row,
@@ -158,6 +165,7 @@ def combine(runs: Sequence[Sequence[Result]]) -> list[Result]:
                 first.target,
                 baseline=_median([line.baseline for line in lines]),
                 min_ratio=first.min_ratio,
+                flag="; ".join(f"{flag}: run {', '.join(numbers)}" for flag, numbers in flagged.items()),
                 error="; ".join(errors) if errors else None,
                 runs=list(lines),
             )
@@ -181,6 +189,8 @@ def _number(value: float | None) -> str:
 def _verdict(result: Result) -> str:
     if result.error is not None:
         return "ERROR"
+    if result.flag:
+        return f"FAIL ({result.flag})"
     passed = result.passed
     return "-" if passed is None else ("PASS" if passed else "FAIL")
 

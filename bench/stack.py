@@ -1,4 +1,5 @@
-"""The system under test: a feed server and a dashboard on free ports, both always stopped on exit."""
+"""The system under test: a feed server (with its Prometheus metrics) and a dashboard on free ports, both always
+stopped on exit."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Stack:
     dashboard: Proc
     feed_address: str
     http_base: str
+    metrics_url: str  # the feed's /metrics
 
     @property
     def ws_base(self) -> str:
@@ -31,16 +33,17 @@ class Stack:
 
 @contextlib.contextmanager
 def running_stack(rate: float, seed: int = 1) -> Iterator[Stack]:
-    """``python -m feed_server --rate`` and ``python -m dashboard`` on it, ready (books served) on entry."""
-    feed_port, web_port = free_port(), free_port()
+    """``python -m feed_server --rate --metrics-port`` and ``python -m dashboard`` on it, ready (books served) on
+    entry."""
+    feed_port, web_port, metrics_port = free_port(), free_port(), free_port()
     address = f"127.0.0.1:{feed_port}"
-    with started("feed", feed_args(feed_port, rate, seed)) as feed:
+    with started("feed", feed_args(feed_port, rate, seed, metrics_port)) as feed:
         wait_for_grpc_health(feed, address, 15)
         dash_args = ["-m", "dashboard", "--feed-address", address, "--host", "127.0.0.1", "--port", str(web_port)]
         with started("dashboard", dash_args) as dashboard:
             base = f"http://127.0.0.1:{web_port}"
             wait_for_http(dashboard, f"{base}/api/book/{INSTRUMENT_IDS[0]}", 20, interval=0.1)
-            yield Stack(feed, dashboard, address, base)
+            yield Stack(feed, dashboard, address, base, f"http://127.0.0.1:{metrics_port}/metrics")
 
 
 def measure_change_rate(address: str, seconds: float) -> float:

@@ -11,8 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.report import Result, at_most, combine, info, render_table
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ROWS = ["1", "2", "3a", "3b", "3c", "3d", "3e", "4a", "4b", "4c", "4d", "5", "6", "7a", "7b", "7c", "7d"]
+ROWS = ["1", "2", "3a", "3b", "3c", "3d", "3e", "4a", "4b", "4c", "4d", "5", "6", "7a", "7b", "7c", "7d",
+        "9a", "9b", "10a", "10b", "11"]
 
 
 def _bench(args: list[str], timeout: float) -> tuple[int, str, str]:
@@ -43,7 +46,7 @@ def _table(stdout: str) -> list[list[str]]:
 
 def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
     out_json = tmp_path / "bench.json"
-    code, stdout, stderr = _bench(["--quick", "--json", str(out_json)], timeout=240)
+    code, stdout, stderr = _bench(["--quick", "--json", str(out_json)], timeout=300)
     assert code == 0, f"bench failed:\n{stdout}\n{stderr[-3000:]}"
     table_rows = {line.split("|")[0].strip() for line in stdout.splitlines() if "|" in line}
     missing = [row for row in ROWS if row not in table_rows]
@@ -53,6 +56,10 @@ def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
     assert [r["row"] for r in saved["results"]] == ROWS
     assert all(r["figure"] is not None for r in saved["results"])
     assert saved["meta"]["quick"] is True
+    # Every latency and fan-out line names the feed's lag over its window (and would be flagged had it fallen behind).
+    timed = [r for r in saved["results"] if r["row"] in {"3a", "3b", "3c", "3d", "3e", "4a", "4b"}]
+    assert all("feed lag max" in r["label"] for r in timed), timed
+    assert all((r["flag"] == "feed behind") == ("fell behind" in r["label"]) for r in timed), timed
 
 
 def test_repeat_prints_min_median_max(tmp_path: Path) -> None:
@@ -71,3 +78,16 @@ def test_repeat_prints_min_median_max(tmp_path: Path) -> None:
     assert len(result["runs"]) == 2
     assert result["min"] <= result["median"] == result["figure"] <= result["max"]
     assert sorted(run["figure"] for run in result["runs"]) == [result["min"], result["max"]]
+
+
+def test_a_line_whose_feed_fell_behind_does_not_pass_whatever_its_figure() -> None:
+    fine = Result("3d", "latency p99", 3.0, "ms", at_most(20, "< 20"))
+    behind = Result("3d", "latency p99", 3.0, "ms", at_most(20, "< 20"), flag="feed behind")
+    untargeted = Result("3c", "latency p50", 1.0, "ms", info(), flag="feed behind")
+    assert fine.passed is True
+    assert behind.passed is False and untargeted.passed is False
+    table = render_table([behind, untargeted])
+    assert table.count("FAIL (feed behind)") == 2, table
+    (combined,) = combine([[fine], [behind]])
+    assert combined.passed is False
+    assert "FAIL (feed behind: run 2)" in render_table([combined])

@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=frozenset(FAULT_KINDS),
         help="comma-separated faults to inject: " + ",".join(FAULT_KINDS) + " (default: all)",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int_in(1, 65535),
+        default=None,
+        help="also serve Prometheus metrics on http://HOST:N/metrics (default: off)",
+    )
     parser.add_argument("--log-level", choices=_LEVELS, default="INFO", type=str.upper)
     return parser
 
@@ -110,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     crash_after_events = _crash_after_events(parser)
+    if args.metrics_port is not None and args.metrics_port == args.port:
+        parser.error(f"--metrics-port {args.metrics_port} is the gRPC --port; give it another port")
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -125,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fault_rate=args.fault_rate,
                 fault_kinds=args.fault_kinds,
                 crash_after_events=crash_after_events,
+                metrics_port=args.metrics_port,
             )
         )
     except OSError as exc:  # nothing was served: one line, like a bad option

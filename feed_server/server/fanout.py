@@ -1,12 +1,16 @@
 """The fan-out: per-subscriber bounded buffers, the messages built once per depth, and resync snapshots.
 
-The engine (feed_server.server.engine) hands every event of every source to :meth:`Fanout.publish`. For each
-depth currently subscribed on that instrument it builds one ``pb.BookMessage`` (the depth view's changes plus
-the event's trades, or a heartbeat), computes each checksum once (a :class:`ChainedChecksum` per checksummed
-level count, rebuilt only on the side an event reaches), sets the view's book digest (kept change by change by
-the depth view), and hands the same message object to every subscriber at that depth. An event that leaves a
-depth's view unchanged still gives it an Update with no changes, so sequences are contiguous and identical for
-every subscriber. Nothing is built for an instrument nobody subscribes to.
+The engine (feed_server.server.engine) hands :meth:`Fanout.publish` the events of one instrument that it ran in
+one slice (one event at low rates, several when events come faster than the engine wakes up); they become ONE
+message, and the instrument's sequence goes up by one (it counts messages, as exchanges' update ids count
+their diff messages, not order events). For each depth currently subscribed on that instrument it builds one
+``pb.BookMessage`` (the depth view's net level changes over those events, at most one per price and side, plus
+every trade in execution order; or a heartbeat when the events were all heartbeats), computes each checksum once
+(a :class:`ChainedChecksum` per checksummed level count, rebuilt only on the side the changes reach), sets the
+view's book digest (kept change by change by the depth view), and hands the same message object to every
+subscriber at that depth. Events that leave a depth's view unchanged still give it an Update with no changes, so
+sequences are contiguous and identical for every subscriber. Nothing is built for an instrument nobody
+subscribes to (its sequence still counts on, so a later subscriber's snapshot carries the true position).
 
 Slow subscribers. Each :class:`Subscription` has a bounded buffer (``max_backlog`` messages). Publishing never
 waits for a subscriber. When a subscriber's buffer is full, its whole backlog is dropped and replaced by a fresh
@@ -51,9 +55,6 @@ class BookSource(Protocol):
 
     @property
     def book(self) -> OrderBook: ...
-
-    @property
-    def sequence(self) -> int: ...
 
     @property
     def time_ns(self) -> int: ...  # the source's time of its last event, ns from the engine's time base
@@ -156,8 +157,12 @@ class Fanout:
             iid: {n: ChainedChecksum(n) for n in range(1, CHECKSUM_LEVELS + 1)} for iid in sources
         }
         self._subscriptions: dict[int, Subscription] = {}
+        # Per instrument: the sequence of its last message (0: the initial book). One message per publish() call.
+        self._sequences: dict[str, int] = dict.fromkeys(sources, 0)
         self._next_sub_id = 1
         self.closed_reason: str | None = None  # set by close_all(): no new subscription or snapshot after it
+        self.messages_published = 0  # messages built (one per event per subscribed depth), all instruments
+        self.resyncs = 0  # resyncs of slow subscribers so far, all subscribers
 
     @property
     def subscriber_count(self) -> int:
@@ -246,7 +251,7 @@ class Fanout:
         bids, asks = book.bids(depth), book.asks(depth)
         return snapshot_message(
             instrument_id,
-            source.sequence,
+            self._sequences[instrument_id],
             self._time_base() + source.time_ns,
             compute_checksum(bids[:n], asks[:n]),
             bids,
@@ -261,6 +266,7 @@ class Fanout:
         for iid in sub.instrument_ids:
             sub._buffer.append(self._snapshot(iid, sub.depth, pb.SNAPSHOT_REASON_RESYNC))
         sub.resyncs += 1
+        self.resyncs += 1
         logger.info(
             "subscriber %d fell %d messages behind: backlog dropped, resync snapshots sent (resync #%d)",
             sub.sub_id,
@@ -269,16 +275,24 @@ class Fanout:
         )
 
     # ----------------------------------------------------------------- publishing
-    def publish(self, source: BookSource, event: Event, event_time_ns: int) -> None:
-        """Build and buffer the messages of one event of ``source`` (already applied to its book)."""
+    def publish(self, source: BookSource, events: Sequence[Event], event_time_ns: int) -> None:
+        """Build and buffer the one message of ``events``: one or more consecutive events of ``source``, already
+        applied to its book, the last at ``event_time_ns``. The instrument's sequence goes up by one."""
         iid = source.instrument_id
+        self._sequences[iid] = sequence = self._sequences[iid] + 1
         groups = self._groups[iid]
         if not groups:
             return
+        if len(events) == 1:
+            event = events[0]
+            changes, trades, heartbeat = event.changes, event.trades, event.heartbeat
+        else:
+            changes = [change for event in events for change in event.changes]
+            trades = [trade for event in events for trade in event.trades]
+            heartbeat = all(event.heartbeat for event in events)
         book = source.book
-        changes = event.changes
         checksums = self._checksums[iid]
-        used: dict[int, int] = {}  # checksum by level count, computed once per event
+        used: dict[int, int] = {}  # checksum by level count, computed once per message
         for depth, group in groups.items():
             n = depth if depth < CHECKSUM_LEVELS else CHECKSUM_LEVELS
             checksum = used.get(n)
@@ -287,17 +301,17 @@ class Fanout:
                 tracker.note(changes)
                 checksum = used[n] = tracker.value(book.key_levels(Side.BID), book.key_levels(Side.ASK))
             view = group.view
-            if event.heartbeat:
-                message = heartbeat_message(iid, event.sequence, event_time_ns, checksum, view.digest)
+            if heartbeat:
+                message = heartbeat_message(iid, sequence, event_time_ns, checksum, view.digest)
             else:
-                view_changes = view.diff(changes)
                 message = update_message(
-                    iid, event.sequence, event_time_ns, checksum, view_changes, event.trades, view.digest
+                    iid, sequence, event_time_ns, checksum, view.diff(changes), trades, view.digest
                 )
+            self.messages_published += 1
             for sub in group.subscribers:
                 buffer = sub._buffer
                 if len(buffer) >= sub.max_backlog:
-                    # The snapshots are taken after this event: they replace this message too.
+                    # The snapshots are taken after these events: they replace this message too.
                     self._resync(sub)
                 else:
                     buffer.append(message)

@@ -28,6 +28,7 @@ from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.server.engine import DEFAULT_IDLE_STEP_S, Engine
 from feed_server.server.fanout import DEFAULT_MAX_BACKLOG
 from feed_server.server.faults import FAULT_KINDS
+from feed_server.server.metrics import MetricsServer
 from feed_server.server.service import MarketDataServicer
 
 __all__ = ["MAX_CONCURRENT_RPCS", "MAX_RECEIVE_MESSAGE_BYTES", "SERVICE_NAME", "FeedServer", "serve"]
@@ -68,8 +69,10 @@ class FeedServer:
         idle_step_s: float = DEFAULT_IDLE_STEP_S,
         max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
         crash_after_events: int | None = None,
+        metrics_port: int | None = None,
     ) -> None:
-        """``crash_after_events`` is for tests only: the engine fails on purpose after that many events."""
+        """``metrics_port``: also serve Prometheus ``/metrics`` on ``host`` and that port (0: any free port; None:
+        no metrics). ``crash_after_events`` is for tests only: the engine fails on purpose after that many events."""
         self.host = host
         self.port = port
         self.seed = seed
@@ -86,6 +89,8 @@ class FeedServer:
             crash_after_events=crash_after_events,
         )
         self._max_concurrent_rpcs = max_concurrent_rpcs
+        self.metrics_port = metrics_port  # the bound port once started
+        self._metrics: MetricsServer | None = None
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._watcher: asyncio.Task[None] | None = None  # reports the engine's failure (see _watch_engine)
@@ -119,10 +124,22 @@ class FeedServer:
     async def start(self) -> int:
         """Bind, start the simulation and serve; returns the bound port (useful with port 0).
 
-        Raises OSError (one line naming the address) when nothing can listen on ``host:port``."""
+        Raises OSError (one line naming the address) when nothing can listen on ``host:port`` or, with metrics,
+        on ``host:metrics_port``."""
         if self._server is not None:
             raise RuntimeError("server already started")
         _check_can_listen(self.host, self.port)
+        if self.metrics_port is not None:
+            self._metrics = MetricsServer(self._engine, self.host, self.metrics_port)
+            self.metrics_port = self._metrics.start()
+        try:
+            return await self._start_grpc()
+        except BaseException:
+            await self._stop_metrics()
+            raise
+
+    async def _start_grpc(self) -> int:
+        """The rest of :meth:`start`: the gRPC server, the engine, health SERVING, the engine's watcher."""
         server = grpc.aio.server(options=_SERVER_OPTIONS, maximum_concurrent_rpcs=self._max_concurrent_rpcs)
         servicer = MarketDataServicer(
             self._engine.specs.values(),
@@ -197,6 +214,12 @@ class FeedServer:
         if server is not None:
             await server.stop(grace)
             logger.info("feed server %s stopped", self._session_id)
+        await self._stop_metrics()
+
+    async def _stop_metrics(self) -> None:
+        metrics, self._metrics = self._metrics, None
+        if metrics is not None:
+            await metrics.stop()
 
 
 def _check_can_listen(host: str, port: int) -> None:

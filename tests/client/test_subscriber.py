@@ -23,9 +23,9 @@ from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.protocol.wire import heartbeat_message, instrument_to_pb, snapshot_message
 from feed_server.server.grpc_server import FeedServer
-from feed_server.server.simulator import InstrumentSimulator
 from tests.client.support import eventually, running
 from tests.servers import free_port, running_feed_server, start_feed_process, wait_for_health
+from tests.truth import TruthCursor
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
 Levels = tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]
@@ -68,15 +68,14 @@ class Recorder:
 
 
 def assert_records_true(records: list[Record], seed: int, rate: float, depth: int) -> int:
-    """Every record equals the server's true book (top ``depth`` per side) at its sequence; returns how many."""
+    """Every record (of one feed session) is the server's true book (top ``depth`` per side) after a whole number
+    of events, later sequences never earlier states (tests/truth.py); returns how many were checked."""
     checked = 0
     for instrument_id in {r.instrument_id for r in records}:
-        sim = InstrumentSimulator(SPECS[instrument_id], seed, rate)
+        truth = TruthCursor(SPECS[instrument_id], seed, rate, depth)
         for record in sorted((r for r in records if r.instrument_id == instrument_id), key=lambda r: r.sequence or 0):
             assert record.sequence is not None
-            sim.step_to(record.sequence)
-            truth = (tuple(sim.book.bids(depth)), tuple(sim.book.asks(depth)))
-            assert record.levels == truth, f"{instrument_id} at sequence {record.sequence} differs from the truth"
+            truth.seek(*record.levels, f"the book at sequence {record.sequence}")
             checked += 1
     return checked
 

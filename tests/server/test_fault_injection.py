@@ -15,13 +15,14 @@ from feed_server.server.faults import DEEP_SIZE_LOTS, FaultInjector
 SPEC = DEFAULT_INSTRUMENTS[0]
 
 
-def _stream(depth: int, events: int) -> list[pb.BookMessage]:
+def _stream(depth: int, messages: int) -> list[pb.BookMessage]:
+    """A snapshot and then at least ``messages`` messages (about one event each: 1 ms steps at 1000 events/s)."""
     engine = Engine([SPEC], seed=4, rate=1000.0)
     sub = engine.fanout.subscribe([SPEC.instrument_id], depth)
     out = sub.take_nowait()
     elapsed = 0
-    while engine.simulators[SPEC.instrument_id].sequence < events:
-        elapsed += 10_000_000
+    while len(out) <= messages:
+        elapsed += 1_000_000
         engine.advance(elapsed)
         out.extend(sub.take_nowait())
     return out

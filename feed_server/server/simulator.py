@@ -6,40 +6,54 @@ aggregated :class:`~feed_server.protocol.book.OrderBook` built from them (the se
 
 - order events: a limit order arrives near the touch (some inside the spread, some deeper) and rests; a resting
   order is cancelled (fully or partly); a marketable order (market, or a limit that crosses) matches with
-  price-time priority, producing trades, and the remainder of a crossing limit order rests;
+  price-time priority, producing trades, and the remainder of a crossing limit order rests. A market order
+  never takes more than the top three levels hold, so the book stays two-sided; a side with more than 60
+  levels loses its deepest level, one with fewer than 20 gets deeper orders;
 - heartbeats: when the gap to the next order event is over 0.5 s of simulated time, a heartbeat (no changes)
   is emitted every 0.5 s in between.
 
 A fair value follows a geometric random walk (relative volatility ``spec.volatility`` per simulated second)
-with a slowly changing drift, and bursts (several times the rate, wider moves) come and go. Inter-arrival
-times are exponential with mean ``1 / rate`` (shorter during bursts). Everything is drawn from one
-``random.Random`` seeded from ``(seed, instrument_id)``, so the whole message sequence, sequence numbers and
-simulated times included, is a pure function of ``(seed, rate, instrument)``. Sequence 0 is the initial book;
-the first event is sequence 1. :func:`book_at` rebuilds the true book at any sequence.
+with a slowly changing drift, advanced on a coarse simulated-time grid: at the first order event at least
+10 ms (``FAIR_STEP_NS``) after its last move, by one exact step over the whole gap. Bursts (several times the
+rate, wider moves) come and go. Inter-arrival times are exponential with mean ``1 / rate`` (shorter during
+bursts). Everything is drawn from one ``random.Random`` seeded from ``(seed, instrument_id)``, so the whole
+message sequence, sequence numbers and simulated times included, is a pure function of ``(seed, rate,
+instrument)``. Sequence 0 is the initial book; the first event is sequence 1. :func:`book_at` rebuilds the true
+book at any sequence.
+
+Speed matters here (the simulator is the feed's source, one event per message): the state of a side lives in key
+space (bids keyed by ``-price``, asks by ``price``, so on both sides the smallest key is the best level and a
+larger key is deeper), as a plain sorted list of keys kept with :mod:`bisect` (20 to 60 of them), a dict of
+FIFO queues of resting order sizes and a dict of level totals; the random draws are inlined from
+``random.random()`` rather than made through ``random``'s slower helpers.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections import deque
+from bisect import insort
 from collections.abc import Sequence
 from typing import NamedTuple
-
-from sortedcontainers import SortedDict
 
 from feed_server.protocol.book import MAX_DEPTH, LevelChange, OrderBook, Side, Trade
 from feed_server.protocol.instruments import InstrumentSpec
 
-__all__ = ["HEARTBEAT_INTERVAL_NS", "Event", "InstrumentSimulator", "book_at"]
+__all__ = ["FAIR_STEP_NS", "HEARTBEAT_INTERVAL_NS", "Event", "InstrumentSimulator", "book_at"]
 
 HEARTBEAT_INTERVAL_NS = 500_000_000
+FAIR_STEP_NS = 10_000_000  # the fair value moves at most once per 10 ms of simulated time
 MIN_LEVELS = 20  # below this a side gets more (and deeper) orders
 MAX_LEVELS = 60  # above this the deepest level of a side is cancelled
 REFILL_LEVELS = 5  # below this an event always adds to that side
 _NS = 1_000_000_000
 _BURST_RATE = 4.0
 _BURST_VOL = 3.0
+_NO_LIMIT = math.inf  # the limit key of a market order
+_NO_TRADES: tuple[Trade, ...] = ()
+
+_log = math.log
+_new = tuple.__new__  # builds a NamedTuple without its Python-level __new__: half the cost, one per change and trade
 
 
 class Event(NamedTuple):
@@ -54,12 +68,21 @@ class Event(NamedTuple):
     heartbeat: bool = False
 
 
-class _Order:
-    __slots__ = ("order_id", "size")
+class _Levels:
+    """One side's resting orders in key space: ``key = sign * price`` (bids ``-price``, asks ``price``).
 
-    def __init__(self, order_id: int, size: int) -> None:
-        self.order_id = order_id
-        self.size = size
+    On both sides the smallest key is the best level and a larger key is a deeper one, and ``sign`` is also the
+    direction away from the touch in price (bids lower, asks higher)."""
+
+    __slots__ = ("keys", "other", "queues", "side", "sign", "totals")
+
+    def __init__(self, side: Side, sign: int) -> None:
+        self.side = side
+        self.sign = sign
+        self.keys: list[int] = []  # ascending: best first
+        self.queues: dict[int, list[int]] = {}  # key -> the sizes of the resting orders, oldest first
+        self.totals: dict[int, int] = {}  # key -> the level's total size
+        self.other: _Levels = self
 
 
 class InstrumentSimulator:
@@ -76,20 +99,24 @@ class InstrumentSimulator:
         self.sequence = 0
         self.time_ns = 0  # simulated time of the last event (or heartbeat)
         self._rng = random.Random(f"{seed}:{spec.instrument_id}")
-        # Per side: key -> FIFO of orders; bids keyed by -price so that index 0 is always the best level.
-        self._queues: dict[Side, SortedDict] = {Side.BID: SortedDict(), Side.ASK: SortedDict()}
-        self._keys = {side: queues.keys() for side, queues in self._queues.items()}  # live sorted views
-        self._totals: dict[Side, dict[int, int]] = {Side.BID: {}, Side.ASK: {}}
-        self._next_order_id = 1
+        self._random = self._rng.random
+        self._bids = _Levels(Side.BID, -1)
+        self._asks = _Levels(Side.ASK, 1)
+        self._bids.other, self._asks.other = self._asks, self._bids
+        self._changes: list[LevelChange] = []  # the current event's level changes (each level at most once)
+        self._mean_lots = float(spec.mean_order_lots)
+        # The mean time between order events, outside and during bursts.
+        self._gap_ns = _NS / rate
+        self._burst_gap_ns = _NS / (rate * _BURST_RATE)
         start = spec.start_price_ticks if spec.start_price > 0 else 10_000
         self._fair = float(max(start, 100))
         # The price unit orders are placed in: an eighth of a simulated second's typical move, at least a tick.
         self._scale = max(1.0, self._fair * spec.volatility / 8)
+        self._min_fair = 80 * self._scale + 10  # prices stay positive with room for 60 levels
         self._drift = 0.0
         self._fair_time_ns = 0
         self._burst_until_ns = 0
         self._next_burst_ns = self._draw_burst_gap()
-        self._changes: dict[tuple[Side, int], int] = {}
         self._build_initial_book()
         self._next_order_ns = self._draw_next_order_time(0)
 
@@ -103,214 +130,206 @@ class InstrumentSimulator:
 
     def next_event(self) -> Event:
         """Produce the next message's event, apply it to ``book`` and advance the sequence."""
-        self.sequence += 1
-        self.book.sequence = self.sequence
-        if self._next_order_ns - self.time_ns > HEARTBEAT_INTERVAL_NS:
-            self.time_ns += HEARTBEAT_INTERVAL_NS
-            return Event(self.sequence, self.time_ns, heartbeat=True)
+        sequence = self.sequence = self.sequence + 1
+        self.book.sequence = sequence
         now = self._next_order_ns
+        if now - self.time_ns > HEARTBEAT_INTERVAL_NS:
+            self.time_ns += HEARTBEAT_INTERVAL_NS
+            return _new(Event, (sequence, self.time_ns, (), (), True))
         self.time_ns = now
-        self._advance_fair(now)
-        self._changes = {}
-        trades: list[Trade] = []
-        self._order_event(trades)
-        changes = [LevelChange(side, price, size) for (side, price), size in self._changes.items()]
+        if now - self._fair_time_ns >= FAIR_STEP_NS:
+            self._advance_fair(now)
+        changes = self._changes = []
+        trades = self._order_event()
         self._next_order_ns = self._draw_next_order_time(now)
-        return Event(self.sequence, now, changes, trades)
+        return _new(Event, (sequence, now, changes, trades, False))
 
     def step_to(self, sequence: int) -> None:
         """Run events until the book is at ``sequence``."""
+        next_event = self.next_event
         while self.sequence < sequence:
-            self.next_event()
+            next_event()
 
     # ----------------------------------------------------------------- time and fair value
     def _draw_burst_gap(self) -> int:
-        return int(self._rng.expovariate(1 / 20.0) * _NS) + _NS
+        return int(-_log(1.0 - self._random()) * 20 * _NS) + _NS
 
     def _draw_next_order_time(self, now: int) -> int:
-        if now >= self._burst_until_ns and now >= self._next_burst_ns:
-            self._burst_until_ns = now + int(self._rng.expovariate(1 / 2.0) * _NS)
+        if now >= self._burst_until_ns and now >= self._next_burst_ns:  # a burst starts (2 s on average)
+            self._burst_until_ns = now + int(-_log(1.0 - self._random()) * 2 * _NS)
             self._next_burst_ns = self._burst_until_ns + self._draw_burst_gap()
-        rate = self.rate * (_BURST_RATE if now < self._burst_until_ns else 1.0)
-        return now + max(1, int(self._rng.expovariate(rate) * _NS))
+        mean_gap = self._burst_gap_ns if now < self._burst_until_ns else self._gap_ns
+        return now + max(1, int(-_log(1.0 - self._random()) * mean_gap))
 
     def _advance_fair(self, now: int) -> None:
+        """One step of the fair value's random walk, over the simulated time since its last step."""
         dt = (now - self._fair_time_ns) / _NS
         self._fair_time_ns = now
-        if dt <= 0:
-            return
         rng = self._rng
-        if rng.random() < min(1.0, dt / 30.0):  # the drift changes every 30 s or so
+        if rng.random() < dt / 30.0:  # the drift changes every 30 s or so
             self._drift = rng.gauss(0.0, self.spec.volatility / 50)
         vol = self.spec.volatility * (_BURST_VOL if now < self._burst_until_ns else 1.0)
         self._fair *= math.exp(self._drift * dt + vol * math.sqrt(dt) * rng.gauss(0.0, 1.0))
-        self._fair = max(self._fair, 80 * self._scale + 10)  # prices stay positive with room for 60 levels
-
-    def _mid(self) -> float | None:
-        bid, ask = self._best(Side.BID), self._best(Side.ASK)
-        if bid is None or ask is None:
-            return None
-        return (bid + ask) / 2
+        if self._fair < self._min_fair:
+            self._fair = self._min_fair
 
     # ----------------------------------------------------------------- the book
-    def _best(self, side: Side) -> int | None:
-        keys = self._keys[side]
-        if not keys:
-            return None
-        key: int = keys[0]
-        return -key if side is Side.BID else key
+    def _order_size(self) -> int:
+        """An exponential size with mean about ``spec.mean_order_lots``, at least one lot."""
+        return int(-_log(1.0 - self._random()) * self._mean_lots) + 1
 
-    def _set_total(self, side: Side, price: int, size: int) -> None:
-        totals = self._totals[side]
-        if size:
-            totals[price] = size
+    def _set_total(self, levels: _Levels, key: int, total: int) -> None:
+        """Record a level's new total (0: gone) in the totals, the book and the event's changes.
+
+        The caller keeps ``levels.keys`` and ``levels.queues`` in step."""
+        if total:
+            levels.totals[key] = total
         else:
-            totals.pop(price, None)
-        self.book.set_level(side, price, size)
-        self._changes[(side, price)] = size
+            del levels.totals[key]
+        side, price = levels.side, levels.sign * key
+        self.book.set_level(side, price, total)
+        self._changes.append(_new(LevelChange, (side, price, total)))
 
-    def _rest(self, side: Side, price: int, size: int) -> None:
-        key = -price if side is Side.BID else price
-        queues = self._queues[side]
-        queue = queues.get(key)
+    def _rest(self, levels: _Levels, price: int, size: int) -> None:
+        key = levels.sign * price
+        queue = levels.queues.get(key)
         if queue is None:
-            queue = queues[key] = deque()
-        queue.append(_Order(self._next_order_id, size))
-        self._next_order_id += 1
-        self._set_total(side, price, self._totals[side].get(price, 0) + size)
+            levels.queues[key] = [size]
+            insort(levels.keys, key)
+            self._set_total(levels, key, size)
+        else:
+            queue.append(size)
+            self._set_total(levels, key, levels.totals[key] + size)
 
-    def _match(self, side: Side, size: int, limit: int | None, trades: list[Trade]) -> int:
-        """Match an incoming order of ``side`` against the other side; returns the unfilled size."""
-        other = Side.ASK if side is Side.BID else Side.BID
-        queues = self._queues[other]
-        keys = self._keys[other]
-        totals = self._totals[other]
-        while size > 0 and queues:
+    def _match(self, levels: _Levels, size: int, limit_key: float) -> tuple[int, list[Trade]]:
+        """Match an incoming order of ``levels``' side against the other side, price-time priority, up to
+        ``limit_key`` (in the other side's key space); returns the unfilled size and the trades."""
+        aggressor = levels.side
+        other = levels.other
+        keys, queues, sign = other.keys, other.queues, other.sign
+        trades: list[Trade] = []
+        while size and keys and keys[0] <= limit_key:
             key = keys[0]
-            price = -key if other is Side.BID else key
-            if limit is not None and (price > limit if side is Side.BID else price < limit):
-                break
-            queue: deque[_Order] = queues[key]
-            total = totals[price]
-            while size > 0 and queue:
-                order = queue[0]
-                fill = min(size, order.size)
-                trades.append(Trade(price, fill, side))
-                order.size -= fill
+            price = sign * key
+            queue = queues[key]
+            total = other.totals[key]
+            while size and queue:
+                fill = queue[0]
+                if fill <= size:
+                    del queue[0]
+                else:
+                    fill = size
+                    queue[0] -= size
+                trades.append(_new(Trade, (price, fill, aggressor)))
                 size -= fill
                 total -= fill
-                if order.size == 0:
-                    queue.popleft()
             if not queue:
                 del queues[key]
-            self._set_total(other, price, total)
-        return size
-
-    def _order_size(self) -> int:
-        return max(1, int(self._rng.expovariate(1 / self.spec.mean_order_lots)) + 1)
+                del keys[0]
+            self._set_total(other, key, total)
+        return size, trades
 
     def _build_initial_book(self) -> None:
-        rng = self._rng
+        rand = self._random
         fair = round(self._fair)
         unit = max(1, round(self._scale))
-        for side, sign in ((Side.BID, -1), (Side.ASK, 1)):
+        for levels in (self._bids, self._asks):
+            sign = levels.sign
             price = fair + sign * max(1, round(self._scale / 2))
             for _ in range(40):
-                for _ in range(rng.randint(1, 3)):
-                    self._rest(side, price, self._order_size())
-                price += sign * rng.randint(1, unit)
-        self._changes = {}
+                for _ in range(1 + int(rand() * 3)):
+                    self._rest(levels, price, self._order_size())
+                price += sign * (1 + int(rand() * unit))
+        self._changes = []
 
     # ----------------------------------------------------------------- order events
-    def _order_event(self, trades: list[Trade]) -> None:
-        rng = self._rng
-        n_bid, n_ask = len(self._queues[Side.BID]), len(self._queues[Side.ASK])
+    def _order_event(self) -> Sequence[Trade]:
+        """Run one order event on the book; returns its trades."""
+        bids, asks = self._bids, self._asks
+        n_bid, n_ask = len(bids.keys), len(asks.keys)
         if n_bid < REFILL_LEVELS or n_ask < REFILL_LEVELS:
-            self._add_limit(Side.BID if n_bid <= n_ask else Side.ASK, trades, deep=True)
-            return
-        u = rng.random()
-        if u < 0.62:
-            side = Side.BID if rng.random() < 0.5 else Side.ASK
-            count = n_bid if side is Side.BID else n_ask
+            return self._add_limit(bids if n_bid <= n_ask else asks, deep=True)
+        u = self._random()
+        if u < 0.62:  # a new limit order, either side alike
+            levels = bids if u < 0.31 else asks
+            count = len(levels.keys)
             if count > MAX_LEVELS:
-                self._cancel_deepest(side)
-            else:
-                self._add_limit(side, trades, deep=count < MIN_LEVELS)
-        elif u < 0.88:
-            side = Side.BID if rng.random() < 0.5 else Side.ASK
-            count = n_bid if side is Side.BID else n_ask
-            if count > REFILL_LEVELS + 2:
-                self._cancel(side)
-            else:
-                self._add_limit(side, trades, deep=True)
-        else:
-            self._market(trades)
+                self._cancel_deepest(levels)
+                return _NO_TRADES
+            return self._add_limit(levels, deep=count < MIN_LEVELS)
+        if u < 0.88:  # a cancel, either side alike
+            levels = bids if u < 0.75 else asks
+            if len(levels.keys) > REFILL_LEVELS + 2:
+                self._cancel(levels)
+                return _NO_TRADES
+            return self._add_limit(levels, deep=True)
+        return self._market()
 
-    def _add_limit(self, side: Side, trades: list[Trade], deep: bool) -> None:
-        rng = self._rng
-        best_bid, best_ask = self._best(Side.BID), self._best(Side.ASK)
+    def _add_limit(self, levels: _Levels, deep: bool) -> Sequence[Trade]:
+        """A new limit order on ``levels``' side: deep in the book, inside the spread, at or near the touch or
+        further away. When it crosses, it matches first and its remainder rests; returns the trades."""
+        rand = self._random
         size = self._order_size()
-        sign = -1 if side is Side.BID else 1
         if deep:
-            units = rng.uniform(MIN_LEVELS / 2, MAX_LEVELS)
-        elif best_bid is not None and best_ask is not None and best_ask - best_bid > 1 and rng.random() < 0.15:
-            units = -1.0  # inside the spread
-        elif rng.random() < 0.65:
-            units = float(int(rng.expovariate(1 / 1.5)))  # at or near the touch
+            units = MIN_LEVELS / 2 + (MAX_LEVELS - MIN_LEVELS / 2) * rand()
         else:
-            units = rng.uniform(2, MAX_LEVELS)
-        if units < 0 and best_bid is not None and best_ask is not None:
-            price = rng.randint(best_bid + 1, best_ask - 1)
-        else:
-            price = max(1, round(self._fair + sign * self._scale * (0.5 + units)))
-        if side is Side.BID and best_ask is not None and price >= best_ask:
-            size = self._match(side, size, price, trades)
-        elif side is Side.ASK and best_bid is not None and price <= best_bid:
-            size = self._match(side, size, price, trades)
-        if size > 0:
-            self._rest(side, price, size)
+            bid_keys, ask_keys = self._bids.keys, self._asks.keys
+            spread = ask_keys[0] + bid_keys[0] if bid_keys and ask_keys else 0
+            if spread > 1 and rand() < 0.15:  # inside the spread: it rests, it never crosses
+                self._rest(levels, 1 - bid_keys[0] + int(rand() * (spread - 1)), size)
+                return _NO_TRADES
+            if rand() < 0.65:
+                units = float(int(-_log(1.0 - rand()) * 1.5))  # at or near the touch
+            else:
+                units = 2 + (MAX_LEVELS - 2) * rand()
+        price = max(1, round(self._fair + levels.sign * self._scale * (0.5 + units)))
+        other = levels.other
+        trades: Sequence[Trade] = _NO_TRADES
+        if other.keys and other.keys[0] <= other.sign * price:  # marketable: it crosses the other side
+            size, trades = self._match(levels, size, other.sign * price)
+        if size:
+            self._rest(levels, price, size)
+        return trades
 
-    def _cancel(self, side: Side) -> None:
-        rng = self._rng
-        queues = self._queues[side]
-        key = self._keys[side][rng.randrange(len(queues))]
-        self._cancel_at(side, key, full=rng.random() < 0.7)
-
-    def _cancel_deepest(self, side: Side) -> None:
-        queues = self._queues[side]
-        key = self._keys[side][-1]
-        while key in queues:
-            self._cancel_at(side, key, full=True)
-
-    def _cancel_at(self, side: Side, key: int, full: bool) -> None:
-        rng = self._rng
-        queue: deque[_Order] = self._queues[side][key]
-        price = -key if side is Side.BID else key
-        position = rng.randrange(len(queue))
-        order = queue[position]
-        if full or order.size == 1:
-            removed = order.size
+    def _cancel(self, levels: _Levels) -> None:
+        """Cancel a random resting order of a random level, fully (70%) or partly."""
+        rand = self._random
+        keys = levels.keys
+        index = int(rand() * len(keys))
+        key = keys[index]
+        queue = levels.queues[key]
+        position = int(rand() * len(queue))
+        size = queue[position]
+        if size == 1 or rand() < 0.7:
+            removed = size
             del queue[position]
+            if not queue:
+                del levels.queues[key]
+                del keys[index]
         else:
-            removed = rng.randint(1, order.size - 1)
-            order.size -= removed
-        if not queue:
-            del self._queues[side][key]
-        self._set_total(side, price, self._totals[side][price] - removed)
+            removed = 1 + int(rand() * (size - 1))
+            queue[position] = size - removed
+        self._set_total(levels, key, levels.totals[key] - removed)
 
-    def _market(self, trades: list[Trade]) -> None:
-        rng = self._rng
-        mid = self._mid()
-        lean = 0.0 if mid is None else max(-0.3, min(0.3, (self._fair - mid) / (4 * self._scale)))
-        side = Side.BID if rng.random() < 0.5 + lean else Side.ASK
-        other = Side.ASK if side is Side.BID else Side.BID
-        totals = self._totals[other]
+    def _cancel_deepest(self, levels: _Levels) -> None:
+        """Cancel every order of a side's deepest level."""
+        key = levels.keys.pop()
+        del levels.queues[key]
+        self._set_total(levels, key, 0)
+
+    def _market(self) -> Sequence[Trade]:
+        rand = self._random
+        bids, asks = self._bids, self._asks
+        lean = 0.0  # buy more when the book is below the fair value, sell more when above
+        if bids.keys and asks.keys:
+            mid = (asks.keys[0] - bids.keys[0]) / 2
+            lean = max(-0.3, min(0.3, (self._fair - mid) / (4 * self._scale)))
+        levels = bids if rand() < 0.5 + lean else asks
+        other = levels.other
         # Never sweep more than the top three levels: the book stays two-sided.
-        available = 0
-        for key in self._keys[other][:3]:
-            available += totals[-key if other is Side.BID else key]
-        size = min(self._order_size() * rng.randint(1, 3), max(1, available))
-        self._match(side, size, None, trades)
+        available = sum([other.totals[key] for key in other.keys[:3]])
+        size = min(self._order_size() * (1 + int(rand() * 3)), max(1, available))
+        return self._match(levels, size, _NO_LIMIT)[1]
 
 
 def book_at(spec: InstrumentSpec, seed: int, rate: float, sequence: int) -> OrderBook:

@@ -1,6 +1,8 @@
-"""The simulator and the engine's publishing path, without the network: the stream rebuilds the true book."""
+"""The simulator and the engine's publishing path, without the network: the stream rebuilds true books."""
 
 from __future__ import annotations
+
+import itertools
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +14,8 @@ from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import apply_message
 from feed_server.server.engine import Engine
-from feed_server.server.simulator import HEARTBEAT_INTERVAL_NS, InstrumentSimulator, book_at
+from feed_server.server.simulator import FAIR_STEP_NS, HEARTBEAT_INTERVAL_NS, InstrumentSimulator, book_at
+from tests.truth import TruthCursor
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
 STEP_NS = 20_000_000
@@ -40,22 +43,22 @@ def _stream(engine: Engine, instrument_ids: list[str], depth: int, events: int) 
     instrument_id=st.sampled_from(sorted(SPECS)),
     rate=st.sampled_from([20.0, 500.0, 5000.0]),
 )
-def test_stream_rebuilds_the_true_book_at_every_sequence(seed: int, depth: int, instrument_id: str, rate: float):
+def test_stream_rebuilds_a_true_book_after_every_message(seed: int, depth: int, instrument_id: str, rate: float):
     engine = Engine([SPECS[instrument_id]], seed=seed, rate=rate)
     messages = _stream(engine, [instrument_id], depth, events=2000)
-    reference = InstrumentSimulator(SPECS[instrument_id], seed, rate)
+    truth = TruthCursor(SPECS[instrument_id], seed, rate, depth)
     rebuilt = OrderBook(instrument_id, depth)
     assert messages[0].snapshot.reason == pb.SNAPSHOT_REASON_INITIAL
-    expected_sequence = 0
-    for message in messages:
+    for expected_sequence, message in enumerate(messages):
         assert message.sequence == expected_sequence
         apply_message(rebuilt, message)  # verifies sequence, crossing and checksum
-        reference.step_to(message.sequence)
-        assert not reference.book.is_crossed()
-        assert rebuilt.bids() == reference.book.bids(depth), message.sequence
-        assert rebuilt.asks() == reference.book.asks(depth), message.sequence
-        expected_sequence += 1
-    assert expected_sequence > 2000
+        truth.seek(rebuilt.bids(), rebuilt.asks(), f"the book at sequence {message.sequence}")
+        assert not truth.sim.book.is_crossed()
+    engine_sim = engine.simulators[instrument_id]
+    assert engine_sim.sequence >= 2000
+    truth.sim.step_to(engine_sim.sequence)  # the last message is the engine's book after its last event
+    assert (rebuilt.bids(), rebuilt.asks()) == truth.levels()
+    assert truth.levels() == (engine_sim.book.bids(depth), engine_sim.book.asks(depth))
 
 
 def test_the_same_seed_gives_the_same_messages():
@@ -96,6 +99,82 @@ def test_the_book_stays_realistic(spec):
         assert 20 <= median <= 61
         assert max(levels) <= 70
     assert trades > 500 and changes > 8_000
+
+
+def _check_order_queues(sim: InstrumentSimulator) -> None:
+    """The simulator's per-level order queues total the book's sizes, side by side, best level first."""
+    for levels in (sim._bids, sim._asks):
+        assert levels.keys == sorted(levels.queues), "the sorted keys are the queues' keys"
+        assert set(levels.totals) == set(levels.queues)
+        for key, queue in levels.queues.items():
+            assert queue and all(size > 0 for size in queue), "no empty level and no empty order"
+            assert sum(queue) == levels.totals[key]
+        prices = [levels.sign * key for key in levels.keys]
+        assert sim.book.top(levels.side) == [(price, levels.totals[levels.sign * price]) for price in prices]
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(min_value=0, max_value=2**31),
+    instrument_id=st.sampled_from(sorted(SPECS)),
+    rate=st.sampled_from([1.0, 100.0, 1900.0, 20_000.0]),
+)
+def test_each_event_is_the_change_of_the_book_and_the_order_queues_total_the_book(
+    seed: int, instrument_id: str, rate: float
+):
+    sim = InstrumentSimulator(SPECS[instrument_id], seed, rate)
+    _check_order_queues(sim)
+    before = {side: dict(sim.book.top(side)) for side in Side}
+    for sequence in range(1, 3001):
+        event = sim.next_event()
+        assert event.sequence == sim.sequence == sim.book.sequence == sequence
+        after = {side: dict(sim.book.top(side)) for side in Side}
+        changed = {
+            (side, price)
+            for side in Side
+            for price in before[side].keys() | after[side].keys()
+            if before[side].get(price) != after[side].get(price)
+        }
+        assert len({(c.side, c.price) for c in event.changes}) == len(event.changes), "each level once"
+        assert {(c.side, c.price) for c in event.changes} >= changed, "every change of the book is in the event"
+        for change in event.changes:
+            assert sim.book.size_at(change.side, change.price) == change.size, "the final size"
+        if event.trades:  # one incoming order, taking levels best first, each one fully before the next
+            aggressor = event.trades[0].aggressor
+            assert {trade.aggressor for trade in event.trades} == {aggressor}
+            prices = [trade.price for trade in event.trades]
+            assert prices == sorted(prices, reverse=aggressor is Side.ASK)
+            taken = {change.price: change.size for change in event.changes if change.side is not aggressor}
+            levels_taken = list(dict.fromkeys(prices))
+            assert all(taken[price] == 0 for price in levels_taken[:-1]), "a level is taken fully before the next"
+        assert not sim.book.is_crossed()
+        if sequence % 100 == 0 or event.trades:
+            _check_order_queues(sim)
+        before = after
+    _check_order_queues(sim)
+
+
+def test_the_simulator_is_a_pure_function_of_seed_rate_and_instrument():
+    spec = DEFAULT_INSTRUMENTS[2]
+    runs = []
+    for seed, rate in ((9, 700.0), (9, 700.0), (10, 700.0), (9, 701.0)):
+        sim = InstrumentSimulator(spec, seed, rate)
+        runs.append([sim.next_event() for _ in range(2000)])
+    assert runs[0] == runs[1]
+    assert runs[2] != runs[0] and runs[3] != runs[0]
+
+
+def test_the_fair_value_moves_on_a_coarse_grid_of_simulated_time():
+    sim = InstrumentSimulator(DEFAULT_INSTRUMENTS[0], seed=2, rate=5000.0)
+    moves: list[int] = []
+    fair = sim._fair
+    while sim.time_ns < 5 * 10**9:
+        sim.next_event()
+        if sim._fair != fair:
+            moves.append(sim.time_ns)
+            fair = sim._fair
+    gaps = [later - earlier for earlier, later in itertools.pairwise(moves)]
+    assert len(moves) > 300 and min(gaps) >= FAIR_STEP_NS
 
 
 def test_heartbeats_fill_quiet_gaps_in_simulated_time():
@@ -156,7 +235,7 @@ def test_a_full_subscriber_is_resynchronised_and_stays_consistent():
 
 def test_a_wrong_message_is_refused_by_the_book():
     engine = Engine([DEFAULT_INSTRUMENTS[1]], seed=1, rate=1000.0)
-    messages = _stream(engine, [DEFAULT_INSTRUMENTS[1].instrument_id], 10, events=20)
+    messages = _stream(engine, [DEFAULT_INSTRUMENTS[1].instrument_id], 10, events=100)
     book = OrderBook(DEFAULT_INSTRUMENTS[1].instrument_id, 10)
     apply_message(book, messages[0])
     with pytest.raises(BookError):

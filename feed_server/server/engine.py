@@ -13,7 +13,10 @@ message with all of that instrument's events of the slice (:meth:`Fanout.publish
 last one's). At low rates a wake-up finds one event, so a message is one event and nothing waits; when events
 come faster than the engine wakes up (thousands per second), the events due since the last wake-up share one
 message per instrument, which is what keeps the cost per event low at high rates: the checksum, the digest,
-the protobuf message, the stream item and the consumer's verification are paid once per message. What is built
+the protobuf message, the stream item and the consumer's verification are paid once per message. When a
+wake-up ran ``BUSY_EVENTS`` events or more, the engine sleeps at least ``BUSY_TICK_S`` before the next one
+(an event then waits at most that long, far below the latency targets at those rates), so that a busy feed
+wakes up a few hundred times a second, not a thousand. What is built
 for subscribers is the fan-out's business (feed_server.server.fanout).
 
 Fairness and responsiveness. The engine works in slices of at most ``SLICE_S`` (wall clock) and always returns
@@ -50,13 +53,16 @@ from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.server.fanout import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_BATCH, Fanout
 from feed_server.server.simulator import Event, InstrumentSimulator
 
-__all__ = ["DEFAULT_IDLE_STEP_S", "MAX_LAG_S", "SLICE_S", "Engine"]
+__all__ = ["BUSY_EVENTS", "BUSY_TICK_S", "DEFAULT_IDLE_STEP_S", "MAX_LAG_S", "SLICE_S", "Engine"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_IDLE_STEP_S = 0.1  # with no subscriber: how often the engine runs the simulation up to now
 SLICE_S = 0.005  # the most the engine works before it returns to the event loop
 MAX_LAG_S = 0.25  # behind the wall clock by more than this, the simulated-to-wall-time mapping moves on
+BUSY_EVENTS = 8  # a wake-up that ran this many events means the feed is busy (thousands of events per second)
+BUSY_TICK_S = 0.002  # busy, the engine wakes up at most this often (see "Messages per slice")
+_BUSY_TICK_NS = int(BUSY_TICK_S * 1e9)
 _MAX_SLEEP_NS = 100_000_000  # the longest the engine sleeps with subscribers (the next event is usually sooner)
 _LAG_WARNING_INTERVAL_NS = 10_000_000_000
 
@@ -166,7 +172,7 @@ class Engine:
         crash_at = sys.maxsize if self.crash_after_events is None else self.crash_after_events
         while True:
             elapsed = self._elapsed_ns()
-            self.advance(elapsed, deadline_ns=time.monotonic_ns() + slice_ns)
+            ran = self.advance(elapsed, deadline_ns=time.monotonic_ns() + slice_ns)
             if self.events >= crash_at:
                 raise RuntimeError(f"crashed on purpose after {self.events} events (crash_after_events, a test hook)")
             due = self._due[0][0]
@@ -178,7 +184,9 @@ class Engine:
             elif fanout.subscriber_count:
                 self.lag_ns = 0
                 # The streams send what was just published meanwhile; the timer fires up to a millisecond late.
-                await asyncio.sleep(min(due - elapsed, _MAX_SLEEP_NS) / 1e9)
+                # Busy (many events per wake-up), wake up at most every BUSY_TICK_S: fewer, larger messages.
+                wait_ns = min(due - elapsed, _MAX_SLEEP_NS)
+                await asyncio.sleep((wait_ns if ran < BUSY_EVENTS else max(wait_ns, _BUSY_TICK_NS)) / 1e9)
             else:
                 self.lag_ns = 0
                 fanout.subscribed.clear()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import book_apply, costs, engine_ceiling, feed_stream, system, ws_rows
+from bench import book_apply, costs, engine_ceiling, feed_stream, subscriber_ceiling, system, ws_rows
 from bench.report import Result, combine, error_result, render_table, write_json
 
 log = logging.getLogger("bench")
@@ -34,6 +34,7 @@ ROWS: list[tuple[tuple[str, ...], str, str, RowRunner]] = [
     (("2",), "feed stream", "changes/s", feed_stream.run),
     (("3a", "3b", "3c", "3d", "3e", "4a", "4b", "4c", "4d"), "latency / fan-out", "-", ws_rows.run),
     (("5", "6", "7a", "7b", "7c", "7d"), "tabs / start-up / idle", "-", system.run),
+    (("8",), "subscriber library ceiling", "changes/s", subscriber_ceiling.run),
     (("9a", "9b"), "feed cost", "-", costs.feed_cost),
     (("10a", "10b"), "dashboard cost", "-", costs.consumer_cost),
     (("11",), "engine ceiling", "events/s", engine_ceiling.run),

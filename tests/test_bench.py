@@ -15,7 +15,7 @@ from bench.report import Result, at_most, combine, info, render_table
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ROWS = ["1", "2", "3a", "3b", "3c", "3d", "3e", "4a", "4b", "4c", "4d", "5", "6", "7a", "7b", "7c", "7d",
-        "9a", "9b", "10a", "10b", "11"]
+        "8", "9a", "9b", "10a", "10b", "11"]
 
 
 def _bench(args: list[str], timeout: float) -> tuple[int, str, str]:
@@ -78,6 +78,17 @@ def test_repeat_prints_min_median_max(tmp_path: Path) -> None:
     assert len(result["runs"]) == 2
     assert result["min"] <= result["median"] == result["figure"] <= result["max"]
     assert sorted(run["figure"] for run in result["runs"]) == [result["min"], result["max"]]
+
+
+def test_the_subscriber_ceiling_row_decodes_verifies_and_applies_a_recorded_stream(tmp_path: Path) -> None:
+    out_json = tmp_path / "bench.json"
+    code, stdout, stderr = _bench(["--quick", "--rows", "8", "--json", str(out_json)], timeout=120)
+    assert code == 0, f"bench failed:\n{stdout}\n{stderr[-3000:]}"
+    _, *rows = _table(stdout)
+    assert [row[0] for row in rows] == ["8"], stdout
+    (result,) = json.loads(out_json.read_text())["results"]
+    assert result["unit"] == "changes/s" and result["figure"] > 0 and result["baseline"] > 0
+    assert "us/change" in result["note"] and "--rate 4000" in result["note"], result["note"]
 
 
 def test_a_line_whose_feed_fell_behind_does_not_pass_whatever_its_figure() -> None:

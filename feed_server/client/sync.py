@@ -30,6 +30,7 @@ import enum
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from feed_server.protocol.book import OrderBook, Trade
 from feed_server.protocol.errors import BookError, SequenceGap, SnapshotMissing
@@ -87,6 +88,7 @@ class SyncState(enum.Enum):
 
 
 _NO_TRADES: tuple[Trade, ...] = ()
+_LIVE = SyncState.LIVE  # a module global: one lookup per message, not a global and a class attribute
 
 
 @dataclass(slots=True)
@@ -143,16 +145,16 @@ class InstrumentSync:
         None when it needs :meth:`on_stream`: the instrument is not LIVE, the message is a snapshot, a
         duplicate or refused by the book (which is then left as it was, for ``on_stream`` to judge).
         """
-        if self.state is not SyncState.LIVE:
+        if self.state is not _LIVE:
             return None
         body = message.WhichOneof("body")
         if body == "snapshot":
             return None
         try:
-            trades = apply_body(self.entry.book, message, body)
+            trades, changed = apply_body(self.entry.book, message, body)
         except BookError:
             return None
-        self._record(message, trades, body == "update" and bool(message.update.changes))
+        self._record(message, trades, changed)
         return trades
 
     def on_stream(self, message: pb.BookMessage) -> Step:
@@ -172,13 +174,13 @@ class InstrumentSync:
                 step.duplicates += 1
                 return step
             try:
-                trades = apply_body(self.entry.book, message, body)
+                trades, changed = apply_body(self.entry.book, message, body)
             except BookError as exc:
                 self._fault(exc, step)
                 if isinstance(exc, SequenceGap):
                     self._buffer.append(message)  # the message itself may be fine: keep it for after the snapshot
                 return step
-            self._record(message, trades, body == "update" and bool(message.update.changes))
+            self._record(message, trades, changed)
             step.applied += 1
             step.notifications.append(trades)
             return step
@@ -225,13 +227,13 @@ class InstrumentSync:
                 step.duplicates += 1
                 continue
             try:
-                trades = apply_message(book, buffered)
+                trades, changed = apply_body(book, buffered, buffered.WhichOneof("body"))
             except BookError as exc:
                 self._fault(exc, step)
                 if isinstance(exc, SequenceGap):
                     self._buffer.extend(pending[i:])
                 return
-            self._record(buffered, trades, buffered.HasField("update") and bool(buffered.update.changes))
+            self._record(buffered, trades, changed)
             step.applied += 1
             step.notifications.append(trades)
         if self.state is SyncState.RESYNCING:
@@ -247,7 +249,7 @@ class InstrumentSync:
         if levels_changed:
             entry.levels_version += 1
         if trades:
-            entry.trades.extend([(t, trade) for trade in trades])
+            entry.trades.extend(zip(repeat(t), trades))  # (event_time_ns, trade) pairs
             entry.last_trade = trades[-1]
 
     def _fault(self, exc: BookError, step: Step) -> None:

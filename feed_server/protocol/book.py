@@ -3,8 +3,8 @@
 Pure and I/O-free: prices are integer ticks and sizes integer lots. A book is driven by snapshots and
 updates carrying a sequence number and a checksum; ``apply_*`` refuses a message that skips a sequence
 number, leaves the book crossed or does not match its checksum or its book digest, and leaves the book exactly
-as it was. The checksum (top 10 levels) and the book digest (every level) are feed_server.protocol.checksum's:
-the checksum is kept up to date side by side, the digest change by change, as the book is driven by messages.
+as it was. The checksum (top 10 levels) and the book digest (every level) are feed_server.protocol.checksum's;
+both are kept up to date change by change as the book is driven by messages, from one text per changed level.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from zlib import crc32
 from sortedcontainers import SortedDict
 
 from feed_server.protocol.checksum import (
-    ASK_TERM,
-    BID_TERM,
+    ASK_SEED,
+    BID_SEED,
     CHECKSUM_LEVELS,
     DIGEST_MASK,
+    LEVEL_TEXT,
     ChainedChecksum,
-    book_digest,
 )
 from feed_server.protocol.errors import ChecksumMismatch, CrossedBook, DigestMismatch, InvalidMessage, SequenceGap
 from feed_server.protocol.levels import Level, LevelChange, Side, Trade
@@ -56,6 +56,7 @@ class OrderBook:
         "_bids",
         "_checksum",
         "_digest",
+        "_texts",
         "checksum_levels",
         "depth",
         "instrument_id",
@@ -72,9 +73,13 @@ class OrderBook:
         # Bids are keyed by negated price so that both sides iterate best first.
         self._bids: SortedDict = SortedDict()
         self._asks: SortedDict = SortedDict()
-        # Kept side by side: a change at a key at or better than a side's edge marks that side for a rebuild.
+        # Kept change by change: a change at or better than a side's edge edits its checksummed levels.
         self._checksum = ChainedChecksum(self.checksum_levels)
-        self._digest: int | None = None  # the book digest; None until needed (and after unchecked writes)
+        # The book digest, and every level's LEVEL_TEXT (bids, asks; by key), which gives both its digest term
+        # and its part of the checksum: kept change by change by the checked writes; None until needed and after
+        # an unchecked write, when the texts are not looked at either.
+        self._digest: int | None = None
+        self._texts: tuple[dict[int, bytes], dict[int, bytes]] = ({}, {})
 
     # ----------------------------------------------------------------- reading
     def best_bid(self) -> Level | None:
@@ -131,13 +136,24 @@ class OrderBook:
 
     def checksum(self) -> int:
         """The checksum of the book as it is now (see feed_server.protocol.checksum)."""
-        return self._checksum.value(self._bids, self._asks)
+        return self._checksum.value(self._bids, self._asks, None if self._digest is None else self._texts)
 
     def digest(self) -> int:
         """The book digest of every level the book holds (see feed_server.protocol.checksum)."""
-        if self._digest is None:
-            self._digest = book_digest(self.bids(), self.asks())
-        return self._digest
+        digest = self._digest
+        if digest is None:
+            digest = self._keep_digest()
+        return digest
+
+    def _keep_digest(self) -> int:
+        """Compute the book digest from every level, keeping each level's text for the changes to come."""
+        bid_texts = {key: LEVEL_TEXT % (-key, size) for key, size in dict.items(self._bids)}
+        ask_texts = {key: LEVEL_TEXT % (key, size) for key, size in dict.items(self._asks)}
+        self._texts = bid_texts, ask_texts
+        total = sum([crc32(text, BID_SEED) for text in bid_texts.values()])
+        total += sum([crc32(text, ASK_SEED) for text in ask_texts.values()])
+        self._digest = digest = total & DIGEST_MASK
+        return digest
 
     def key_levels(self, side: Side) -> SortedDict:
         """One side's levels in key space, read only: keys ascend best first (bid keys are negated prices)."""
@@ -214,84 +230,97 @@ class OrderBook:
             new_asks[price] = size
         if new_bids and new_asks and -new_bids.keys()[0] >= new_asks.keys()[0]:
             raise CrossedBook(self.instrument_id, sequence, -new_bids.keys()[0], new_asks.keys()[0])
-        new_digest: int | None = None
-        if digest is not None:
-            new_digest = book_digest(bids, asks)
-            if new_digest != digest:
-                raise DigestMismatch(self.instrument_id, sequence, digest, new_digest)
-        old_bids, old_asks = self._bids, self._asks
-        self._bids, self._asks = new_bids, new_asks
+        old = self._bids, self._asks, self._digest, self._texts
+        self._bids, self._asks, self._digest = new_bids, new_asks, None
         self._checksum.invalidate()
-        if checksum is not None:
-            computed = self.checksum()
-            if computed != checksum:
-                self._bids, self._asks = old_bids, old_asks
-                self._checksum.invalidate()
-                raise ChecksumMismatch(self.instrument_id, sequence, checksum, computed)
-        self._digest = new_digest
+        try:
+            if digest is not None:
+                computed = self._keep_digest()
+                if computed != digest:
+                    raise DigestMismatch(self.instrument_id, sequence, digest, computed)
+            if checksum is not None:
+                computed = self.checksum()
+                if computed != checksum:
+                    raise ChecksumMismatch(self.instrument_id, sequence, checksum, computed)
+        except BaseException:
+            self._bids, self._asks, self._digest, self._texts = old
+            self._checksum.invalidate()
+            raise
         self.sequence = sequence
 
     def apply_update(
         self,
         sequence: int,
-        changes: Iterable[LevelChange],
+        changes: Iterable[tuple[int, int, int]],
         checksum: int | None = None,
         digest: int | None = None,
-    ) -> None:
-        """Apply one event's level changes together.
+    ) -> int:
+        """Apply one message's level changes together; return how many levels they changed.
 
-        Raises SequenceGap unless ``sequence`` is the next one, CrossedBook if the result is crossed,
+        ``changes`` are ``(side, price, size)`` triples: ``LevelChange``s, or plain tuples with the wire's side
+        numbers (1 bid, 2 ask, as ``Side``'s values), applied in order. Raises SequenceGap unless ``sequence`` is
+        the next one, InvalidMessage for an unknown side or a negative size, CrossedBook if the result is crossed,
         ChecksumMismatch if it does not match ``checksum``, DigestMismatch if it does not match ``digest``; in
         every case the book is left unchanged.
         """
-        self._check_next(sequence)
-        bids, asks, tracker, total, crc = self._bids, self._asks, self._checksum, self._digest, crc32
-        bid_edge, ask_edge = tracker.bid_edge, tracker.ask_edge
-        bid_stale, ask_stale = tracker.bid_stale, tracker.ask_stale
+        previous = self.sequence
+        if previous is None or sequence != previous + 1:
+            self._check_next(sequence)
+        bids, asks, tracker = self._bids, self._asks, self._checksum
+        kept = self._digest is not None  # the digest and the levels' texts, kept change by change
+        total = self._digest or 0
+        bid_texts, ask_texts = self._texts
+        # Per side: its levels, their texts, its digest terms' seed, and its checksummed levels' edge as the
+        # message found it with their editor: a change at or better than the edge edits them.
+        bid_side = bids, bid_texts, BID_SEED, tracker.bid_edge, None if tracker.bid_stale else tracker.edit_bid
+        ask_side = asks, ask_texts, ASK_SEED, tracker.ask_edge, None if tracker.ask_stale else tracker.edit_ask
         undo: list[tuple[SortedDict, int, int]] = []
         try:
-            for change in changes:
-                side, price, size = change.side, change.price, change.size
-                if side is _BID:
-                    levels, key, term = bids, -price, BID_TERM
-                    if not bid_stale and (bid_edge is None or key <= bid_edge):
-                        bid_stale = True
-                elif side is _ASK:
-                    levels, key, term = asks, price, ASK_TERM
-                    if not ask_stale and (ask_edge is None or key <= ask_edge):
-                        ask_stale = True
+            for side, price, size in changes:
+                if side == _BID:
+                    levels, texts, seed, edge, edit = bid_side
+                    key = -price
+                elif side == _ASK:
+                    levels, texts, seed, edge, edit = ask_side
+                    key = price
                 else:
                     raise InvalidMessage(self.instrument_id, sequence, f"unknown side {side!r}")
+                old = levels.get(key, 0)
+                if old == size:
+                    continue
                 if size < 0:
                     raise InvalidMessage(self.instrument_id, sequence, f"negative size {size} at {price}")
-                old = levels.get(key, 0)
                 undo.append((levels, key, old))
-                if total is not None and old != size:  # the digest: the old level's term out, the new one's in
+                text: bytes | None
+                if size:
+                    text = LEVEL_TEXT % (price, size)  # its digest term's text and its part of the checksum
+                    if kept:  # the digest: the old level's term out, the new one's in
+                        total += crc32(text, seed) - crc32(texts[key], seed) if old else crc32(text, seed)
+                        texts[key] = text
                     if old:
-                        total -= crc(term % (price, old))
-                    if size:
-                        total += crc(term % (price, size))
-                if not size:
-                    if old:
-                        del levels[key]
-                elif old:
-                    _set_value(levels, key, size)  # the key is already in the sorted index
+                        _set_value(levels, key, size)  # the key is already in the sorted index
+                    else:
+                        levels[key] = size
                 else:
-                    levels[key] = size
-            if bids and asks and -bids.keys()[0] >= asks.keys()[0]:
-                raise CrossedBook(self.instrument_id, sequence, -bids.keys()[0], asks.keys()[0])
-            tracker.bid_stale, tracker.ask_stale = bid_stale, ask_stale
-            if checksum is not None:
-                computed = tracker.value(bids, asks)
-                if computed != checksum:
-                    raise ChecksumMismatch(self.instrument_id, sequence, checksum, computed)
-            if total is not None:
+                    text = None
+                    if kept:
+                        total -= crc32(texts.pop(key), seed)
+                    del levels[key]
+                if edit is not None and (edge is None or key <= edge):
+                    edit(key, text)
+            computed = tracker.value(bids, asks, self._texts if kept else None)
+            best_bids, best_asks = tracker.bid_keys, tracker.ask_keys  # (brought up to date by value())
+            if best_bids and best_asks and -best_bids[0] >= best_asks[0]:
+                raise CrossedBook(self.instrument_id, sequence, -best_bids[0], best_asks[0])
+            if checksum is not None and computed != checksum:
+                raise ChecksumMismatch(self.instrument_id, sequence, checksum, computed)
+            if kept:
                 total &= DIGEST_MASK
-            if digest is not None:
-                if total is None:  # not kept yet: once from the levels, then change by change
-                    total = book_digest(self.bids(), self.asks())
-                if total != digest:
-                    raise DigestMismatch(self.instrument_id, sequence, digest, total)
+            elif digest is not None:  # not kept yet: once from the levels, then change by change
+                total = self._keep_digest()
+                kept = True
+            if digest is not None and total != digest:
+                raise DigestMismatch(self.instrument_id, sequence, digest, total)
         except BaseException:
             for levels, key, size in reversed(undo):
                 if size:
@@ -299,13 +328,18 @@ class OrderBook:
                 else:
                     levels.pop(key, None)
             tracker.invalidate()  # its parts may hold the refused state
+            self._digest = None  # and the levels' texts too
             raise
-        self._digest = total
+        if kept:
+            self._digest = total
         self.sequence = sequence
+        return len(undo)
 
     def apply_heartbeat(self, sequence: int, checksum: int | None = None, digest: int | None = None) -> None:
         """A heartbeat moves the sequence on and re-states the checksum and the digest."""
-        self._check_next(sequence)
+        previous = self.sequence
+        if previous is None or sequence != previous + 1:
+            self._check_next(sequence)
         if checksum is not None:
             computed = self.checksum()
             if computed != checksum:

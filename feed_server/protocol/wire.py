@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
+from operator import attrgetter
 
 from feed_server.protocol.book import Level, LevelChange, OrderBook, Side, Trade
 from feed_server.protocol.errors import InvalidMessage
@@ -24,6 +25,9 @@ __all__ = [
 ]
 
 _SIDES = {pb.SIDE_BID: Side.BID, pb.SIDE_ASK: Side.ASK}
+_CHANGE_FIELDS = attrgetter("side", "price_ticks", "size_lots")  # a pb.LevelChange as OrderBook.apply_update takes it
+_TRADE_FIELDS = attrgetter("price_ticks", "size_lots", "aggressor")
+_new = tuple.__new__  # builds a Trade without its Python-level __new__ (as the simulator does)
 
 
 def instrument_to_pb(spec: InstrumentSpec) -> pb.Instrument:
@@ -118,18 +122,10 @@ def heartbeat_message(
     )
 
 
-def _changes(changes: Iterable[pb.LevelChange], message: pb.BookMessage) -> list[LevelChange]:
-    sides = _SIDES
-    try:
-        return [LevelChange(sides[c.side], c.price_ticks, c.size_lots) for c in changes]  # type: ignore[index]
-    except KeyError as exc:
-        raise InvalidMessage(message.instrument_id, message.sequence, f"unknown side {exc.args[0]}") from None
-
-
 def _trades(trades: Iterable[pb.Trade], message: pb.BookMessage) -> list[Trade]:
-    sides = _SIDES
+    sides, new = _SIDES, _new
     try:
-        return [Trade(t.price_ticks, t.size_lots, sides[t.aggressor]) for t in trades]  # type: ignore[index]
+        return [new(Trade, (price, size, sides[aggressor])) for price, size, aggressor in map(_TRADE_FIELDS, trades)]
     except KeyError as exc:
         raise InvalidMessage(message.instrument_id, message.sequence, f"unknown side {exc.args[0]}") from None
 
@@ -148,24 +144,29 @@ def apply_message(book: OrderBook, message: pb.BookMessage) -> Sequence[Trade]:
     Raises a BookError (and leaves the book as it was) when the message cannot be applied, including when a
     trade in it is malformed.
     """
-    return apply_body(book, message, message.WhichOneof("body"))
+    return apply_body(book, message, message.WhichOneof("body"))[0]
 
 
-def apply_body(book: OrderBook, message: pb.BookMessage, body: str | None) -> Sequence[Trade]:
-    """``apply_message`` for a caller that has already read ``message.WhichOneof("body")``."""
-    digest = message.book_digest if message.HasField("book_digest") else None
+def apply_body(book: OrderBook, message: pb.BookMessage, body: str | None) -> tuple[Sequence[Trade], bool]:
+    """``apply_message`` for a caller that has already read ``message.WhichOneof("body")``: the message's trades,
+    and whether it changed a level (a snapshot always counts)."""
+    digest: int | None = message.book_digest
+    if not digest and not message.HasField("book_digest"):  # (0 is a digest too: an empty book's)
+        digest = None
     if body == "update":
         update = message.update
-        trades = _trades(update.trades, message) if update.trades else _NO_TRADES
-        book.apply_update(message.sequence, _changes(update.changes, message), message.checksum, digest)
-        return trades
+        trades = update.trades
+        converted = _trades(trades, message) if trades else _NO_TRADES  # first: a bad trade refuses the message
+        # The changes go to the book as (side, price, size) tuples straight from the wire: no object per change.
+        changed = book.apply_update(message.sequence, map(_CHANGE_FIELDS, update.changes), message.checksum, digest)
+        return converted, changed > 0
     if body == "heartbeat":
         book.apply_heartbeat(message.sequence, message.checksum, digest)
-        return _NO_TRADES
+        return _NO_TRADES, False
     if body == "snapshot":
         snap = message.snapshot
         book.apply_snapshot(
             message.sequence, _levels_from_pb(snap.bids), _levels_from_pb(snap.asks), message.checksum, digest
         )
-        return _NO_TRADES
+        return _NO_TRADES, True
     raise InvalidMessage(message.instrument_id, message.sequence, "message has no body")

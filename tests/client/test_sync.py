@@ -465,6 +465,9 @@ def test_levels_version_moves_only_when_what_a_view_shows_changes() -> None:
     feed.book.set_level(Side.BID, 995, 3)
     change = update_message(IID, feed.seq, 0, feed.book.checksum(), [LevelChange(Side.BID, 995, 3)])
     assert applied(change) == (1, 1)
+    feed.seq += 1
+    same = update_message(IID, feed.seq, 0, feed.book.checksum(), [LevelChange(Side.BID, 995, 3)])
+    assert applied(same) == (1, 0), "a change to the size a level already has changes nothing a view shows"
     # The general path counts alike: a heartbeat after a resync's replay does not move it either.
     feed.seq += 1
     heartbeat = heartbeat_message(IID, feed.seq, 0, feed.book.checksum())

@@ -7,8 +7,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feed_server.protocol.book import LevelChange, OrderBook, Side
-from feed_server.protocol.checksum import compute_checksum
-from feed_server.protocol.errors import BookError, ChecksumMismatch, CrossedBook, InvalidMessage, SequenceGap
+from feed_server.protocol.checksum import book_digest, compute_checksum
+from feed_server.protocol.errors import (
+    BookError,
+    ChecksumMismatch,
+    CrossedBook,
+    DigestMismatch,
+    InvalidMessage,
+    SequenceGap,
+)
 
 
 def make_book(depth: int = 100) -> OrderBook:
@@ -123,3 +130,63 @@ def test_the_cached_checksum_always_equals_a_fresh_one(moves: list[tuple[bool, i
         else:
             book.apply_update(seq, [LevelChange(side, at, size)])
         assert book.checksum() == compute_checksum(book.bids(n), book.asks(n))
+
+
+def test_updates_take_plain_tuples_with_the_wires_side_numbers_and_count_the_levels_they_change() -> None:
+    book = make_book()
+    changes = [(1, 101, 2), (2, 103, 4), (1, 97, 0), (2, 110, 0)]  # a new level, one unchanged, one gone, a no-op
+    expected = compute_checksum([(101, 2), (100, 5), (99, 7)], [(102, 3), (103, 4)])
+    assert book.apply_update(11, changes, expected) == 2
+    assert book.bids() == [(101, 2), (100, 5), (99, 7)] and book.asks() == [(102, 3), (103, 4)]
+    assert book.apply_update(12, [(Side.ASK, 103, 4)]) == 0  # nothing changed, yet the sequence moves on
+    assert book.sequence == 12
+
+
+def test_an_unknown_side_refuses_the_whole_update() -> None:
+    book = make_book()
+    before = book.bids(), book.asks(), book.checksum(), book.digest()
+    with pytest.raises(InvalidMessage, match="unknown side 3"):
+        book.apply_update(11, [(1, 101, 2), (2, 102, 0), (3, 104, 1)])
+    assert (book.bids(), book.asks(), book.checksum(), book.digest(), book.sequence) == (*before, 10)
+
+
+Move = tuple[bool, int, int]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.lists(st.tuples(st.booleans(), st.integers(1, 30), st.integers(0, 4)), max_size=8), st.booleans()),
+        max_size=40,
+    ),
+    st.integers(1, 15),
+)
+def test_messages_of_several_changes_verified_or_refused_keep_the_book_exact(
+    messages: list[tuple[list[Move], bool]], depth: int
+) -> None:
+    """Net changes of several events in one message, each message verified (checksum and digest) or refused whole
+    (a wrong digest): the book, its checksum and its digest always equal those of the true book."""
+    book = OrderBook("T", depth)
+    truth = OrderBook("T", depth)
+    book.apply_snapshot(0, [], [], checksum=truth.checksum(), digest=0)
+    truth.sequence = 0
+    n = min(depth, 10)
+    for moves, corrupt in messages:
+        changes = {(is_bid, price if is_bid else price + 30): size for is_bid, price, size in moves}
+        nxt = OrderBook("T", depth)
+        nxt.apply_snapshot(0, truth.bids(), truth.asks())
+        for (is_bid, price), size in changes.items():
+            nxt.set_level(Side.BID if is_bid else Side.ASK, price, size)
+        if nxt.is_crossed():
+            continue
+        wire = [(1 if is_bid else 2, price, size) for (is_bid, price), size in changes.items()]
+        if corrupt:
+            with pytest.raises(DigestMismatch):
+                book.apply_update(truth.sequence + 1, wire, nxt.checksum(), nxt.digest() ^ 1)
+        else:
+            book.apply_update(truth.sequence + 1, wire, nxt.checksum(), nxt.digest())
+            truth = nxt
+            truth.sequence = book.sequence
+        assert (book.bids(), book.asks()) == (truth.bids(), truth.asks())
+        assert book.checksum() == compute_checksum(truth.bids(n), truth.asks(n))
+        assert book.digest() == book_digest(truth.bids(), truth.asks())

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from zlib import crc32
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sortedcontainers import SortedDict
 
 from feed_server.protocol.book import OrderBook
-from feed_server.protocol.checksum import ChainedChecksum, book_digest, checksum_text, compute_checksum, level_term
+from feed_server.protocol.checksum import (
+    ASK_SEED,
+    BID_SEED,
+    LEVEL_TEXT,
+    ChainedChecksum,
+    book_digest,
+    checksum_text,
+    compute_checksum,
+    level_term,
+)
 from feed_server.protocol.errors import ChecksumMismatch, DigestMismatch
 from feed_server.protocol.levels import LevelChange, Side
 
@@ -124,3 +135,72 @@ def test_the_digest_kept_change_by_change_equals_a_fresh_one(moves: list[tuple[b
         fresh_book.set_level(side, at, size)
         book.apply_update(seq, [LevelChange(side, at, size)], digest=book_digest(fresh_book.bids(), fresh_book.asks()))
         assert book.digest() == book_digest(book.bids(), book.asks())
+
+
+def test_a_level_text_gives_both_its_checksum_part_and_its_digest_term() -> None:
+    assert LEVEL_TEXT % (10001, 5) == b"10001:5"
+    assert crc32(LEVEL_TEXT % (10001, 5), BID_SEED) == level_term(Side.BID, 10001, 5) == 4198171710
+    assert crc32(LEVEL_TEXT % (10003, 7), ASK_SEED) == level_term(Side.ASK, 10003, 7) == 2571024031
+
+
+def _fresh(bids: SortedDict, asks: SortedDict, levels: int) -> int:
+    return compute_checksum([(-k, bids[k]) for k in bids.keys()[:levels]], list(asks.items())[:levels])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.tuples(st.booleans(), st.integers(1, 30), st.integers(0, 4)), min_size=1, max_size=8),
+        max_size=40,
+    ),
+    st.integers(1, 12),
+    st.booleans(),
+)
+def test_the_checksum_edited_change_by_change_always_equals_a_fresh_one(
+    messages: list[list[tuple[bool, int, int]]], levels: int, with_texts: bool
+) -> None:
+    """The book's use: every change at or better than its side's edge (as the message found it) is an edit, the
+    value is read once per message; the levels' texts come from the owner or from the sizes."""
+    bids, asks = SortedDict(), SortedDict()
+    texts: tuple[dict[int, bytes], dict[int, bytes]] = ({}, {})
+    tracker = ChainedChecksum(levels)
+    for n, moves in enumerate(messages):
+        if n % 7 == 3:
+            tracker.bid_stale = True  # now and then a side is read again from the book, as after set_level()
+        edges = tracker.bid_edge, tracker.ask_edge
+        stale = tracker.bid_stale, tracker.ask_stale
+        for is_bid, price, size in moves:
+            at = price if is_bid else price + 30
+            key = -at if is_bid else at
+            side, side_texts = (bids, texts[0]) if is_bid else (asks, texts[1])
+            text = LEVEL_TEXT % (at, size) if size else None
+            if text is None:
+                side.pop(key, None)
+                side_texts.pop(key, None)
+            else:
+                side[key] = size
+                side_texts[key] = text
+            edge = edges[0] if is_bid else edges[1]
+            if not (stale[0] if is_bid else stale[1]) and (edge is None or key <= edge):
+                (tracker.edit_bid if is_bid else tracker.edit_ask)(key, text)
+        assert tracker.value(bids, asks, texts if with_texts else None) == _fresh(bids, asks, levels)
+        assert tracker.bid_keys == list(bids.keys()[:levels]) and tracker.ask_keys == list(asks.keys()[:levels])
+
+
+def test_an_edit_reads_nothing_from_the_book_unless_the_top_loses_a_level() -> None:
+    bids, asks = _sides(TEN_BIDS, TEN_ASKS)
+    tracker = ChainedChecksum(10)
+    tracker.value(bids, asks)
+    empty = SortedDict()  # value() would read the (wrong) empty sides if it read the book
+    bids[-1000] = 9  # a size in the top ten
+    tracker.edit_bid(-1000, b"1000:9")
+    asks[1000] = 1  # a new best ask: the tenth one leaves
+    tracker.edit_ask(1000, b"1000:1")
+    expected = compute_checksum([(1000, 9), *TEN_BIDS[1:10]], [(1000, 1), *TEN_ASKS[:9]])
+    assert tracker.value(empty, empty) == expected
+    assert (tracker.bid_edge, tracker.ask_edge) == (-991, 1009)
+    del bids[-1000]  # the top loses its best level: the one after its last is read from the book
+    tracker.edit_bid(-1000, None)
+    assert tracker.bid_edge is None
+    assert tracker.value(bids, asks) == compute_checksum(TEN_BIDS[1:11], [(1000, 1), *TEN_ASKS[:9]])
+    assert tracker.bid_edge == -990

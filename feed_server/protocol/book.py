@@ -181,21 +181,25 @@ class OrderBook:
 
     # ----------------------------------------------------------------- writing, unchecked
     def set_level(self, side: Side, price: int, size: int) -> None:
-        """Set one level without any check (the simulator's own fast path). Size 0 removes it."""
+        """Set one level without any check (the simulator's own fast path). Size 0 removes it.
+
+        The checksum is kept change by change (a change that reaches the top levels edits them), so a source
+        that publishes after every few changes pays for its checksum per change, never per rebuilt side."""
         self._digest = None
         checksum = self._checksum
         if side is Side.BID:
+            key = -price
             edge = checksum.bid_edge
-            if edge is None or -price <= edge:
-                checksum.bid_stale = True
+            if (edge is None or key <= edge) and not checksum.bid_stale:
+                checksum.edit_bid(key, LEVEL_TEXT % (price, size) if size else None)
             if size:
-                self._bids[-price] = size
+                self._bids[key] = size
             else:
-                self._bids.pop(-price, None)
+                self._bids.pop(key, None)
         else:
             edge = checksum.ask_edge
-            if edge is None or price <= edge:
-                checksum.ask_stale = True
+            if (edge is None or price <= edge) and not checksum.ask_stale:
+                checksum.edit_ask(price, LEVEL_TEXT % (price, size) if size else None)
             if size:
                 self._asks[price] = size
             else:

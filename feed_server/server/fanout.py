@@ -6,7 +6,8 @@ message, and the instrument's sequence goes up by one (it counts messages, as ex
 their diff messages, not order events). For each depth currently subscribed on that instrument it builds one
 ``pb.BookMessage`` (the depth view's net level changes over those events, at most one per price and side, plus
 every trade in execution order; or a heartbeat when the events were all heartbeats), computes each checksum once
-(a :class:`ChainedChecksum` per checksummed level count, rebuilt only on the side the changes reach), sets the
+(the book's own for the top 10 levels, kept change by change; a :class:`ChainedChecksum` per smaller level
+count, re-read only on the side the changes reach), sets the
 view's book digest (kept change by change by the depth view), and hands the same message object to every
 subscriber at that depth. Events that leave a depth's view unchanged still give it an Update with no changes, so
 sequences are contiguous and identical for every subscriber. Nothing is built for an instrument nobody
@@ -153,8 +154,10 @@ class Fanout:
         self.max_batch = max_batch
         self.subscribed = asyncio.Event()  # set by every new subscription (the engine waits on it when idle)
         self._groups: dict[str, dict[int, _Group]] = {iid: {} for iid in sources}
+        # Per instrument: the checksum of its top n levels for each n under CHECKSUM_LEVELS (depth-limited
+        # subscribers); the book keeps its own checksum of the top CHECKSUM_LEVELS.
         self._checksums: dict[str, dict[int, ChainedChecksum]] = {
-            iid: {n: ChainedChecksum(n) for n in range(1, CHECKSUM_LEVELS + 1)} for iid in sources
+            iid: {n: ChainedChecksum(n) for n in range(1, CHECKSUM_LEVELS)} for iid in sources
         }
         self._subscriptions: dict[int, Subscription] = {}
         # Per instrument: the sequence of its last message (0: the initial book). One message per publish() call.
@@ -194,8 +197,8 @@ class Fanout:
             group = groups.get(depth)
             if group is None:
                 group = groups[depth] = _Group(DepthView(self.sources[iid].book, depth))
-                # The chained checksum was not kept up to date while nobody used it.
-                self._checksums[iid][min(CHECKSUM_LEVELS, depth)].invalidate()
+                if depth < CHECKSUM_LEVELS:  # its chained checksum was not kept up to date while nobody used it
+                    self._checksums[iid][depth].invalidate()
             group.subscribers.append(sub)
             sub._buffer.append(self._snapshot(iid, depth, pb.SNAPSHOT_REASON_INITIAL))
         self._subscriptions[sub.sub_id] = sub
@@ -297,9 +300,12 @@ class Fanout:
             n = depth if depth < CHECKSUM_LEVELS else CHECKSUM_LEVELS
             checksum = used.get(n)
             if checksum is None:
-                tracker = checksums[n]
-                tracker.note(changes)
-                checksum = used[n] = tracker.value(book.key_levels(Side.BID), book.key_levels(Side.ASK))
+                if n == CHECKSUM_LEVELS:  # the book keeps its own, change by change
+                    checksum = used[n] = book.checksum()
+                else:
+                    tracker = checksums[n]
+                    tracker.note(changes)
+                    checksum = used[n] = tracker.value(book.key_levels(Side.BID), book.key_levels(Side.ASK))
             view = group.view
             if heartbeat:
                 message = heartbeat_message(iid, sequence, event_time_ns, checksum, view.digest)

@@ -18,7 +18,8 @@
     │   ├── FeedUnavailable       no server at the address, or the connection broke or went quiet
     │   ├── UnknownInstrument     the server does not know an instrument id (NOT_FOUND)
     │   └── BadRequest            the server refused the request (INVALID_ARGUMENT)
-    └── StartupError              a process the launcher started did not come up (exited, or not ready in time)
+    ├── StartupError              a process the launcher started did not come up (exited, or not ready in time)
+    └── BadRecording              a file is not a recording, has an unknown format version, or holds nothing
 
 The server raises only RequestError; the service ends the call with its status. The consumer side raises only
 FeedError: feed_server.client.rpc translates a ``grpc.aio.AioRpcError`` into one at the boundary and keeps the
@@ -146,3 +147,7 @@ class BadRequest(FeedError):
 
 class StartupError(MarketDataError):
     """A process started by the launcher (run.py) did not come up: it exited, or was not ready in time."""
+
+
+class BadRecording(MarketDataError):
+    """A file is not a recording (feed_server.record), has a format version this code cannot read, or is empty."""

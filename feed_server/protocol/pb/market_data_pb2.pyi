@@ -150,3 +150,27 @@ class BookMessage(_message.Message):
     book_digest: int
     session_id: str
     def __init__(self, instrument_id: _Optional[str] = ..., sequence: _Optional[int] = ..., event_time_ns: _Optional[int] = ..., checksum: _Optional[int] = ..., snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., update: _Optional[_Union[Update, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., book_digest: _Optional[int] = ..., session_id: _Optional[str] = ...) -> None: ...
+
+class RecordingHeader(_message.Message):
+    __slots__ = ("instruments", "depth", "source_address", "session_id", "start_time_ns", "recorder")
+    INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    RECORDER_FIELD_NUMBER: _ClassVar[int]
+    instruments: _containers.RepeatedCompositeFieldContainer[Instrument]
+    depth: int
+    source_address: str
+    session_id: str
+    start_time_ns: int
+    recorder: str
+    def __init__(self, instruments: _Optional[_Iterable[_Union[Instrument, _Mapping]]] = ..., depth: _Optional[int] = ..., source_address: _Optional[str] = ..., session_id: _Optional[str] = ..., start_time_ns: _Optional[int] = ..., recorder: _Optional[str] = ...) -> None: ...
+
+class RecordedItem(_message.Message):
+    __slots__ = ("recv_time_ns", "item")
+    RECV_TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    recv_time_ns: int
+    item: SubscribeResponse
+    def __init__(self, recv_time_ns: _Optional[int] = ..., item: _Optional[_Union[SubscribeResponse, _Mapping]] = ...) -> None: ...

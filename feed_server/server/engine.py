@@ -16,8 +16,7 @@ message per instrument, which is what keeps the cost per event low at high rates
 the protobuf message, the stream item and the consumer's verification are paid once per message. When a
 wake-up ran ``BUSY_EVENTS`` events or more, the engine sleeps at least ``BUSY_TICK_S`` before the next one
 (an event then waits at most that long, far below the latency targets at those rates), so that a busy feed
-wakes up a few hundred times a second, not a thousand; it also says so to the streams (``Fanout.busy``), which
-then gather their items a little longer. What is built
+wakes up a few hundred times a second, not a thousand. What is built
 for subscribers is the fan-out's business (feed_server.server.fanout).
 
 Fairness and responsiveness. The engine works in slices of at most ``SLICE_S`` (wall clock) and always returns
@@ -174,7 +173,6 @@ class Engine:
         while True:
             elapsed = self._elapsed_ns()
             ran = self.advance(elapsed, deadline_ns=time.monotonic_ns() + slice_ns)
-            fanout.busy = ran >= BUSY_EVENTS
             if self.events >= crash_at:
                 raise RuntimeError(f"crashed on purpose after {self.events} events (crash_after_events, a test hook)")
             due = self._due[0][0]

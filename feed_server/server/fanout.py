@@ -166,9 +166,6 @@ class Fanout:
         self.closed_reason: str | None = None  # set by close_all(): no new subscription or snapshot after it
         self.messages_published = 0  # messages built (one per event per subscribed depth), all instruments
         self.resyncs = 0  # resyncs of slow subscribers so far, all subscribers
-        # Set by the engine: its last wake-up ran many events (thousands per second), so streams may gather their
-        # items for a few milliseconds (feed_server.server.service).
-        self.busy = False
 
     @property
     def subscriber_count(self) -> int:

@@ -13,11 +13,10 @@ carries the server's ``session_id``, so a consumer never applies a snapshot of a
 Stream items under load. A stream sends everything its subscription has buffered as one item, at once: at low
 rates one message per item, with nothing held back. Each item costs both processes a wake-up and a socket write
 and read, a fixed price (about a hundred microseconds of CPU on each side on a small virtual machine) whatever
-its size. So while the feed is busy (``Fanout.busy``: the engine's last wake-up ran thousands of events per
-second's worth, see feed_server.server.engine), a stream waits ``BUSY_PAUSE_S`` after each item before taking
-the next batch: the next item then carries a few milliseconds of messages, and the per-item price is paid a few
-hundred times a second instead of a thousand. The added delay (at most ``BUSY_PAUSE_S``) exists only under
-load, when it is far below the latency targets.
+its size. So when an item carried ``BUSY_MESSAGES`` messages or more (the feed is busy: thousands of events per
+second), the stream waits ``BUSY_PAUSE_S`` before taking the next batch: the next item then carries a few
+milliseconds of messages, and the per-item price is paid a few hundred times a second instead of a thousand.
+The added delay (at most ``BUSY_PAUSE_S``) exists only under load, when it is far below the latency targets.
 """
 
 from __future__ import annotations
@@ -38,12 +37,13 @@ from feed_server.protocol.wire import instrument_to_pb
 from feed_server.server.fanout import Fanout
 from feed_server.server.faults import FAULT_KINDS, FaultInjector
 
-__all__ = ["BUSY_PAUSE_S", "MAX_INSTRUMENT_IDS", "MarketDataServicer", "validate_request"]
+__all__ = ["BUSY_MESSAGES", "BUSY_PAUSE_S", "MAX_INSTRUMENT_IDS", "MarketDataServicer", "validate_request"]
 
 logger = logging.getLogger(__name__)
 
 MAX_INSTRUMENT_IDS = 100
-BUSY_PAUSE_S = 0.003  # while the feed is busy, the pause after each item (see the module docstring)
+BUSY_MESSAGES = 4  # an item with this many messages means the feed is busy: pause before the next one
+BUSY_PAUSE_S = 0.003  # the pause: the next item gathers this much more (see the module docstring)
 _MAX_ID_SHOWN = 64
 
 
@@ -130,7 +130,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: igno
                     if not batch:
                         continue
                 yield pb.SubscribeResponse(session_id=session_id, messages=batch)
-                if self._fanout.busy:
+                if len(batch) >= BUSY_MESSAGES:
                     await asyncio.sleep(BUSY_PAUSE_S)
             failure = self._failure()  # the fan-out ended the subscription: the feed stopped, or broke
             if failure is not None:

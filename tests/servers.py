@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any
+
+import psutil
 
 from feed_server.client.health import feed_serving
 from feed_server.launch import REPO_ROOT, child_env, wait_ready
@@ -89,6 +92,40 @@ def start_feed_process(port: int, *args: str) -> subprocess.Popen[bytes]:
 def wait_for_health(address: str, timeout: float) -> None:
     """Block until the gRPC health service at ``address`` answers SERVING (StartupError after ``timeout``)."""
     wait_ready(f"feed at {address}", lambda: feed_serving(address), timeout)
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps the process, and kills any child it left."""
+    children: list[psutil.Process] = []
+    with suppress(psutil.Error):
+        children = psutil.Process(process.pid).children(recursive=True)
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=grace)  # drains piped output so the process cannot block on it
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate(timeout=5.0)
+    for child in children:  # run.py's children live in their own process groups
+        with suppress(psutil.Error):
+            child.kill()
+            child.wait(5.0)
+    for stream in (process.stdin, process.stdout, process.stderr):  # when it had exited already
+        if stream is not None:
+            stream.close()
+
+
+@contextmanager
+def feed_process(*args: str) -> Iterator[str]:
+    """``python -m feed_server *args`` on a free port, serving; yields its address and stops it on the way out."""
+    port = free_port()
+    process = start_feed_process(port, *args)
+    try:
+        address = f"127.0.0.1:{port}"
+        wait_for_health(address, 15.0)
+        yield address
+    finally:
+        stop_process(process)
 
 
 def open_raw_websocket(port: int, path: str) -> socket.socket:

@@ -14,8 +14,31 @@ from pathlib import Path
 from bench.report import Result, at_most, combine, info, render_table
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-ROWS = ["1", "2", "3a", "3b", "3c", "3d", "3e", "4a", "4b", "4c", "4d", "5", "6", "7a", "7b", "7c", "7d",
-        "8", "9a", "9b", "10a", "10b", "11"]
+ROWS = [
+    "1",
+    "2",
+    "3a",
+    "3b",
+    "3c",
+    "3d",
+    "3e",
+    "4a",
+    "4b",
+    "4c",
+    "4d",
+    "5",
+    "6",
+    "7a",
+    "7b",
+    "7c",
+    "7d",
+    "8",
+    "9a",
+    "9b",
+    "10a",
+    "10b",
+    "11",
+]
 
 
 def _bench(args: list[str], timeout: float) -> tuple[int, str, str]:

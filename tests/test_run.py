@@ -86,8 +86,9 @@ async def test_run_serves_and_stops_cleanly(signum: signal.Signals) -> None:
 
 async def test_run_exits_1_with_one_line_when_the_feed_never_answers() -> None:
     port = free_port()
-    process, output = start_run("--port", str(free_port()), "--feed-address", f"127.0.0.1:{port}",
-                                "--start-timeout", "2")
+    process, output = start_run(
+        "--port", str(free_port()), "--feed-address", f"127.0.0.1:{port}", "--start-timeout", "2"
+    )
     children: list[psutil.Process] = []
     try:
         await asyncio.sleep(0.5)

@@ -113,8 +113,17 @@ async def test_once_live_it_survives_a_feed_restart_and_exits_0_at_the_end_of_it
     try:
         await asyncio.to_thread(wait_for_health, address, 20)
         process = await asyncio.create_subprocess_exec(
-            *CLIENT, "--address", address, "--instrument", "AAPL", "--duration", "20",
-            cwd=REPO_ROOT, env=child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            *CLIENT,
+            "--address",
+            address,
+            "--instrument",
+            "AAPL",
+            "--duration",
+            "20",
+            cwd=REPO_ROOT,
+            env=child_env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         assert process.stdout is not None
         before: list[str] = []
@@ -158,8 +167,17 @@ async def test_an_instrument_the_restarted_feed_dropped_is_shown_stale_and_retri
     await first.start()
     servers = [first]
     process = await asyncio.create_subprocess_exec(
-        *CLIENT, "--address", address, "--instrument", "AAPL", "--duration", "25",
-        cwd=REPO_ROOT, env=child_env(), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        *CLIENT,
+        "--address",
+        address,
+        "--instrument",
+        "AAPL",
+        "--duration",
+        "25",
+        cwd=REPO_ROOT,
+        env=child_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert process.stdout is not None and process.stderr is not None

@@ -88,9 +88,7 @@ async def test_every_status_is_retried_until_the_real_feed_is_back(
     broken = BrokenFeed(mode) if mode is not None else None
     server = await start_server(port, broken)
     feed: FeedServer | None = None
-    subscriber = FeedSubscriber(
-        f"127.0.0.1:{port}", ["AAPL"], depth=10, backoff_initial=0.01, backoff_max=0.1, seed=1
-    )
+    subscriber = FeedSubscriber(f"127.0.0.1:{port}", ["AAPL"], depth=10, backoff_initial=0.01, backoff_max=0.1, seed=1)
     try:
         async with running(subscriber) as task:
             # (In the live-then-INTERNAL mode each stream is live for a moment: look between two of them.)
@@ -310,4 +308,3 @@ async def test_a_snapshot_of_another_session_is_never_applied() -> None:
     assert all(sequence is not None and sequence < 10_000 for _, sequence, _ in seen)
     first_stale = next(i for i, (stale, _, _) in enumerate(seen) if stale)
     assert any(not stale for stale, _, _ in seen[first_stale:]), "live again after the resync"
-

@@ -72,7 +72,11 @@ async def test_a_faulty_feed_gets_paced_snapshot_requests_and_counted_warnings(
     ids = [spec.instrument_id for spec in DEFAULT_INSTRUMENTS]
     async with running_feed_server(seed=7, rate=300.0, fault_rate=0.05) as server:
         subscriber = FeedSubscriber(
-            server.address, depth=20, seed=3, resync_backoff_initial=0.05, resync_backoff_max=cap,
+            server.address,
+            depth=20,
+            seed=3,
+            resync_backoff_initial=0.05,
+            resync_backoff_max=cap,
             log_interval=interval,
         )
         async with running(subscriber):
@@ -95,4 +99,3 @@ async def test_a_faulty_feed_gets_paced_snapshot_requests_and_counted_warnings(
     assert counted + uncounted <= faults and counted > 0, lines
     resynced = [r.getMessage() for r in caplog.records if " resynchronised at sequence " in r.getMessage()]
     assert resynced and len(resynced) < stats.resyncs
-

@@ -157,8 +157,13 @@ async def test_restart_on_the_same_port_goes_stale_then_live_with_the_new_sessio
     first = FeedServer(host="127.0.0.1", port=port, seed=1, rate=100.0)
     await first.start()
     subscriber = FeedSubscriber(
-        f"127.0.0.1:{port}", ["AAPL", "BTC-USD"], depth=10, heartbeat_timeout=1.0, backoff_initial=0.05,
-        backoff_max=0.2, seed=3,
+        f"127.0.0.1:{port}",
+        ["AAPL", "BTC-USD"],
+        depth=10,
+        heartbeat_timeout=1.0,
+        backoff_initial=0.05,
+        backoff_max=0.2,
+        seed=3,
     )
     recorder = Recorder(subscriber)
     second: FeedServer | None = None
@@ -169,8 +174,10 @@ async def test_restart_on_the_same_port_goes_stale_then_live_with_the_new_sessio
             assert old_session == first.session_id
             await first.stop(grace=0.1)
             await eventually(
-                lambda: subscriber.state is ConnectionState.RECONNECTING
-                and all(entry.stale for entry in subscriber.books.values()),
+                lambda: (
+                    subscriber.state is ConnectionState.RECONNECTING
+                    and all(entry.stale for entry in subscriber.books.values())
+                ),
                 2,
             )
             await asyncio.sleep(0.3)  # a few failed attempts while nothing listens
@@ -320,8 +327,10 @@ async def test_a_killed_feed_process_restarted_on_the_same_port_recovers() -> No
             first_session = subscriber.session_id
             processes[0].kill()  # SIGKILL: no goodbye on the stream
             took = await eventually(
-                lambda: subscriber.state is ConnectionState.RECONNECTING
-                and all(entry.stale for entry in subscriber.books.values()),
+                lambda: (
+                    subscriber.state is ConnectionState.RECONNECTING
+                    and all(entry.stale for entry in subscriber.books.values())
+                ),
                 2,
             )
             assert took < 2

@@ -6,7 +6,6 @@ process; they are started once per module and always killed.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import tempfile
@@ -17,7 +16,13 @@ from typing import IO
 import pytest
 
 from feed_server.launch import http_ok, wait_ready
-from tests.servers import REPO_ROOT, child_env, free_port, start_feed_process, wait_for_health
+from tests.servers import (
+    REPO_ROOT,
+    child_env,
+    feed_process,
+    free_port,
+    stop_process,
+)
 
 FEED_RATE = "200"  # order events per second per instrument
 
@@ -41,20 +46,6 @@ class Dashboard:
 
     def ws(self, instrument_id: str, query: str = "") -> str:
         return f"ws://127.0.0.1:{self.port}/ws/market_data/{instrument_id}" + (f"?{query}" if query else "")
-
-
-def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps it and closes its pipes."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    for stream in (process.stdin, process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
 
 
 def start_dashboard(feed_address: str, port: int | None = None, **env: str) -> Dashboard:
@@ -83,14 +74,8 @@ def start_dashboard(feed_address: str, port: int | None = None, **env: str) -> D
 @pytest.fixture(scope="module")
 def feed_address() -> Iterator[str]:
     """A real feed server process (seed 3, rate FEED_RATE); yields its address."""
-    port = free_port()
-    process = start_feed_process(port, "--seed", "3", "--rate", FEED_RATE)
-    try:
-        address = f"127.0.0.1:{port}"
-        wait_for_health(address, 15.0)
+    with feed_process("--seed", "3", "--rate", FEED_RATE) as address:
         yield address
-    finally:
-        stop_process(process)
 
 
 @pytest.fixture(scope="module")

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-import psutil
 import pytest
 
 from feed_server.launch import http_ok, wait_ready
 from feed_server.protocol.errors import StartupError
-from tests.servers import CHROMIUM, child_env, free_port, start_feed_process, wait_for_health
+from tests.servers import CHROMIUM, child_env, free_port, start_feed_process, stop_process, wait_for_health
 from tests.servers import CHROMIUM_FLAGS as CHROMIUM_ARGS
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "REPO", "page_feed", "running_dashboard", "stop_process"]
@@ -43,27 +41,6 @@ def page_feed() -> Iterator[str]:
         else:
             os.environ["DASHBOARD_FEED_ADDRESS"] = previous
         stop_process(process)
-
-
-def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps the process, and kills any child it left."""
-    children: list[psutil.Process] = []
-    with suppress(psutil.Error):
-        children = psutil.Process(process.pid).children(recursive=True)
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=grace)  # drains piped output so the process cannot block on it
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate(timeout=5.0)
-    for child in children:  # run.py's children live in their own process groups
-        with suppress(psutil.Error):
-            child.kill()
-            child.wait(5.0)
-    for stream in (process.stdin, process.stdout, process.stderr):  # when it had exited already
-        if stream is not None:
-            stream.close()
 
 
 @contextmanager

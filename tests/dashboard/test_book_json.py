@@ -70,8 +70,17 @@ def test_reason_is_null_while_live_and_the_given_text_while_stale() -> None:
     text = "sequence gap: expected 4, received 6; <b>resynchronising</b>"
     stale = orjson.loads(encode_book(spec, book, stale=True, timestamp_ns=1, depth=10, reason=text))
     assert stale["stale"] is True and stale["reason"] == text
-    assert list(stale) == ["type", "instrument_id", "sequence", "timestamp_ns", "bids", "asks", "checksum", "stale",
-                           "reason"]
+    assert list(stale) == [
+        "type",
+        "instrument_id",
+        "sequence",
+        "timestamp_ns",
+        "bids",
+        "asks",
+        "checksum",
+        "stale",
+        "reason",
+    ]
 
 
 def test_the_cache_keys_on_the_version_and_the_reason() -> None:

@@ -74,8 +74,9 @@ def test_page_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
             page.click("[data-testid=instrument]")
             page.locator(".q-menu .q-item", has_text=f"{second.instrument_id} - {second.display_name}").click()
             wait_until(
-                lambda: in_range(second, column_texts(page, "bids", 1))
-                and in_range(second, column_texts(page, "asks", 1)),
+                lambda: (
+                    in_range(second, column_texts(page, "bids", 1)) and in_range(second, column_texts(page, "asks", 1))
+                ),
                 "the second instrument's prices",
             )
             # Both tables read at one moment (two reads could straddle an update and see a crossed pair).

@@ -8,21 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.record.support import SUMMARY, run_record, stop_process
-from tests.servers import free_port, start_feed_process, wait_for_health
+from tests.record.support import SUMMARY, run_record
+from tests.servers import feed_process
 
 
 @pytest.fixture(scope="package")
 def feed() -> Iterator[str]:
     """A seeded feed process (at a brisk rate) for the recording tests; its address."""
-    port = free_port()
-    process = start_feed_process(port, "--seed", "7", "--rate", "200")
-    try:
-        address = f"127.0.0.1:{port}"
-        wait_for_health(address, 15.0)
+    with feed_process("--seed", "7", "--rate", "200") as address:
         yield address
-    finally:
-        stop_process(process)
 
 
 @pytest.fixture(scope="package")

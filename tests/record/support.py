@@ -42,13 +42,6 @@ def start_record(*args: str) -> subprocess.Popen[bytes]:
     )
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """Kill the process unless it has ended, and collect it."""
-    if process.poll() is None:
-        process.kill()
-    process.communicate(timeout=10)
-
-
 def verify(records: Iterable[pb.RecordedItem]) -> dict[str, dict[str, OrderBook]]:
     """Apply every recorded message to a book of its session and instrument (apply_message verifies the sequence,
     checksum and digest of each); each session's first message per instrument is an INITIAL snapshot, later

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from feed_server.record.format import RecordingReader
-from tests.record.support import SUMMARY, run_record, start_record, stop_process, verify
-from tests.servers import free_port, start_feed_process, wait_for_health
+from tests.record.support import SUMMARY, run_record, start_record, verify
+from tests.servers import free_port, start_feed_process, stop_process, wait_for_health
 
 
 def test_a_recording_reads_back_and_every_message_verifies(recording: Path) -> None:
@@ -87,7 +87,8 @@ def test_a_restarted_feed_is_recorded_as_a_second_session(tmp_path: Path) -> Non
         wait_for_health(address, 15.0)
         recorder = start_record("--address", address, "--out", str(path), "--duration", "6")
         time.sleep(1.5)
-        stop_process(feed)
+        feed.kill()  # no goodbye on the stream
+        stop_process(feed)  # reaps it and closes its pipes
         feed = start_feed_process(port, "--seed", "3")
         wait_for_health(address, 15.0)
         out, err = recorder.communicate(timeout=20)

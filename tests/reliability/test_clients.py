@@ -37,7 +37,10 @@ NEVER_READERS = 16
 def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     log_path = tmp_path_factory.mktemp("limits") / "dashboard.log"
     running = start_system(
-        "--seed", "4", "--rate", "60",
+        "--seed",
+        "4",
+        "--rate",
+        "60",
         log_path=log_path,
         limits={"max_connections": MAX_CONNECTIONS, "send_timeout": SEND_TIMEOUT},
     )
@@ -141,10 +144,13 @@ async def test_never_reading_clients_delay_nobody_stay_bounded_and_are_dropped(l
         baseline_rate = reader.count_since(baseline_start) / 2.0
         rss_before = rss_mb(dashboard_pid)
         instruments = ["BTC-USD", "ETH-USD", "ES-Z6", "EUR-USD", "USD-JPY", "MSFT", "AAPL"]
-        sockets = [open_raw_websocket(
+        sockets = [
+            open_raw_websocket(
                 limited.dashboard.port,
                 f"/ws/market_data/{instruments[i % 7]}?depth=100&interval_ms=0&trades=1",
-            ) for i in range(NEVER_READERS)]
+            )
+            for i in range(NEVER_READERS)
+        ]
         flooded = loop.time()
         peak_rss = rss_before
         for _ in range(16):  # 8 s with the never-readers connected
@@ -163,7 +169,9 @@ async def test_never_reading_clients_delay_nobody_stay_bounded_and_are_dropped(l
             f"\nslow clients: reader {baseline_rate:.0f} books/s before, {flooded_rate:.0f} books/s with "
             f"{NEVER_READERS} never-readers (longest gap {gap * 1000:.0f} ms); dashboard RSS {rss_before:.1f} MB "
             f"-> peak {peak_rss:.1f} MB; all {NEVER_READERS} never-readers dropped "
-            f"{all_dropped_after:.1f} s after connecting" if still_open == 0 else f"; {still_open} still open"
+            f"{all_dropped_after:.1f} s after connecting"
+            if still_open == 0
+            else f"; {still_open} still open"
         )
         assert reader.count_since(flooded) > 20, "the reading client starved while others did not read"
         assert gap < 2.0, f"the reading client waited {gap:.2f} s for a book"

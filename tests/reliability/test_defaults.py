@@ -67,7 +67,10 @@ def test_run_py_and_the_dashboard_listen_on_loopback_by_default(tmp_path: Path) 
     port, feed_port = free_port(), free_port()
     run = subprocess.Popen(
         [sys.executable, "run.py", "--port", str(port), "--feed-port", str(feed_port)],
-        cwd=REPO_ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     alone = None
     try:
@@ -91,7 +94,10 @@ def test_run_py_and_the_dashboard_listen_on_loopback_by_default(tmp_path: Path) 
 def start_dashboard_process_without_host(feed_address: str, port: int) -> tuple[subprocess.Popen[bytes], int]:
     process = subprocess.Popen(
         [sys.executable, "-m", "dashboard", "--feed-address", feed_address, "--port", str(port)],
-        cwd=REPO_ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     return process, port
@@ -101,7 +107,10 @@ def start_evil_feed(port: int) -> subprocess.Popen[bytes]:
     """A feed process whose first instrument, XSS, has EVIL_NAME as its display name."""
     return subprocess.Popen(
         [sys.executable, "-c", EVIL_FEED, str(port), EVIL_NAME],
-        cwd=REPO_ROOT, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=REPO_ROOT,
+        env=child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
 

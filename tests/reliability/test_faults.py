@@ -46,9 +46,7 @@ async def collect(ws_base: str, instrument_id: str, seconds: float) -> list[dict
 
 async def test_every_live_book_on_the_websocket_is_the_true_book_despite_faults(tmp_path: Path) -> None:
     log_path = tmp_path / "dashboard.log"
-    system = start_system(
-        "--seed", str(SEED), "--rate", str(RATE), "--fault-rate", str(FAULT_RATE), log_path=log_path
-    )
+    system = start_system("--seed", str(SEED), "--rate", str(RATE), "--fault-rate", str(FAULT_RATE), log_path=log_path)
     try:
         ws_base = system.dashboard.ws_url
         started = time.monotonic()
@@ -105,7 +103,14 @@ async def test_a_wrong_deep_level_is_caught_by_the_digest_and_never_served_as_li
     each such message by its book digest (the log says so), resynchronise, and never send a book holding the
     wrong level as live: every live book, all 100 levels a side, equals the true book."""
     system = start_system(
-        "--seed", str(SEED), "--rate", "80", "--fault-rate", "0.02", "--fault-kinds", "deep",
+        "--seed",
+        str(SEED),
+        "--rate",
+        "80",
+        "--fault-rate",
+        "0.02",
+        "--fault-kinds",
+        "deep",
         log_path=tmp_path / "dashboard.log",
     )
     try:

@@ -53,8 +53,25 @@ tricky_ids = st.one_of(
     st.text(max_size=40),
     st.text(min_size=200, max_size=3000),
     st.text(alphabet="./%\\?#&=;:@ \x00\t", max_size=30),
-    st.sampled_from(["", "..", "../", "../../etc/passwd", "%2e%2e/%2e%2e", "AAPL/../MSFT", "AAPL%00", "aapl",
-                     "AAPL ", "<script>alert(1)</script>", "\u202eLPAA", "ÄÖÜ-€", "🚀", "AAPL/", "/AAPL"]),
+    st.sampled_from(
+        [
+            "",
+            "..",
+            "../",
+            "../../etc/passwd",
+            "%2e%2e/%2e%2e",
+            "AAPL/../MSFT",
+            "AAPL%00",
+            "aapl",
+            "AAPL ",
+            "<script>alert(1)</script>",
+            "\u202eLPAA",
+            "ÄÖÜ-€",
+            "🚀",
+            "AAPL/",
+            "/AAPL",
+        ]
+    ),
 )
 garbage_values = st.one_of(
     st.text(max_size=30),

@@ -110,4 +110,3 @@ def test_a_bad_crash_hook_value_is_one_error_line_and_exit_1(monkeypatch, value)
         if process.poll() is None:
             process.kill()
         process.wait(timeout=5)
-

@@ -35,8 +35,11 @@ def scrape(port: int) -> Samples:
 
 
 def events(samples: Samples) -> dict[str, float]:
-    return {dict(labels)["instrument"]: value for (name, labels), value in samples.items()
-            if name == "marketdata_events_total"}
+    return {
+        dict(labels)["instrument"]: value
+        for (name, labels), value in samples.items()
+        if name == "marketdata_events_total"
+    }
 
 
 def value(samples: Samples, name: str) -> float:

@@ -1,6 +1,9 @@
-"""The feed server's command line, ``python -m feed_server``: run the simulated gRPC feed until SIGINT or SIGTERM.
+"""The feed server's command line, ``python -m feed_server``: run the gRPC feed until SIGINT or SIGTERM, playing
+the simulation, or with ``--replay FILE [--speed 1|10|max] [--loop] [--original-times]`` a recording
+(feed_server.server.replay).
 
-Exit codes: 0 after SIGINT or SIGTERM; 1 for a bad option or an address it cannot listen on (one error line);
+Exit codes: 0 after SIGINT or SIGTERM; 1 for a bad option, a file that is not a whole recording, or an address
+it cannot listen on (one error line);
 2 when the feed broke (its engine failed: logged once with its traceback, health NOT_SERVING, streams ended
 with UNAVAILABLE), so that a supervisor (run.py, systemd) notices and restarts it.
 
@@ -16,12 +19,15 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from feed_server.cli_args import OneLineArgumentParser, float_in, int_in, port_number
+from feed_server.protocol.errors import BadRecording
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.server.fanout import DEFAULT_MAX_BACKLOG
 from feed_server.server.faults import FAULT_KINDS, parse_fault_kinds
 from feed_server.server.grpc_server import serve
+from feed_server.server.replay import ReplaySource
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 CRASH_AFTER_EVENTS_ENV = "FEED_TEST_CRASH_AFTER_EVENTS"  # tests only (see the module docstring)
@@ -48,16 +54,48 @@ def _fault_kinds(text: str) -> frozenset[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def replay_speed(text: str) -> float | None:
+    """An argparse type: ``max`` (None: as fast as the subscribers take it) or a speed factor, 0.01 to 1000."""
+    if text.strip().lower() == "max":
+        return None
+    try:
+        return float_in(0.01, 1000.0)(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"expected a factor from 0.01 to 1000 (1, 10, ...) or max, got {text!r}"
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineArgumentParser(
         prog="python -m feed_server",
-        description="Run the simulated gRPC market data feed until SIGINT or SIGTERM.",
-        epilog=f"Exit codes: 0 after SIGINT or SIGTERM, 1 for a bad option or a port it cannot listen on, "
+        description="Run the gRPC market data feed (simulated, or a recording replayed) until SIGINT or SIGTERM.",
+        epilog=f"Exit codes: 0 after SIGINT or SIGTERM, 1 for a bad option, a file that is not a whole recording "
+        "or a port it cannot listen on, "
         f"{EXIT_BROKEN} when the feed broke (its engine failed). For tests only: {CRASH_AFTER_EVENTS_ENV}=N makes "
         "the engine fail on purpose after N events.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=50051, help="port to listen on (default 50051, 0: any)")
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        metavar="FILE",
+        help="play a recording (python -m feed_server.record) instead of the simulation",
+    )
+    parser.add_argument(
+        "--speed",
+        type=replay_speed,
+        default=1.0,
+        help="with --replay: 1 plays in the recorded time, 10 ten times faster, max as fast as the subscribers "
+        "take it (default 1)",
+    )
+    parser.add_argument("--loop", action="store_true", help="with --replay: start again at the end, as a new session")
+    parser.add_argument(
+        "--original-times",
+        action="store_true",
+        help="with --replay: keep the recorded event times (default: moved so the first message is now)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed; the same seed gives the same feed")
     parser.add_argument(
         "--rate",
@@ -68,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--instruments",
         type=_instruments,
-        default=DEFAULT_INSTRUMENTS,
+        default=None,
         help="comma-separated instrument ids (default: all of "
         + ",".join(spec.instrument_id for spec in DEFAULT_INSTRUMENTS)
         + ")",
@@ -112,12 +150,32 @@ def _crash_after_events(parser: argparse.ArgumentParser) -> int | None:
         parser.error(f"{CRASH_AFTER_EVENTS_ENV}: {exc}")
 
 
+def _replay_source(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ReplaySource | None:
+    """The --replay source (None without it), the file read and checked: a bad one is one error line, exit 1."""
+    if args.replay is None:
+        for flag, given in (
+            ("--speed", args.speed != 1.0),
+            ("--loop", args.loop),
+            ("--original-times", args.original_times),
+        ):
+            if given:
+                parser.error(f"{flag} applies to --replay only")
+        return None
+    if args.instruments is not None:
+        parser.error("--instruments does not apply to --replay (a replay serves the recorded instruments)")
+    try:
+        return ReplaySource(args.replay, speed=args.speed, loop=args.loop, original_times=args.original_times)
+    except BadRecording as exc:
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     crash_after_events = _crash_after_events(parser)
     if args.metrics_port is not None and args.metrics_port == args.port:
         parser.error(f"--metrics-port {args.metrics_port} is the gRPC --port; give it another port")
+    replay = _replay_source(parser, args)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -128,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port=args.port,
                 seed=args.seed,
                 rate=args.rate,
-                instruments=args.instruments,
+                instruments=args.instruments or DEFAULT_INSTRUMENTS,
+                source=replay,
                 max_backlog=args.max_backlog,
                 fault_rate=args.fault_rate,
                 fault_kinds=args.fault_kinds,

@@ -1,9 +1,15 @@
-"""The pacing engine: plays the simulators against the wall clock and hands their events to the fan-out.
+"""The pacing engine: plays an event source against the wall clock and hands what it runs to the fan-out.
 
-One engine task paces every :class:`~feed_server.server.simulator.InstrumentSimulator`. It runs the events of
-all instruments in simulated-time order (a heap on each simulator's next due time), so no instrument is
-favoured, and publishes them as soon as they are due (``event_time_ns`` = the engine's start wall time + the
-event's simulated offset): between wake-ups it awaits ``asyncio.sleep`` until the next event is due, so the
+The source (feed_server.server.sources) is the simulation, or a recorded session replayed
+(feed_server.server.replay); the pacing, slicing, lag, idle and failure rules below hold for both. A source that
+is not paced (a replay at ``--speed max``) is played as fast as the subscribers take it: the engine waits while
+none is subscribed, or while one has ``UNPACED_BACKLOG`` messages it has not taken yet. A source that
+``starts_on_subscriber`` (a replay) is not run before its first subscriber comes; its time 0 is then.
+
+For the simulation, one engine task paces every :class:`~feed_server.server.simulator.InstrumentSimulator`.
+It runs the events of all instruments in simulated-time order (a heap on each simulator's next due time), so no
+instrument is favoured, and publishes them as soon as they are due (``event_time_ns`` = the engine's start wall
+time + the event's simulated offset): between wake-ups it awaits ``asyncio.sleep`` until the next event is due, so the
 streams send and health checks are answered meanwhile. It never blocks the event loop: an event loop timer fires
 up to a millisecond late (epoll's resolution), so an event leaves the engine within about a millisecond after
 its event time, never before it.
@@ -43,17 +49,17 @@ task fail on purpose once that many events have run (checked once per slice).
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.server.fanout import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_BATCH, Fanout
-from feed_server.server.simulator import Event, InstrumentSimulator
+from feed_server.server.simulator import InstrumentSimulator
+from feed_server.server.sources import END_NS, EventSource, SimulatedMarket
 
-__all__ = ["BUSY_EVENTS", "BUSY_TICK_S", "DEFAULT_IDLE_STEP_S", "MAX_LAG_S", "SLICE_S", "Engine"]
+__all__ = ["BUSY_EVENTS", "BUSY_TICK_S", "DEFAULT_IDLE_STEP_S", "MAX_LAG_S", "SLICE_S", "UNPACED_BACKLOG", "Engine"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +69,7 @@ MAX_LAG_S = 0.25  # behind the wall clock by more than this, the simulated-to-wa
 BUSY_EVENTS = 8  # a wake-up that ran this many events means the feed is busy (thousands of events per second)
 BUSY_TICK_S = 0.002  # busy, the engine wakes up at most this often (see "Messages per slice")
 _BUSY_TICK_NS = int(BUSY_TICK_S * 1e9)
+UNPACED_BACKLOG = 5_000  # an unpaced source waits while a subscriber has this many messages not yet taken
 _MAX_SLEEP_NS = 100_000_000  # the longest the engine sleeps with subscribers (the next event is usually sooner)
 _LAG_WARNING_INTERVAL_NS = 10_000_000_000
 
@@ -72,47 +79,52 @@ class Engine:
 
     def __init__(
         self,
-        instruments: Iterable[InstrumentSpec],
+        instruments: Iterable[InstrumentSpec] = (),
         *,
         seed: int = 1,
         rate: float = 50.0,
+        source: EventSource | None = None,
         max_backlog: int = DEFAULT_MAX_BACKLOG,
         max_batch: int = DEFAULT_MAX_BATCH,
         idle_step_s: float = DEFAULT_IDLE_STEP_S,
         crash_after_events: int | None = None,
     ) -> None:
-        """``crash_after_events`` is for tests only: the engine task fails on purpose after that many events."""
-        self.specs: dict[str, InstrumentSpec] = {spec.instrument_id: spec for spec in instruments}
-        if not self.specs:
-            raise ValueError("an engine needs at least one instrument")
+        """Plays ``source``, or without one the simulation of ``instruments`` (``seed``, ``rate``).
+
+        ``crash_after_events`` is for tests only: the engine task fails on purpose after that many events."""
         if idle_step_s <= 0:
             raise ValueError("idle_step_s must be positive")
         if crash_after_events is not None and crash_after_events < 1:
             raise ValueError("crash_after_events must be positive")
+        self.source: EventSource = source if source is not None else SimulatedMarket(instruments, seed, rate)
+        self.specs: Mapping[str, InstrumentSpec] = self.source.specs
         self.crash_after_events = crash_after_events
-        self.seed = seed
-        self.rate = rate
         self.idle_step_s = idle_step_s
-        self.simulators: dict[str, InstrumentSimulator] = {
-            iid: InstrumentSimulator(spec, seed, rate) for iid, spec in self.specs.items()
-        }
-        self.fanout = Fanout(self.simulators, lambda: self._start_ns, max_backlog=max_backlog, max_batch=max_batch)
-        self.events = 0  # events and heartbeats run so far, all instruments
-        # The simulators by next due time (simulated ns), ties in instrument order: the engine's run order.
-        self._due: list[tuple[int, int, InstrumentSimulator]] = [
-            (sim.next_offset_ns, index, sim) for index, sim in enumerate(self.simulators.values())
-        ]
-        heapq.heapify(self._due)
-        self._sims = list(self.simulators.values())  # by index, as in _due
-        self._batches: list[list[Event]] = [[] for _ in self._sims]  # advance(): the events run, per simulator
+        self.fanout = Fanout(
+            self.source.books,
+            lambda: self._start_ns,
+            max_backlog=max_backlog,
+            max_batch=max_batch,
+            max_depth=self.source.max_depth,
+            depth_note=self.source.depth_note,
+        )
+        self.source.bind(self.fanout)
+        self.events = 0  # items (events and heartbeats, or recorded messages) run so far, all instruments
         self._start_ns = time.time_ns()
         self._start_mono_ns = time.monotonic_ns()
         self._task: asyncio.Task[None] | None = None
-        self.shifted_ns = 0  # how far the simulated-to-wall-time mapping moved on because the engine fell behind
+        self.shifted_ns = 0  # how far the source-to-wall-time mapping moved on because the engine fell behind
         self.lag_ns = 0  # how far behind the wall clock the engine was after its last slice (0: on time)
         self._last_lag_warning_ns = 0
         self.failure: BaseException | None = None  # what the engine task died of, if it did
         self.failed = asyncio.Event()  # set when the engine task dies of an exception
+
+    @property
+    def simulators(self) -> Mapping[str, InstrumentSimulator]:
+        """The simulators, when the source is the simulation (tests and tools read them)."""
+        if not isinstance(self.source, SimulatedMarket):
+            raise TypeError(f"the engine plays {self.source.description}, not the simulation")
+        return self.source.simulators
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -169,17 +181,27 @@ class Engine:
     async def _run(self) -> None:
         slice_ns = int(SLICE_S * 1e9)
         fanout = self.fanout
+        source = self.source
         crash_at = sys.maxsize if self.crash_after_events is None else self.crash_after_events
+        if source.starts_on_subscriber:  # time 0 is when the first subscriber came
+            while not fanout.subscriber_count:
+                fanout.subscribed.clear()
+                await fanout.subscribed.wait()
+            self._start_ns = time.time_ns()
+            self._start_mono_ns = time.monotonic_ns()
         while True:
+            if not source.paced and source.next_due_ns() != END_NS:
+                await fanout.wait_for_takers(UNPACED_BACKLOG)  # played as fast as the subscribers take it
             elapsed = self._elapsed_ns()
             ran = self.advance(elapsed, deadline_ns=time.monotonic_ns() + slice_ns)
             if self.events >= crash_at:
                 raise RuntimeError(f"crashed on purpose after {self.events} events (crash_after_events, a test hook)")
-            due = self._due[0][0]
+            due = source.next_due_ns()
             elapsed = self._elapsed_ns()
             if due <= elapsed:  # behind: let the streams send (and signals in), then go on at once
-                self.lag_ns = elapsed - due
-                self._bound_lag(self.lag_ns)
+                if source.paced:
+                    self.lag_ns = elapsed - due
+                    self._bound_lag(self.lag_ns)
                 await asyncio.sleep(0)
             elif fanout.subscriber_count:
                 self.lag_ns = 0
@@ -211,33 +233,18 @@ class Engine:
         if now - self._last_lag_warning_ns >= _LAG_WARNING_INTERVAL_NS:
             self._last_lag_warning_ns = now
             logger.warning(
-                "the simulation cannot keep up with --rate %g on this machine and runs slower than real time: "
+                "the %s cannot keep up on this machine and runs slower than real time: "
                 "%.1f s behind the wall clock so far (event times lag by at most %g s)",
-                self.rate,
+                self.source.description,
                 self.shifted_ns / 1e9,
                 MAX_LAG_S,
             )
 
     def advance(self, elapsed_ns: int, max_events: int | None = None, deadline_ns: int | None = None) -> int:
-        """Run the events due by ``elapsed_ns`` of simulated time, all instruments in simulated-time order, and
-        publish them: one message per instrument that had events, built once they have all run (so each
-        message carries every event of its instrument in this call). Stop early after ``max_events`` events or
-        once ``time.monotonic_ns()`` passes ``deadline_ns``. Returns how many ran. The engine task calls this;
-        tests may call it directly on an engine that was never started."""
-        due = self._due
-        batches = self._batches
-        count = 0
-        while due[0][0] <= elapsed_ns:
-            _, index, sim = due[0]
-            batches[index].append(sim.next_event())
-            heapq.heapreplace(due, (sim.next_offset_ns, index, sim))
-            count += 1
-            if count == max_events or (deadline_ns is not None and time.monotonic_ns() >= deadline_ns):
-                break
+        """Run and publish what the source has due by ``elapsed_ns`` of engine time (for the simulation: its
+        events in simulated-time order, one message per instrument that had events). Stop early after
+        ``max_events`` items or once ``time.monotonic_ns()`` passes ``deadline_ns``. Returns how many ran. The
+        engine task calls this; tests may call it directly on an engine that was never started."""
+        count = self.source.advance(self.fanout, elapsed_ns, max_events, deadline_ns)
         self.events += count
-        publish = self.fanout.publish
-        for sim, events in zip(self._sims, batches, strict=True):
-            if events:
-                publish(sim, events, self._start_ns + events[-1].offset_ns)
-                events.clear()  # publish() keeps nothing of the list itself
         return count

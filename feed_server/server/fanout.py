@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
@@ -65,8 +66,15 @@ class Subscription:
     """One subscriber's registration and bounded buffer. Created by :meth:`Fanout.subscribe`."""
 
     def __init__(
-        self, sub_id: int, instrument_ids: Sequence[str], depth: int, max_backlog: int, max_batch: int
+        self,
+        sub_id: int,
+        instrument_ids: Sequence[str],
+        depth: int,
+        max_backlog: int,
+        max_batch: int,
+        taken: asyncio.Event | None = None,
     ) -> None:
+        """``taken`` (the fan-out's) is set each time the consumer takes a batch."""
         self.sub_id = sub_id
         self.instrument_ids = tuple(instrument_ids)
         self.depth = depth
@@ -77,6 +85,7 @@ class Subscription:
         self.closed = False
         self._buffer: deque[pb.BookMessage] = deque()
         self._wakeup = asyncio.Event()
+        self._taken = taken
 
     def __repr__(self) -> str:
         return f"Subscription({self.sub_id}, {len(self.instrument_ids)} instruments, depth={self.depth})"
@@ -104,6 +113,8 @@ class Subscription:
         else:
             batch = [buffer.popleft() for _ in range(self.max_batch)]
         self.delivered += len(batch)
+        if self._taken is not None:
+            self._taken.set()
         return batch
 
     def __aiter__(self) -> Subscription:
@@ -134,7 +145,12 @@ class Fanout:
     """Subscriptions to a set of sources, and the messages of their events (see the module docstring).
 
     ``time_base`` gives the wall time (ns since the epoch) of the sources' time 0: a message's
-    ``event_time_ns`` is ``time_base() + source.time_ns``.
+    ``event_time_ns`` is ``time_base() + source.time_ns``. ``max_depth`` is the deepest book the sources hold
+    (``depth_note`` says why, in a refusal of a deeper request).
+
+    Sessions. ``session_id`` names the run of sequences subscribers see (a random uuid hex, sent on every stream
+    item). :meth:`new_session` starts another (a replay does at each pass, or where its recording's feed
+    restarted): every open subscription ends, as when a feed restarts, and consumers reconnect into the new one.
     """
 
     def __init__(
@@ -144,15 +160,23 @@ class Fanout:
         *,
         max_backlog: int = DEFAULT_MAX_BACKLOG,
         max_batch: int = DEFAULT_MAX_BATCH,
+        max_depth: int = MAX_DEPTH,
+        depth_note: str = "",
     ) -> None:
         if max_backlog < 1 or max_batch < 1:
             raise ValueError("max_backlog and max_batch must be positive")
+        if not 1 <= max_depth <= MAX_DEPTH:
+            raise ValueError(f"max_depth must be within 1..{MAX_DEPTH}, got {max_depth}")
         self.sources = sources
-        self._time_base = time_base
+        self.time_base = time_base
+        self.max_depth = max_depth
+        self.depth_note = depth_note
+        self.session_id = uuid.uuid4().hex
         # A resync puts one snapshot per instrument in the buffer: the backlog must hold at least that.
         self.max_backlog = max(max_backlog, 2 * len(sources))
         self.max_batch = max_batch
         self.subscribed = asyncio.Event()  # set by every new subscription (the engine waits on it when idle)
+        self._taken = asyncio.Event()  # set each time a subscriber takes a batch (see wait_for_takers)
         self._groups: dict[str, dict[int, _Group]] = {iid: {} for iid in sources}
         # Per instrument: the checksum of its top n levels for each n under CHECKSUM_LEVELS (depth-limited
         # subscribers); the book keeps its own checksum of the top CHECKSUM_LEVELS.
@@ -190,7 +214,7 @@ class Fanout:
         if len(set(ids)) != len(ids):
             raise InvalidRequest("duplicate instrument ids")
         self._check_depth(depth)
-        sub = Subscription(self._next_sub_id, ids, depth, self.max_backlog, self.max_batch)
+        sub = Subscription(self._next_sub_id, ids, depth, self.max_backlog, self.max_batch, self._taken)
         self._next_sub_id += 1
         for iid in ids:
             groups = self._groups[iid]
@@ -230,6 +254,27 @@ class Fanout:
         for sub in list(self._subscriptions.values()):
             self.unsubscribe(sub)
 
+    def new_session(self) -> None:
+        """Start a new session: a new ``session_id``, and every open subscription ends (consumers reconnect)."""
+        self.session_id = uuid.uuid4().hex
+        for sub in list(self._subscriptions.values()):
+            self.unsubscribe(sub)
+        logger.info("new session %s", self.session_id)
+
+    async def wait_for_takers(self, backlog: int) -> None:
+        """Wait until there is a subscriber and none has ``backlog`` messages or more not yet taken (how an
+        unpaced source is played as fast as the subscribers take it)."""
+        while True:
+            subscriptions = self._subscriptions.values()
+            if not subscriptions:
+                self.subscribed.clear()
+                await self.subscribed.wait()
+            elif max(sub.backlog for sub in subscriptions) >= backlog:
+                self._taken.clear()
+                await self._taken.wait()
+            else:
+                return
+
     def get_snapshot(self, instrument_id: str, depth: int = DEFAULT_DEPTH) -> pb.BookMessage:
         """A REQUEST snapshot of one instrument's book now, at ``depth``."""
         self._check_open()
@@ -242,10 +287,10 @@ class Fanout:
         if self.closed_reason is not None:
             raise FeedStopped(self.closed_reason)
 
-    @staticmethod
-    def _check_depth(depth: int) -> None:
-        if not 1 <= depth <= MAX_DEPTH:
-            raise InvalidRequest(f"depth {depth} out of range: 1..{MAX_DEPTH}")
+    def _check_depth(self, depth: int) -> None:
+        if not 1 <= depth <= self.max_depth:
+            note = f" ({self.depth_note})" if self.depth_note else ""
+            raise InvalidRequest(f"depth {depth} out of range: 1..{self.max_depth}{note}")
 
     def _snapshot(self, instrument_id: str, depth: int, reason: int) -> pb.BookMessage:
         source = self.sources[instrument_id]
@@ -255,7 +300,7 @@ class Fanout:
         return snapshot_message(
             instrument_id,
             self._sequences[instrument_id],
-            self._time_base() + source.time_ns,
+            self.time_base() + source.time_ns,
             compute_checksum(bids[:n], asks[:n]),
             bids,
             asks,
@@ -278,11 +323,31 @@ class Fanout:
         )
 
     # ----------------------------------------------------------------- publishing
-    def publish(self, source: BookSource, events: Sequence[Event], event_time_ns: int) -> None:
+    def derives(self, instrument_id: str) -> bool:
+        """Whether a subscriber of ``instrument_id`` is at a depth under ``max_depth`` (its messages are then
+        derived from the events' changes, not taken as published: see :meth:`publish`)."""
+        return any(depth != self.max_depth for depth in self._groups[instrument_id])
+
+    def publish(
+        self,
+        source: BookSource,
+        events: Sequence[Event],
+        event_time_ns: int,
+        *,
+        sequence: int | None = None,
+        native: pb.BookMessage | None = None,
+    ) -> None:
         """Build and buffer the one message of ``events``: one or more consecutive events of ``source``, already
-        applied to its book, the last at ``event_time_ns``. The instrument's sequence goes up by one."""
+        applied to its book, the last at ``event_time_ns``. The instrument's sequence goes up by one, or becomes
+        ``sequence`` (a source with sequences of its own, such as a recording).
+
+        ``native``: the message as the source already has it at ``max_depth`` (a recorded message); subscribers
+        at that depth get it as it is, and only other depths are built (from the events' changes, which may then
+        be left empty when :meth:`derives` is false)."""
         iid = source.instrument_id
-        self._sequences[iid] = sequence = self._sequences[iid] + 1
+        if sequence is None:
+            sequence = self._sequences[iid] + 1
+        self._sequences[iid] = sequence
         groups = self._groups[iid]
         if not groups:
             return
@@ -297,6 +362,9 @@ class Fanout:
         checksums = self._checksums[iid]
         used: dict[int, int] = {}  # checksum by level count, computed once per message
         for depth, group in groups.items():
+            if native is not None and depth == self.max_depth:
+                self._deliver(group, native)
+                continue
             n = depth if depth < CHECKSUM_LEVELS else CHECKSUM_LEVELS
             checksum = used.get(n)
             if checksum is None:
@@ -313,13 +381,32 @@ class Fanout:
                 message = update_message(
                     iid, sequence, event_time_ns, checksum, view.diff(changes), trades, view.digest
                 )
-            self.messages_published += 1
-            for sub in group.subscribers:
-                buffer = sub._buffer
-                if len(buffer) >= sub.max_backlog:
-                    # The snapshots are taken after these events: they replace this message too.
-                    self._resync(sub)
-                else:
-                    buffer.append(message)
-                if not sub._wakeup.is_set():
-                    sub._wakeup.set()
+            self._deliver(group, message)
+
+    def reset(self, source: BookSource, sequence: int, native: pb.BookMessage | None = None) -> None:
+        """``source``'s book was replaced (a recorded snapshot): its sequence becomes ``sequence`` and every
+        subscriber of it gets a snapshot of the new book (``native`` as it is at ``max_depth``, built ones,
+        reason RESYNC, at other depths)."""
+        iid = source.instrument_id
+        self._sequences[iid] = sequence
+        for tracker in self._checksums[iid].values():
+            tracker.invalidate()
+        for depth, group in self._groups[iid].items():
+            group.view = DepthView(source.book, depth)
+            if native is not None and depth == self.max_depth:
+                self._deliver(group, native)
+            else:
+                self._deliver(group, self._snapshot(iid, depth, pb.SNAPSHOT_REASON_RESYNC))
+
+    def _deliver(self, group: _Group, message: pb.BookMessage) -> None:
+        """Buffer one message for every subscriber of ``group`` (resynchronising a full one)."""
+        self.messages_published += 1
+        for sub in group.subscribers:
+            buffer = sub._buffer
+            if len(buffer) >= sub.max_backlog:
+                # The snapshots are taken after this message's events: they replace this message too.
+                self._resync(sub)
+            else:
+                buffer.append(message)
+            if not sub._wakeup.is_set():
+                sub._wakeup.set()

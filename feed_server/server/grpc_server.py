@@ -17,7 +17,6 @@ import asyncio
 import logging
 import signal
 import socket
-import uuid
 from collections.abc import Iterable, Sequence
 
 import grpc
@@ -30,6 +29,7 @@ from feed_server.server.fanout import DEFAULT_MAX_BACKLOG
 from feed_server.server.faults import FAULT_KINDS
 from feed_server.server.metrics import MetricsServer
 from feed_server.server.service import MarketDataServicer
+from feed_server.server.sources import EventSource
 
 __all__ = ["MAX_CONCURRENT_RPCS", "MAX_RECEIVE_MESSAGE_BYTES", "SERVICE_NAME", "FeedServer", "serve"]
 
@@ -53,7 +53,7 @@ _SERVER_OPTIONS: Sequence[tuple[str, int]] = (
 
 
 class FeedServer:
-    """A running simulated feed: ``await start()``, then ``await stop()``."""
+    """A running feed (the simulation, or ``source``: a replay): ``await start()``, then ``await stop()``."""
 
     def __init__(
         self,
@@ -63,6 +63,7 @@ class FeedServer:
         seed: int = 1,
         rate: float = 50.0,
         instruments: Iterable[InstrumentSpec] = DEFAULT_INSTRUMENTS,
+        source: EventSource | None = None,
         max_backlog: int = DEFAULT_MAX_BACKLOG,
         fault_rate: float = 0.0,
         fault_kinds: Iterable[str] = FAULT_KINDS,
@@ -72,18 +73,19 @@ class FeedServer:
         metrics_port: int | None = None,
     ) -> None:
         """``metrics_port``: also serve Prometheus ``/metrics`` on ``host`` and that port (0: any free port; None:
-        no metrics). ``crash_after_events`` is for tests only: the engine fails on purpose after that many events."""
+        no metrics). ``source`` replaces the simulation (``seed``, ``rate`` and ``instruments`` are then unused).
+        ``crash_after_events`` is for tests only: the engine fails on purpose after that many events."""
         self.host = host
         self.port = port
         self.seed = seed
         self.rate = rate
         self.fault_rate = fault_rate
         self.fault_kinds = frozenset(fault_kinds)
-        self._session_id = uuid.uuid4().hex
         self._engine = Engine(
             instruments,
             seed=seed,
             rate=rate,
+            source=source,
             max_backlog=max_backlog,
             idle_step_s=idle_step_s,
             crash_after_events=crash_after_events,
@@ -103,8 +105,9 @@ class FeedServer:
 
     @property
     def session_id(self) -> str:
-        """This run's id (a random uuid hex), sent on every stream item."""
-        return self._session_id
+        """The current session's id (a random uuid hex), sent on every stream item: one per run of the
+        simulation; a replay starts a new one at each pass."""
+        return self._engine.fanout.session_id
 
     @property
     def address(self) -> str:
@@ -144,7 +147,8 @@ class FeedServer:
         servicer = MarketDataServicer(
             self._engine.specs.values(),
             self._engine.fanout,
-            self._session_id,
+            source=self._engine.source.description,
+            max_depth=self._engine.source.max_depth,
             fault_rate=self.fault_rate,
             fault_kinds=self.fault_kinds,
             fault_seed=self.seed,
@@ -179,11 +183,10 @@ class FeedServer:
         # Started after SERVING is set, so NOT_SERVING is the last word even if the engine failed already.
         self._watcher = asyncio.create_task(self._watch_engine(health_servicer), name="feed-engine-watcher")
         logger.info(
-            "feed server %s listening on %s (seed %d, rate %g/s, %d instruments)",
-            self._session_id,
+            "feed server %s listening on %s: %s, %d instruments",
+            self.session_id,
             self.address,
-            self.seed,
-            self.rate,
+            self._engine.source.description,
             len(self._engine.specs),
         )
         return port
@@ -213,7 +216,7 @@ class FeedServer:
             self._health = None
         if server is not None:
             await server.stop(grace)
-            logger.info("feed server %s stopped", self._session_id)
+            logger.info("feed server %s stopped", self.session_id)
         await self._stop_metrics()
 
     async def _stop_metrics(self) -> None:

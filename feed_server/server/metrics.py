@@ -51,10 +51,12 @@ class EngineCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         engine, fanout = self._engine, self._engine.fanout
         events = CounterMetricFamily(
-            "marketdata_events_total", "Order events and heartbeats run, per instrument.", labels=["instrument"]
+            "marketdata_events_total",
+            "Order events and heartbeats run (a replay: recorded messages played), per instrument.",
+            labels=["instrument"],
         )
-        for iid, sim in engine.simulators.items():
-            events.add_metric([iid], sim.sequence)
+        for iid, count in engine.source.event_counts().items():
+            events.add_metric([iid], count)
         yield events
         yield CounterMetricFamily(
             "marketdata_messages_published_total",

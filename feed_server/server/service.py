@@ -54,10 +54,14 @@ def _shown(instrument_id: str) -> str:
     return repr(instrument_id)
 
 
-def validate_request(instrument_ids: Sequence[str], depth: int, known: Iterable[str]) -> tuple[list[str], int]:
-    """The ids (all of ``known`` when empty) and the effective depth; raises a RequestError when invalid."""
+def validate_request(
+    instrument_ids: Sequence[str], depth: int, known: Iterable[str], max_depth: int = MAX_DEPTH
+) -> tuple[list[str], int]:
+    """The ids (all of ``known`` when empty) and the effective depth (0: the default, at most ``max_depth``);
+    raises a RequestError when invalid. (A depth over ``max_depth`` is the fan-out's to refuse, with its reason.)"""
+    default = min(DEFAULT_DEPTH, max_depth)
     if not 0 <= depth <= MAX_DEPTH:
-        raise InvalidRequest(f"depth {depth} out of range: 1..{MAX_DEPTH} (0 means the default, {DEFAULT_DEPTH})")
+        raise InvalidRequest(f"depth {depth} out of range: 1..{MAX_DEPTH} (0 means the default, {default})")
     if len(instrument_ids) > MAX_INSTRUMENT_IDS:
         raise InvalidRequest(f"too many instrument ids: {len(instrument_ids)} (at most {MAX_INSTRUMENT_IDS})")
     known_ids = list(known)
@@ -69,7 +73,7 @@ def validate_request(instrument_ids: Sequence[str], depth: int, known: Iterable[
         seen.add(iid)
         if iid not in known_set:
             raise NoSuchInstrument(f"unknown instrument id {_shown(iid)}")
-    return (list(instrument_ids) or known_ids), (depth or DEFAULT_DEPTH)
+    return (list(instrument_ids) or known_ids), (depth or default)
 
 
 class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: ignore[misc]
@@ -79,21 +83,21 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: igno
         self,
         specs: Iterable[InstrumentSpec],
         fanout: Fanout,
-        session_id: str,
         *,
+        source: str = "",
+        max_depth: int = MAX_DEPTH,
         fault_rate: float = 0.0,
         fault_kinds: Iterable[str] = FAULT_KINDS,
         fault_seed: int = 0,
         failure: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._fanout = fanout
-        self._session_id = session_id
         self._failure = failure  # why the feed is broken, or None (see the module docstring)
         self._fault_rate = fault_rate
         self._fault_kinds = frozenset(fault_kinds)
         self._fault_seeds = itertools.count(fault_seed * 1_000_003)
         self._instruments = pb.ListInstrumentsResponse(
-            instruments=[instrument_to_pb(spec) for spec in specs]
+            instruments=[instrument_to_pb(spec) for spec in specs], source=source, max_depth=max_depth
         )
 
     async def ListInstruments(
@@ -103,26 +107,28 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: igno
 
     async def GetSnapshot(self, request: pb.SnapshotRequest, context: grpc.aio.ServicerContext) -> pb.BookMessage:
         try:
-            ids, depth = validate_request([request.instrument_id], request.depth, self._fanout.sources)
-            snapshot = self._fanout.get_snapshot(ids[0], depth)
+            fanout = self._fanout
+            ids, depth = validate_request([request.instrument_id], request.depth, fanout.sources, fanout.max_depth)
+            snapshot = fanout.get_snapshot(ids[0], depth)
         except RequestError as exc:
             await _abort(context, exc)
-        snapshot.session_id = self._session_id  # a message built for this call alone
+        snapshot.session_id = fanout.session_id  # a message built for this call alone
         return snapshot
 
     async def Subscribe(
         self, request: pb.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.SubscribeResponse]:
         try:
-            ids, depth = validate_request(list(request.instrument_ids), request.depth, self._fanout.sources)
-            subscription = self._fanout.subscribe(ids, depth)
+            fanout = self._fanout
+            ids, depth = validate_request(list(request.instrument_ids), request.depth, fanout.sources, fanout.max_depth)
+            subscription = fanout.subscribe(ids, depth)
         except RequestError as exc:
             await _abort(context, exc)
         injector = (
             FaultInjector(self._fault_rate, self._fault_kinds, next(self._fault_seeds)) if self._fault_rate else None
         )
         logger.info("stream %d opened: %d instruments at depth %d", subscription.sub_id, len(ids), depth)
-        session_id = self._session_id
+        session_id = fanout.session_id  # a stream lives in one session: a new one ends it (Fanout.new_session)
         try:
             async for batch in subscription:
                 if injector is not None:

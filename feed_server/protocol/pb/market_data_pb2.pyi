@@ -50,10 +50,14 @@ class ListInstrumentsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ListInstrumentsResponse(_message.Message):
-    __slots__ = ("instruments",)
+    __slots__ = ("instruments", "source", "max_depth")
     INSTRUMENTS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MAX_DEPTH_FIELD_NUMBER: _ClassVar[int]
     instruments: _containers.RepeatedCompositeFieldContainer[Instrument]
-    def __init__(self, instruments: _Optional[_Iterable[_Union[Instrument, _Mapping]]] = ...) -> None: ...
+    source: str
+    max_depth: int
+    def __init__(self, instruments: _Optional[_Iterable[_Union[Instrument, _Mapping]]] = ..., source: _Optional[str] = ..., max_depth: _Optional[int] = ...) -> None: ...
 
 class SubscribeRequest(_message.Message):
     __slots__ = ("instrument_ids", "depth")

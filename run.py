@@ -1,7 +1,7 @@
 """Run the whole product: the feed server and the dashboard, each as its own process.
 
     python run.py [--host 127.0.0.1] [--port 8000] [--feed-port 50051] [--feed-address HOST:PORT]
-                  [--seed 1] [--rate 50] [--feed-metrics-port N]
+                  [--seed 1] [--rate 50] [--feed-metrics-port N] [--replay FILE [--speed N|max] [--loop]]
 
 Starts ``python -m feed_server`` (unless ``--feed-address`` names a feed that is already running) and
 ``python -m dashboard``, waits until the feed reports SERVING on the gRPC health service and the page answers,
@@ -9,6 +9,10 @@ prints the URLs, and on Ctrl-C or SIGTERM stops both (dashboard first) and exits
 in time, run.py prints one error line, stops the other and exits 1. If either child exits (while starting or
 later), run.py prints one line naming it and its exit code
 (``run.py: the feed server (pid N) exited with code 2; stopping the dashboard``), stops the other and exits 1.
+
+With ``--replay FILE`` the feed plays that recording (``python -m feed_server --replay``, ``--speed`` and
+``--loop`` passed on) instead of the simulation; a file that is not a recording, or was recorded at a depth under
+100 (the dashboard's), is one error line and exit 1 before anything starts.
 """
 
 from __future__ import annotations
@@ -18,12 +22,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from feed_server.cli_args import OneLineArgumentParser, host_port, int_in, port_number
 from feed_server.client.health import feed_serving
 from feed_server.launch import child_env, http_ok, wait_ready
-from feed_server.protocol.errors import StartupError
+from feed_server.protocol.book import MAX_DEPTH
+from feed_server.protocol.errors import BadRecording, StartupError
+from feed_server.record.format import RecordingReader
 
 FEED_START_TIMEOUT = 15.0
 DASHBOARD_START_TIMEOUT = 20.0
@@ -91,6 +98,20 @@ def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def _check_recording(parser: OneLineArgumentParser, path: str) -> None:
+    """One error line (exit 1) for a file the replay could not play or the dashboard could not show."""
+    try:
+        depth = RecordingReader(Path(path)).header.depth
+    except BadRecording as exc:
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
+    if depth < MAX_DEPTH:
+        parser.exit(
+            1,
+            f"{parser.prog}: error: {path} was recorded at depth {depth}; the dashboard needs {MAX_DEPTH} "
+            "(the recorder's default); serve it with python -m feed_server --replay for depth-limited clients\n",
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog="python run.py", description="Run the feed server and the dashboard.")
     parser.add_argument("--host", default="127.0.0.1", help="dashboard address (default %(default)s)")
@@ -103,11 +124,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="order events/s per instrument (default %(default)s)")
     parser.add_argument("--feed-metrics-port", type=int_in(1, 65535),
                         help="the feed's Prometheus metrics port (default: off; not with --feed-address)")
+    parser.add_argument("--replay", metavar="FILE", help="play this recording instead of the simulation")
+    parser.add_argument("--speed", default="1", help="with --replay: 1, 10, ... or max (default %(default)s)")
+    parser.add_argument("--loop", action="store_true", help="with --replay: start again at its end")
     parser.add_argument("--start-timeout", type=float, default=FEED_START_TIMEOUT,
                         help="seconds to wait for the feed to report SERVING (default %(default)s)")
     args = parser.parse_args(argv)
     if args.feed_metrics_port is not None and args.feed_address is not None:
         parser.error("--feed-metrics-port applies to the feed run.py starts, not to one given by --feed-address")
+    if args.replay is None and (args.speed != "1" or args.loop):
+        parser.error("--speed and --loop apply to --replay only")
+    if args.replay is not None:
+        if args.feed_address is not None:
+            parser.error("--replay starts its own feed: not with --feed-address")
+        _check_recording(parser, args.replay)
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
@@ -118,7 +148,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         if args.feed_address is None:
-            feed_args = ["--port", str(args.feed_port), "--seed", str(args.seed), "--rate", str(args.rate)]
+            if args.replay is None:
+                feed_args = ["--port", str(args.feed_port), "--seed", str(args.seed), "--rate", str(args.rate)]
+            else:
+                feed_args = ["--port", str(args.feed_port), "--replay", args.replay, "--speed", args.speed]
+                feed_args += ["--loop"] if args.loop else []
             if args.feed_metrics_port is not None:
                 feed_args += ["--metrics-port", str(args.feed_metrics_port)]
             feed = _spawn(["-m", "feed_server", *feed_args])

@@ -74,6 +74,10 @@ class FeedBridge:
         listed = self.subscriber.instruments
         return bool(listed) and instrument_id not in listed
 
+    def source(self) -> str:
+        """What the feed plays, as it last said (``"replay of s.mdrec at 10x"``); "" until it has answered."""
+        return self.subscriber.source
+
     def connection_state(self) -> ConnectionState:
         return self.subscriber.state
 

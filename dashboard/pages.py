@@ -157,6 +157,8 @@ class BookPage:
                     .classes(STATUS_CLASSES["CONNECTING"]),
                     "status",
                 )
+                # What the feed plays: its simulation, or a replay and its speed.
+                self.source = _marked(ui.label("").classes("text-sm text-grey-8 break-words"), "source")
             # Why the instrument is not live; hidden while it is (see _set_reason). Plain text, never HTML.
             self.banner = _marked(ui.row().classes(BANNER_CLASSES), "banner")
             with self.banner:
@@ -224,6 +226,8 @@ class BookPage:
         self._set_status(status)
         self._set_reason(reason_text(bridge, instrument_id, book, status))
         self.rate.text = f"{bridge.update_rate(instrument_id):.1f}" if instrument_id is not None else "-"
+        source = bridge.source()
+        self.source.text = f"Source: {source}" if source else ""
         key = (instrument_id, id(book), book.version if book is not None else -1)
         if key == self._shown_key:
             return

@@ -15,6 +15,7 @@ import grpc
 import grpc.aio
 from google.protobuf.message import DecodeError, Message
 
+from feed_server.protocol.book import MAX_DEPTH
 from feed_server.protocol.errors import BadRequest, FeedError, FeedUnavailable, UnknownInstrument
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
@@ -26,6 +27,7 @@ __all__ = [
     "PERMANENT_CODES",
     "RETRYABLE_CODES",
     "Failure",
+    "FeedListing",
     "FeedStub",
     "decode",
     "describe_failure",
@@ -135,7 +137,16 @@ def translate_rpc_error(exc: grpc.aio.AioRpcError, address: str, what: str = "")
     return FeedError(f"feed server at {address} failed: {name}: {details}", code)
 
 
-async def fetch_instruments(stub: FeedStub, address: str, rpc_timeout: float) -> list[InstrumentSpec]:
+class FeedListing(NamedTuple):
+    """A feed's ListInstruments answer: its instruments, what it plays (``"simulator (...)"``, ``"replay of
+    s.mdrec at 10x"``; "" from an older server) and the deepest depth it serves."""
+
+    specs: list[InstrumentSpec]
+    source: str
+    max_depth: int
+
+
+async def fetch_instruments(stub: FeedStub, address: str, rpc_timeout: float) -> FeedListing:
     try:
         raw: bytes = await stub.list_instruments(pb.ListInstrumentsRequest(), timeout=rpc_timeout)
     except grpc.aio.AioRpcError as exc:
@@ -147,13 +158,13 @@ async def fetch_instruments(stub: FeedStub, address: str, rpc_timeout: float) ->
             specs.append(instrument_from_pb(message))
         except ValueError as exc:
             log.warning("ignoring instrument from %s: %s", address, exc)
-    return specs
+    return FeedListing(specs, response.source, response.max_depth or MAX_DEPTH)
 
 
 async def list_instruments(address: str, timeout: float = 5.0) -> list[InstrumentSpec]:  # noqa: ASYNC109 (the RPC deadline)
     """Every instrument the feed server at ``address`` simulates. Raises FeedUnavailable (or FeedError)."""
     async with grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-        return await fetch_instruments(FeedStub(channel), address, timeout)
+        return (await fetch_instruments(FeedStub(channel), address, timeout)).specs
 
 
 class Failure(NamedTuple):

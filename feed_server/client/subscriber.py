@@ -104,6 +104,7 @@ class FeedSubscriber:
         self.problem: str | None = None
         """Why the books are not live, in one line for a person; None while connected and streaming."""
         self.instruments: dict[str, InstrumentSpec] = {}
+        self.source = ""  # what the feed plays, as its last ListInstruments said ("replay of s.mdrec at 10x")
         self._listed: dict[str, InstrumentSpec] = {}  # the list as this connection's ListInstruments answered it
         self.books: dict[str, InstrumentBook] = {}
         self.stats = SubscriberStats()
@@ -207,8 +208,9 @@ class FeedSubscriber:
             stub = FeedStub(channel)
             self._resyncs.stub = stub
             try:
-                specs = await fetch_instruments(stub, self.address, rpc_timeout=max(self.heartbeat_timeout, 1.0))
-                self._set_instruments(specs)
+                listing = await fetch_instruments(stub, self.address, rpc_timeout=max(self.heartbeat_timeout, 1.0))
+                self.source = listing.source
+                self._set_instruments(listing.specs)
                 request = pb.SubscribeRequest(instrument_ids=list(self.instrument_ids), depth=self.depth)
                 call = stub.subscribe(request)
                 try:

@@ -101,7 +101,7 @@ async def _first_instruments(stub: FeedStub, options: RecordOptions) -> list[pb.
     while True:
         remaining = deadline - time.monotonic()
         try:
-            specs = await fetch_instruments(stub, options.address, max(remaining, 0.1))
+            specs = (await fetch_instruments(stub, options.address, max(remaining, 0.1))).specs
             break
         except FeedUnavailable:
             delay = backoff.delay()

@@ -150,7 +150,9 @@ class Fanout:
 
     Sessions. ``session_id`` names the run of sequences subscribers see (a random uuid hex, sent on every stream
     item). :meth:`new_session` starts another (a replay does at each pass, or where its recording's feed
-    restarted): every open subscription ends, as when a feed restarts, and consumers reconnect into the new one.
+    restarted): what the subscribers have not taken yet is dropped, and the source then resets every instrument
+    (:meth:`reset`), so each open stream's first item of the new session starts with a snapshot of each of its
+    instruments, as a new stream would.
     """
 
     def __init__(
@@ -255,10 +257,11 @@ class Fanout:
             self.unsubscribe(sub)
 
     def new_session(self) -> None:
-        """Start a new session: a new ``session_id``, and every open subscription ends (consumers reconnect)."""
+        """Start a new session: a new ``session_id``, and every subscriber's backlog dropped. The source must then
+        :meth:`reset` every instrument (see the class docstring)."""
         self.session_id = uuid.uuid4().hex
-        for sub in list(self._subscriptions.values()):
-            self.unsubscribe(sub)
+        for sub in self._subscriptions.values():
+            sub._buffer.clear()
         logger.info("new session %s", self.session_id)
 
     async def wait_for_takers(self, backlog: int) -> None:

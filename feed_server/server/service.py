@@ -128,14 +128,14 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: igno
             FaultInjector(self._fault_rate, self._fault_kinds, next(self._fault_seeds)) if self._fault_rate else None
         )
         logger.info("stream %d opened: %d instruments at depth %d", subscription.sub_id, len(ids), depth)
-        session_id = fanout.session_id  # a stream lives in one session: a new one ends it (Fanout.new_session)
         try:
             async for batch in subscription:
                 if injector is not None:
                     batch = injector.apply(batch)
                     if not batch:
                         continue
-                yield pb.SubscribeResponse(session_id=session_id, messages=batch)
+                # The session now is the batch's: a new session drops what was not taken (Fanout.new_session).
+                yield pb.SubscribeResponse(session_id=fanout.session_id, messages=batch)
                 if len(batch) >= BUSY_MESSAGES:
                     await asyncio.sleep(BUSY_PAUSE_S)
             failure = self._failure()  # the fan-out ended the subscription: the feed stopped, or broke

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import book_apply, costs, engine_ceiling, feed_stream, subscriber_ceiling, system, ws_rows
+from bench import book_apply, costs, engine_ceiling, feed_stream, replay, subscriber_ceiling, system, ws_rows
 from bench.report import Result, combine, error_result, render_table, write_json
 
 log = logging.getLogger("bench")
@@ -38,6 +38,7 @@ ROWS: list[tuple[tuple[str, ...], str, str, RowRunner]] = [
     (("9a", "9b"), "feed cost", "-", costs.feed_cost),
     (("10a", "10b"), "dashboard cost", "-", costs.consumer_cost),
     (("11",), "engine ceiling", "events/s", engine_ceiling.run),
+    (("12",), "replay at full speed", "changes/s", replay.run),
 ]
 
 

@@ -1,12 +1,14 @@
-"""A gRPC subscriber process for row 2: receive, decode and (against the feed) apply, then print a JSON line.
+"""A gRPC subscriber process for rows 2 and 12: receive, decode and (against the feed) apply, then print a JSON
+line.
 
-``python -m bench.stream_client --address A --seconds S [--bare] [--cpu-pid P]`` subscribes to every
-instrument, waits for the first item, then counts for S seconds. Against the feed it applies every message to an
-OrderBook with ``feed_server.protocol.wire.apply_message`` (sequence, crossing and checksum verified); with
-``--bare`` it only receives and decodes (the baseline: nothing to verify in pre-built messages). With
-``--cpu-pid`` it also reads that process's CPU times (psutil) when the window opens and when it closes, so the
-server's CPU is counted over the window alone: ``cpu_percent`` of one core, ``cpu_seconds`` over
-``cpu_window_s``.
+``python -m bench.stream_client --address A --seconds S [--bare] [--cpu-pid P] [--until-messages N]`` subscribes
+to every instrument, waits for the first item, then counts for S seconds (with ``--until-messages``: until N
+messages arrived, at most S seconds; the window then ends at the last one: a finite stream, such as a replay).
+Against the feed it applies every message to an OrderBook with ``feed_server.protocol.wire.apply_message``
+(sequence, crossing and checksum verified); with ``--bare`` it only receives and decodes (the baseline: nothing to
+verify in pre-built messages). With ``--cpu-pid`` it also reads that process's CPU times (psutil) when the window
+opens and when it closes, so the server's CPU is counted over the window alone: ``cpu_percent`` of one core,
+``cpu_seconds`` over ``cpu_window_s``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ def _cpu_seconds(process: psutil.Process | None) -> float:
     return float(times.user + times.system)
 
 
-async def consume(address: str, seconds: float, bare: bool, depth: int, cpu_pid: int | None = None) -> dict[str, Any]:
+async def consume(
+    address: str, seconds: float, bare: bool, depth: int, cpu_pid: int | None = None, until_messages: int | None = None
+) -> dict[str, Any]:
     changes = messages = items = snapshots = resyncs = errors = 0
     books: dict[str, OrderBook] = {}
     watched = None if cpu_pid is None else psutil.Process(cpu_pid)
@@ -74,7 +78,7 @@ async def consume(address: str, seconds: float, bare: bool, depth: int, cpu_pid:
                         except BookError:
                             errors += 1
                 now = time.perf_counter()
-                if now >= deadline:
+                if now >= deadline or (until_messages is not None and messages >= until_messages):
                     break
                 try:
                     pending = [await asyncio.wait_for(stream.__anext__(), deadline - now)]
@@ -84,7 +88,7 @@ async def consume(address: str, seconds: float, bare: bool, depth: int, cpu_pid:
             cpu_seconds = _cpu_seconds(watched) - cpu_before
         finally:
             call.cancel()
-        elapsed = max(time.perf_counter() - start, seconds)
+        elapsed = cpu_window if until_messages is not None else max(time.perf_counter() - start, seconds)
         stalled = items <= 1  # nothing after the first item in the whole window
     return {
         "seconds": elapsed,
@@ -112,8 +116,11 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--bare", action="store_true")
     parser.add_argument("--cpu-pid", type=int, help="also count this process's CPU over the window")
+    parser.add_argument("--until-messages", type=int, help="end the window once this many messages arrived")
     args = parser.parse_args()
-    result = asyncio.run(consume(args.address, args.seconds, args.bare, args.depth, args.cpu_pid))
+    result = asyncio.run(
+        consume(args.address, args.seconds, args.bare, args.depth, args.cpu_pid, args.until_messages)
+    )
     print(json.dumps(result), flush=True)
 
 

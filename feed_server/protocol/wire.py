@@ -147,16 +147,20 @@ def apply_message(book: OrderBook, message: pb.BookMessage) -> Sequence[Trade]:
     return apply_body(book, message, message.WhichOneof("body"))[0]
 
 
-def apply_body(book: OrderBook, message: pb.BookMessage, body: str | None) -> tuple[Sequence[Trade], bool]:
-    """``apply_message`` for a caller that has already read ``message.WhichOneof("body")``: the message's trades,
-    and whether it changed a level (a snapshot always counts)."""
+def apply_body(
+    book: OrderBook, message: pb.BookMessage, body: str | None, *, trades_wanted: bool = True
+) -> tuple[Sequence[Trade], bool]:
+    """``apply_message`` for a caller that has already read ``message.WhichOneof("body")``: the message's trades
+    (none when not ``trades_wanted``: a caller that only keeps the book), and whether it changed a level (a
+    snapshot always counts)."""
     digest: int | None = message.book_digest
     if not digest and not message.HasField("book_digest"):  # (0 is a digest too: an empty book's)
         digest = None
     if body == "update":
         update = message.update
         trades = update.trades
-        converted = _trades(trades, message) if trades else _NO_TRADES  # first: a bad trade refuses the message
+        # First: a bad trade refuses the message.
+        converted = _trades(trades, message) if trades and trades_wanted else _NO_TRADES
         # The changes go to the book as (side, price, size) tuples straight from the wire: no object per change.
         changed = book.apply_update(message.sequence, map(_CHANGE_FIELDS, update.changes), message.checksum, digest)
         return converted, changed > 0

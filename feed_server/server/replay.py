@@ -200,13 +200,14 @@ class ReplaySource:
             item = next(self._items, None)
         self._next = item
 
-    def _apply(self, message: pb.BookMessage) -> tuple[ReplayBook, Sequence[Trade]]:
-        """Apply one recorded message to its book, verified; its trades. BadRecording when it does not verify."""
+    def _apply(self, message: pb.BookMessage, trades_wanted: bool = False) -> tuple[ReplayBook, Sequence[Trade]]:
+        """Apply one recorded message to its book, verified; its trades when wanted. BadRecording when it does not
+        verify."""
         replay = self.books.get(message.instrument_id)
         if replay is None:
             raise BadRecording(f"{self.path}: a message of {message.instrument_id!r}, which its header does not list")
         try:
-            trades, _ = apply_body(replay.book, message, message.WhichOneof("body"))
+            trades, _ = apply_body(replay.book, message, message.WhichOneof("body"), trades_wanted=trades_wanted)
         except BookError as exc:
             raise BadRecording(f"{self.path}: {exc} (the recording is not whole)") from None
         replay.messages += 1
@@ -214,7 +215,8 @@ class ReplaySource:
 
     def _play(self, fanout: Fanout, message: pb.BookMessage, due_ns: int, time_base: int) -> None:
         """Apply one recorded message and publish it (see the module docstring)."""
-        replay, trades = self._apply(message)
+        derived = fanout.derives(message.instrument_id)  # a subscriber below the recorded depth
+        replay, trades = self._apply(message, trades_wanted=derived)
         if self.original_times:
             replay.time_ns = message.event_time_ns - time_base
         else:
@@ -225,7 +227,7 @@ class ReplaySource:
             fanout.reset(replay, message.sequence, native=message)
             return
         changes: list[LevelChange] = []
-        if body == "update" and fanout.derives(message.instrument_id):
+        if body == "update" and derived:
             changes = [LevelChange(_SIDES[c.side], c.price_ticks, c.size_lots) for c in message.update.changes]
         event = Event(message.sequence, due_ns, changes, trades, body == "heartbeat")
         fanout.publish(replay, (event,), message.event_time_ns, sequence=message.sequence, native=message)

@@ -273,16 +273,68 @@ async def test_a_depth_above_the_recorded_one_is_refused_naming_it(shallow: Path
     assert_same_messages(got.messages, recorded)  # the recorded messages themselves: served at depth 20
 
 
-async def test_loop_plays_each_pass_as_a_new_session(shallow: Path) -> None:
+async def read_passes(address: str, depth: int, sessions: int = 3) -> list[list[pb.BookMessage]]:
+    """One stream's messages, split where its session id changes, until ``sessions`` sessions have begun (all but
+    the last are whole); the stream must stay open meanwhile."""
+    passes: list[list[pb.BookMessage]] = []
+    seen: list[str] = []
+    async with grpc.aio.insecure_channel(address) as channel:
+        call = channel.unary_stream(
+            SERVICE + "Subscribe",
+            request_serializer=pb.SubscribeRequest.SerializeToString,
+            response_deserializer=pb.SubscribeResponse.FromString,
+        )(pb.SubscribeRequest(depth=depth))
+        try:
+            async with asyncio.timeout(20):
+                while len(seen) < sessions:
+                    item = await call.read()
+                    assert item is not grpc.aio.EOF, f"the stream ended ({await call.code()}) after {len(seen)} sessions"
+                    if not seen or item.session_id != seen[-1]:
+                        assert item.session_id not in seen, "a session came back"
+                        seen.append(item.session_id)
+                        passes.append([])
+                    passes[-1].extend(item.messages)
+        finally:
+            call.cancel()
+    return passes[:-1]
+
+
+async def test_loop_starts_each_pass_as_a_new_session_on_the_open_stream(shallow: Path) -> None:
+    # (The session changes on the open stream, each new session's first item starting with a snapshot of each
+    # instrument: proto/market_data.proto's "Session" paragraph, README "Record and replay" > Sessions.)
     recorded = messages_of(shallow)
+    first = opening_snapshots(recorded)
     with replaying(shallow, "--speed", "max", "--loop") as feed:
-        passes = [await receive(feed.address, 20), await receive(feed.address, 20)]
-    for got in passes:
-        assert got.code == grpc.StatusCode.OK  # the stream just ends: its consumer reconnects
-        assert_same_messages(got.messages, recorded)  # the whole recording, from its initial snapshots
-        assert got.messages[0].snapshot.reason == pb.SNAPSHOT_REASON_INITIAL
-        assert len(set(got.sessions)) == 1
-    assert passes[0].sessions[0] != passes[1].sessions[0]
+        passes = await read_passes(feed.address, 20)
+    for n, messages in enumerate(passes):
+        snapshots = messages[:first]
+        assert [m.WhichOneof("body") for m in snapshots] == ["snapshot"] * first, n
+        assert n > 0 or all(m.snapshot.reason == pb.SNAPSHOT_REASON_INITIAL for m in snapshots)
+        key = sorted((m.instrument_id, m.sequence, m.checksum, m.book_digest, list(m.snapshot.bids), list(
+            m.snapshot.asks)) for m in snapshots)
+        assert key == sorted((m.instrument_id, m.sequence, m.checksum, m.book_digest, list(m.snapshot.bids), list(
+            m.snapshot.asks)) for m in recorded[:first]), f"pass {n} does not start from the recording's opening books"
+        books = {m.instrument_id: OrderBook(m.instrument_id, 20) for m in snapshots}
+        for message in messages:
+            apply_message(books[message.instrument_id], message)  # a new session: new books, from its snapshots
+        played = messages[first:]
+        assert played, f"pass {n} delivered no recorded message"
+        assert_same_messages(played, recorded[first : first + len(played)])  # the recording, in order, from its start
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="product bug: at the end of a --loop pass Fanout.new_session drops what the subscribers have not taken "
+    "yet, in the same engine step that published the pass's last messages: no subscriber ever gets a pass's end",
+)
+async def test_loop_delivers_each_whole_pass(shallow: Path) -> None:
+    recorded = messages_of(shallow)
+    first = opening_snapshots(recorded)
+    with replaying(shallow, "--speed", "10", "--loop") as feed:  # paced: the subscriber keeps up
+        passes = await read_passes(feed.address, 20)
+    for n, messages in enumerate(passes):
+        assert len(messages) == len(recorded), f"pass {n}: {len(messages)} messages of {len(recorded)}"
+        assert_same_messages(messages[first:], recorded[first:])
 
 
 def run_feed(*args: str) -> subprocess.CompletedProcess[str]:

@@ -192,7 +192,14 @@ class ReplaySource:
         self._session = item[0]
         self._base_ns = self._last_due_ns = at_ns
         self._t0 = self._last_rec_ns = item[1].event_time_ns
-        while item is not None and item[1].WhichOneof("body") == "snapshot" and item[0] == self._session:
+        primed: set[str] = set()
+        while (
+            item is not None
+            and item[1].WhichOneof("body") == "snapshot"
+            and item[0] == self._session
+            and item[1].instrument_id not in primed  # (a second one, a resync, is played: subscribers get it)
+        ):
+            primed.add(item[1].instrument_id)
             replay, _ = self._apply(item[1])
             replay.time_ns = at_ns
             if fanout is not None:

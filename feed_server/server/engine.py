@@ -102,13 +102,15 @@ class Engine:
         self.idle_step_s = idle_step_s
         self.fanout = Fanout(
             self.source.books,
-            lambda: self._start_ns,
+            self._time_base,
             max_backlog=max_backlog,
             max_batch=max_batch,
             max_depth=self.source.max_depth,
             depth_note=self.source.depth_note,
         )
         self.source.bind(self.fanout)
+        # A source that starts on its first subscriber is not playing before it: its time 0 is "now" until then.
+        self._playing = not self.source.starts_on_subscriber
         self.events = 0  # items (events and heartbeats, or recorded messages) run so far, all instruments
         self._start_ns = time.time_ns()
         self._start_mono_ns = time.monotonic_ns()
@@ -166,6 +168,12 @@ class Engine:
             task.cancel()
             await asyncio.wait([task])  # our own cancellation still propagates
 
+    def _time_base(self) -> int:
+        """The fan-out's time base: event_time_ns = this + source.time_ns (see Fanout)."""
+        if self.source.absolute_times:
+            return 0
+        return self._start_ns if self._playing else time.time_ns()
+
     @property
     def start_ns(self) -> int:
         """Wall time (ns since the epoch) of simulated time 0: event_time_ns = start_ns + offset_ns.
@@ -189,6 +197,7 @@ class Engine:
                 await fanout.subscribed.wait()
             self._start_ns = time.time_ns()
             self._start_mono_ns = time.monotonic_ns()
+            self._playing = True
         while True:
             if not source.paced and source.next_due_ns() != END_NS:
                 await fanout.wait_for_takers(UNPACED_BACKLOG)  # played as fast as the subscribers take it

@@ -81,9 +81,10 @@ class Fanout:
 
     Sessions. ``session_id`` names the run of sequences subscribers see (a random uuid hex, sent on every stream
     item). :meth:`new_session` starts another (a replay does at each pass, or where its recording's feed
-    restarted): what the subscribers have not taken yet is dropped, and the source then resets every instrument
-    (:meth:`reset`), so each open stream's first item of the new session starts with a snapshot of each of its
-    instruments, as a new stream would.
+    restarted): each subscriber's buffer marks where it starts (what it holds of the old session is still
+    delivered, under the old session's id), and the source then resets every instrument (:meth:`reset`), so each
+    open stream's first item of the new session starts with a snapshot of each of its instruments, as a new
+    stream would.
     """
 
     def __init__(
@@ -147,7 +148,9 @@ class Fanout:
         if len(set(ids)) != len(ids):
             raise InvalidRequest("duplicate instrument ids")
         self._check_depth(depth)
-        sub = Subscription(self._next_sub_id, ids, depth, self.max_backlog, self.max_batch, self._taken)
+        sub = Subscription(
+            self._next_sub_id, ids, depth, self.max_backlog, self.max_batch, self._taken, self.session_id
+        )
         self._next_sub_id += 1
         for iid in ids:
             groups = self._groups[iid]
@@ -188,11 +191,11 @@ class Fanout:
             self.unsubscribe(sub)
 
     def new_session(self) -> None:
-        """Start a new session: a new ``session_id``, and every subscriber's backlog dropped. The source must then
-        :meth:`reset` every instrument (see the class docstring)."""
+        """Start a new session: a new ``session_id``, marked in every subscriber's buffer after what it holds. The
+        source must then :meth:`reset` every instrument (see the class docstring)."""
         self.session_id = uuid.uuid4().hex
         for sub in self._subscriptions.values():
-            sub._buffer.clear()
+            sub.mark_session(self.session_id)
         logger.info("new session %s", self.session_id)
 
     async def wait_for_takers(self, backlog: int) -> None:
@@ -244,7 +247,7 @@ class Fanout:
 
     def _resync(self, sub: Subscription) -> None:
         """Drop a full subscriber's backlog and replace it with fresh snapshots."""
-        sub._buffer.clear()
+        sub._drop_backlog(self.session_id)
         for iid in sub.instrument_ids:
             sub._buffer.append(self._snapshot(iid, sub.depth, pb.SNAPSHOT_REASON_RESYNC))
         sub.resyncs += 1

@@ -19,8 +19,9 @@ paced: the engine plays it as fast as the subscribers take it, and waits while n
 
 Sessions. The first pass starts with the recording's opening snapshots already applied (a subscriber's initial
 snapshot is then the recorded one). Where the recording's own session changes (its feed restarted), and at each
-new pass of ``loop``, the fan-out starts a new session: open streams end and consumers reconnect, as after a
-restart. Without ``loop`` the replay stops at the end of the recording and keeps serving its last books.
+new pass of ``loop``, the fan-out starts a new session on the open streams (Fanout.new_session): what they
+hold of the old one is still delivered, then the new session starts with a snapshot of each instrument.
+Without ``loop`` the replay stops at the end of the recording and keeps serving its last books.
 
 A recording whose messages do not verify (a gap, a checksum that does not match) is not a recording this code
 wrote whole: the replay stops with BadRecording naming the file, the instrument and the sequence (the engine
@@ -65,7 +66,7 @@ class ReplayBook:
     def __init__(self, instrument_id: str, depth: int) -> None:
         self.instrument_id = instrument_id
         self.book = OrderBook(instrument_id, depth)
-        self.time_ns = 0  # engine time of its last message
+        self.time_ns = 0  # engine time of its last message (with original times: its recorded event time)
         self.messages = 0  # recorded messages played
 
 
@@ -109,6 +110,10 @@ class ReplaySource:
 
     # ----------------------------------------------------------------- EventSource
     starts_on_subscriber = True
+
+    @property
+    def absolute_times(self) -> bool:
+        return self.original_times
 
     @property
     def paced(self) -> bool:
@@ -201,7 +206,7 @@ class ReplaySource:
         ):
             primed.add(item[1].instrument_id)
             replay, _ = self._apply(item[1])
-            replay.time_ns = at_ns
+            replay.time_ns = item[1].event_time_ns if self.original_times else at_ns
             if fanout is not None:
                 fanout.reset(replay, item[1].sequence)
             item = next(self._items, None)
@@ -224,8 +229,8 @@ class ReplaySource:
         """Apply one recorded message and publish it (see the module docstring)."""
         derived = fanout.derives(message.instrument_id)  # a subscriber below the recorded depth
         replay, trades = self._apply(message, trades_wanted=derived)
-        if self.original_times:
-            replay.time_ns = message.event_time_ns - time_base
+        if self.original_times:  # (the time base is then 0: Engine._time_base)
+            replay.time_ns = message.event_time_ns
         else:
             replay.time_ns = due_ns
             message.event_time_ns = time_base + due_ns

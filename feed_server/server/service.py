@@ -134,8 +134,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: igno
                     batch = injector.apply(batch)
                     if not batch:
                         continue
-                # The session now is the batch's: a new session drops what was not taken (Fanout.new_session).
-                yield pb.SubscribeResponse(session_id=fanout.session_id, messages=batch)
+                yield pb.SubscribeResponse(session_id=subscription.session_id, messages=batch)
                 if len(batch) >= BUSY_MESSAGES:
                     await asyncio.sleep(BUSY_PAUSE_S)
             failure = self._failure()  # the fan-out ended the subscription: the feed stopped, or broke

@@ -50,6 +50,9 @@ class EventSource(Protocol):
     def starts_on_subscriber(self) -> bool: ...  # its time 0 is when the first subscriber came (a replay)
 
     @property
+    def absolute_times(self) -> bool: ...  # its books' time_ns are wall times, not offsets (--original-times)
+
+    @property
     def depth_note(self) -> str: ...  # why max_depth is what it is, in a refusal of a deeper request ("" if plain)
 
     @property
@@ -71,6 +74,7 @@ class SimulatedMarket:
 
     paced = True
     starts_on_subscriber = False
+    absolute_times = False
     max_depth = MAX_DEPTH
     depth_note = ""
 

@@ -1,7 +1,10 @@
 """One subscriber's registration and bounded buffer in the fan-out (feed_server.server.fanout owns them).
 
 The fan-out appends to ``_buffer`` and sets ``_wakeup``; the subscriber's consumer (a gRPC stream) takes
-everything buffered at once, at most ``max_batch`` messages per batch.
+everything buffered at once, at most ``max_batch`` messages per batch. ``session_id`` is the session of the
+batch just taken: where the fan-out starts a new session (a replay's next pass), it marks the place in each
+buffer (:meth:`Subscription.mark_session`), so what was buffered before is still delivered, under its own
+session, and a batch never holds messages of two sessions.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Sequence
+from typing import cast
 
 from feed_server.protocol.pb import market_data_pb2 as pb
 
@@ -26,6 +30,7 @@ class Subscription:
         max_backlog: int,
         max_batch: int,
         taken: asyncio.Event | None = None,
+        session_id: str = "",
     ) -> None:
         """``taken`` (the fan-out's) is set each time the consumer takes a batch."""
         self.sub_id = sub_id
@@ -36,7 +41,9 @@ class Subscription:
         self.resyncs = 0
         self.delivered = 0
         self.closed = False
-        self._buffer: deque[pb.BookMessage] = deque()
+        self.session_id = session_id  # the session of the last batch taken (see the module docstring)
+        self._buffer: deque[pb.BookMessage | str] = deque()  # messages, and new sessions' ids where they start
+        self._marks = 0  # session ids in the buffer
         self._wakeup = asyncio.Event()
         self._taken = taken
 
@@ -49,26 +56,58 @@ class Subscription:
         return len(self._buffer)
 
     async def next_batch(self) -> list[pb.BookMessage] | None:
-        """Everything buffered (up to ``max_batch`` messages), waiting for something; None once closed."""
-        while not self._buffer:
-            if self.closed:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        return self.take_nowait()
+        """Everything buffered (up to ``max_batch`` messages, one session's), waiting for something; None once
+        closed."""
+        while True:
+            while not self._buffer:
+                if self.closed:
+                    return None
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            batch = self.take_nowait()
+            if batch:
+                return batch
 
     def take_nowait(self) -> list[pb.BookMessage]:
-        """Everything buffered now (up to ``max_batch`` messages), without waiting; maybe empty."""
+        """Everything buffered now (up to ``max_batch`` messages, of one session: ``session_id``), without
+        waiting; maybe empty."""
         buffer = self._buffer
-        if len(buffer) <= self.max_batch:
-            batch = list(buffer)
+        if self._marks:
+            batch = self._take_marked()
+        elif len(buffer) <= self.max_batch:
+            batch = cast(list[pb.BookMessage], list(buffer))
             buffer.clear()
         else:
-            batch = [buffer.popleft() for _ in range(self.max_batch)]
+            batch = cast(list[pb.BookMessage], [buffer.popleft() for _ in range(self.max_batch)])
         self.delivered += len(batch)
         if self._taken is not None:
             self._taken.set()
         return batch
+
+    def _take_marked(self) -> list[pb.BookMessage]:
+        """take_nowait() when the buffer holds a new session's start: the session's messages up to the next."""
+        buffer = self._buffer
+        while buffer and isinstance(buffer[0], str):
+            self.session_id = cast(str, buffer.popleft())
+            self._marks -= 1
+        batch: list[pb.BookMessage] = []
+        while buffer and len(batch) < self.max_batch and not isinstance(buffer[0], str):
+            batch.append(cast(pb.BookMessage, buffer.popleft()))
+        return batch
+
+    def mark_session(self, session_id: str) -> None:
+        """A new session starts after what is buffered now (at once when nothing is)."""
+        if self._buffer:
+            self._buffer.append(session_id)
+            self._marks += 1
+        else:
+            self.session_id = session_id
+
+    def _drop_backlog(self, session_id: str) -> None:
+        """Forget everything buffered (a resync follows); what comes next is of ``session_id``."""
+        self._buffer.clear()
+        self._marks = 0
+        self.session_id = session_id
 
     def __aiter__(self) -> Subscription:
         return self

@@ -195,10 +195,11 @@ async def test_speed_plays_the_recorded_time_and_event_times_are_now(recording: 
     # loaded machine's scheduling delay at both ends: 50 ms more absolute slack keeps the check from flaking there.
     slack = 0.1 * span + (0.05 if speed == 10 else 0.0)
     assert abs(wall - span) <= slack, f"played in {wall:.3f} s, recorded {span:.3f} s at {speed}x"
-    # event_time_ns is the wall time the message was due: just before it was received, never after it
+    # event_time_ns is the wall time the message was due: received just after it (about 10 ms at most here, 250 ms
+    # allows for a pause of a loaded machine; the recorded times are seconds older), never before it
     for n in range(first, len(recorded)):
         late_ms = (got.wall_ns[n] - got.messages[n].event_time_ns) / 1e6
-        assert -5 <= late_ms <= 100, f"message {n} received {late_ms:.1f} ms after its event time"
+        assert -5 <= late_ms <= 250, f"message {n} received {late_ms:.1f} ms after its event time"
     # and the recorded intervals, divided by the speed
     t0 = recorded[0].event_time_ns
     running = t0
@@ -220,11 +221,6 @@ async def test_original_times_keeps_the_recorded_event_times(recording: Path) ->
     assert [m.event_time_ns for m in got.messages[first:]] == [m.event_time_ns for m in recorded[first:]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a subscriber's INITIAL snapshots carry the server's start time as event_time_ns (the "
-    "engine's start before the first subscriber came), neither 'now' nor, with --original-times, the recorded time",
-)
 @pytest.mark.parametrize("times", ["moved", "original"])
 async def test_the_initial_snapshots_event_time_is_now_or_the_recorded_one(recording: Path, times: str) -> None:
     recorded = messages_of(recording)
@@ -238,7 +234,7 @@ async def test_the_initial_snapshots_event_time_is_now_or_the_recorded_one(recor
             assert got.messages[n].event_time_ns == recorded[n].event_time_ns, n
         else:
             late_ms = (got.wall_ns[n] - got.messages[n].event_time_ns) / 1e6
-            assert -5 <= late_ms <= 100, f"snapshot {n} received {late_ms:.1f} ms after its event time"
+            assert -5 <= late_ms <= 250, f"snapshot {n} received {late_ms:.1f} ms after its event time"
 
 
 async def test_a_depth_above_the_recorded_one_is_refused_naming_it(shallow: Path) -> None:
@@ -321,7 +317,8 @@ async def test_loop_starts_each_pass_as_a_new_session_on_the_open_stream(shallow
     # instrument: proto/market_data.proto's "Session" paragraph, README "Record and replay" > Sessions.)
     recorded = messages_of(shallow)
     first = opening_snapshots(recorded)
-    with replaying(shallow, "--speed", "max", "--loop") as feed:
+    # At --speed 10 (a pass takes 0.1 s); test_loop_delivers_each_whole_pass covers max.
+    with replaying(shallow, "--speed", "10", "--loop") as feed:
         passes = await read_passes(feed.address, 20)
     for n, messages in enumerate(passes):
         snapshots = messages[:first]
@@ -336,15 +333,11 @@ async def test_loop_starts_each_pass_as_a_new_session_on_the_open_stream(shallow
         assert_same_messages(played, recorded[first : first + len(played)])  # the recording, in order, from its start
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: at the end of a --loop pass Fanout.new_session drops what the subscribers have not taken "
-    "yet, in the same engine step that published the pass's last messages: no subscriber ever gets a pass's end",
-)
-async def test_loop_delivers_each_whole_pass(shallow: Path) -> None:
+@pytest.mark.parametrize("speed", ["10", "max"])
+async def test_loop_delivers_each_whole_pass(shallow: Path, speed: str) -> None:
     recorded = messages_of(shallow)
     first = opening_snapshots(recorded)
-    with replaying(shallow, "--speed", "10", "--loop") as feed:  # paced: the subscriber keeps up
+    with replaying(shallow, "--speed", speed, "--loop") as feed:
         passes = await read_passes(feed.address, 20)
     for n, messages in enumerate(passes):
         assert len(messages) == len(recorded), f"pass {n}: {len(messages)} messages of {len(recorded)}"

@@ -20,7 +20,17 @@ from pathlib import Path
 
 import psutil
 
-from bench import book_apply, costs, engine_ceiling, feed_stream, replay, subscriber_ceiling, system, ws_rows
+from bench import (
+    book_apply,
+    costs,
+    engine_ceiling,
+    feed_stream,
+    recording,
+    replay,
+    subscriber_ceiling,
+    system,
+    ws_rows,
+)
 from bench.report import Result, combine, error_result, render_table, write_json
 
 log = logging.getLogger("bench")
@@ -39,6 +49,7 @@ ROWS: list[tuple[tuple[str, ...], str, str, RowRunner]] = [
     (("10a", "10b"), "dashboard cost", "-", costs.consumer_cost),
     (("11",), "engine ceiling", "events/s", engine_ceiling.run),
     (("12",), "replay at full speed", "changes/s", replay.run),
+    (("13a", "13b"), "recording", "-", recording.run),
 ]
 
 

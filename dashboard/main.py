@@ -13,11 +13,14 @@ import os
 
 from nicegui import app, ui
 
+from dashboard.api.docs import document_api
 from dashboard.api.fanout import MarketDataHub
 from dashboard.api.limits import ApiLimits
 from dashboard.api.routes import api_router
 from dashboard.api.transport import TransportMiddleware
 from dashboard.bridge import FeedBridge, set_bridge
+from dashboard.history import MarketHistory, set_history
+from dashboard.metrics import install_metrics
 
 __all__ = ["DEFAULT_FEED_ADDRESS", "DEFAULT_HOST", "DEFAULT_PORT", "TITLE", "build_app", "serve"]
 
@@ -42,7 +45,13 @@ def build_app(feed_address: str, limits: ApiLimits | None = None) -> FeedBridge:
     hub = MarketDataHub(bridge, limits or ApiLimits.from_env(os.environ))
     app.on_startup(bridge.start)
     app.on_shutdown(bridge.stop)
+    history = MarketHistory(bridge)  # the mid, trades and resting sizes the page's charts draw
+    set_history(history)
+    app.on_startup(history.start)
+    app.on_shutdown(history.stop)
     app.include_router(api_router(hub))
+    install_metrics(app, bridge, hub)
+    document_api(app)
     app.add_middleware(TransportMiddleware)
     register_pages()
     return bridge
@@ -53,7 +62,16 @@ def serve(
 ) -> None:
     """Build the app and serve it until SIGINT/SIGTERM (blocking)."""
     build_app(feed_address, limits)
-    ui.run(host=host, port=port, reload=False, show=False, title=TITLE, show_welcome_message=False)
+    ui.run(
+        host=host,
+        port=port,
+        reload=False,
+        show=False,
+        title=TITLE,
+        show_welcome_message=False,
+        # Signs the session cookie that names a browser for app.storage.user (its dark mode); set your own.
+        storage_secret=os.environ.get("DASHBOARD_STORAGE_SECRET", "market-data-dashboard"),
+    )
 
 
 if __name__ in {"__main__", "__mp_main__"}:

@@ -8,28 +8,45 @@ subscriber's problem (the feed unreachable, or refusing the dashboard) first, el
 The dropdown follows the feed's instrument list: a restarted feed's new instruments appear, the ones it dropped
 disappear (a tab showing one is emptied and says so in the banner until another instrument is picked, or the feed
 lists it again). Everything from the feed is shown as text (labels, table cells, select options), never as HTML.
+
+Links: ``/?instrument=ID`` opens that instrument (an id the feed does not list is notified and the first
+instrument shown; before the feed has listed its instruments the link waits for the list), and picking another
+instrument replaces the address (``ui.navigate.history.replace``: no reload), so a reload or a bookmark keeps it.
+The ladder: each size has a bar behind it (relative to the largest size shown on either side), and a per-tab
+grouping (1, 10 or 100 ticks) aggregates the levels shown, never the book (see dashboard/ladder.py).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from nicegui import ui
 
 from dashboard.bridge import NOT_LIVE_YET, FeedBridge, get_bridge
-from dashboard.formatting import depth_series, format_last_trade, instrument_label, level_rows, trade_rows
-from feed_server.client.subscriber import ConnectionState, InstrumentBook
-from feed_server.protocol.book import Side, Trade
+from dashboard.charts import HistoryCharts
+from dashboard.formatting import depth_series, format_last_trade, instrument_label, trade_rows
+from dashboard.history import get_history
+from dashboard.ladder import group_levels, grouping_label, grouping_options, ladder_rows, levels_needed
+from dashboard.overview import OverviewPage, book_link
+from dashboard.page_parts import STATUS_CLASSES, assign_rows, header_controls, marked, status_text
+from feed_server.client.subscriber import InstrumentBook
+from feed_server.protocol.book import MAX_DEPTH, Side, Trade
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.units import format_mid, format_spread
 
-__all__ = ["BOOK_LEVELS", "DEPTH_CHART_LEVELS", "REFRESH_HZ", "TAPE_TRADES", "BookPage", "register_pages"]
+__all__ = [
+    "BOOK_LEVELS",
+    "DEPTH_CHART_LEVELS",
+    "REFRESH_HZ",
+    "TAPE_TRADES",
+    "BookPage",
+    "register_pages",
+    "status_text",
+]
 
 logger = logging.getLogger(__name__)
-
-ElementT = TypeVar("ElementT", bound=ui.element)
 
 REFRESH_HZ = 8.0
 BOOK_LEVELS = 15
@@ -40,13 +57,6 @@ TAPE_TRADES = 15
 # reconnects to the same page instead of reloading it.
 RECONNECT_TIMEOUT = 10.0
 
-STATUS_CLASSES = {
-    "LIVE": "bg-green-700",
-    "STALE": "bg-red-700",
-    "RECONNECTING": "bg-amber-600",
-    "CONNECTING": "bg-amber-600",
-    "STOPPED": "bg-grey-8",
-}
 STALE_CLASSES = "opacity-40 grayscale"
 BANNER_CLASSES = "w-full items-center gap-2 px-3 py-2 rounded bg-amber-1 text-amber-10 border border-amber-5"
 
@@ -61,6 +71,17 @@ def level_columns(price_color: str) -> list[dict[str, Any]]:
     ]
 
 
+def size_cell_template(bar_color: str) -> str:
+    """The size cell: the number (text, never HTML) over a bar as wide as the row's ``bar`` percentage."""
+    return (
+        '<q-td :props="props" class="relative-position">'
+        f'<div class="absolute-top-right full-height opacity-30 {bar_color}" data-testid="size_bar"'
+        " :style=\"{ width: props.row.bar + '%' }\"></div>"
+        '<span class="relative-position">{{ props.value }}</span>'
+        "</q-td>"
+    )
+
+
 TRADE_COLUMNS: list[dict[str, Any]] = [
     {"name": "time", "label": "Time (UTC)", "field": "time", "align": "left", "classes": "font-mono"},
     {"name": "price", "label": "Price", "field": "price", "align": "right", "classes": _NUMBER},
@@ -70,18 +91,15 @@ TRADE_COLUMNS: list[dict[str, Any]] = [
 
 
 def register_pages() -> None:
-    """Define the page ``/`` on NiceGUI's app (called once by dashboard/main.py)."""
+    """Define the pages ``/`` and ``/overview`` on NiceGUI's app (called once by dashboard/main.py)."""
 
     @ui.page("/", title="Market data", reconnect_timeout=RECONNECT_TIMEOUT)
-    def index() -> None:
-        BookPage(get_bridge())
+    def index(instrument: str | None = None) -> None:
+        BookPage(get_bridge(), instrument)
 
-
-def status_text(state: ConnectionState, book: InstrumentBook | None) -> str:
-    """What the status badge says: the connection's state, or STALE when this book is not trustworthy."""
-    if state is ConnectionState.LIVE:
-        return "STALE" if book is None or book.stale else "LIVE"
-    return state.value.upper()
+    @ui.page("/overview", title="Market overview", reconnect_timeout=RECONNECT_TIMEOUT)
+    def overview() -> None:
+        OverviewPage(get_bridge())
 
 
 def reason_text(bridge: FeedBridge, instrument_id: str | None, book: InstrumentBook | None, status: str) -> str | None:
@@ -117,19 +135,24 @@ def _depth_chart_options() -> dict[str, Any]:
 
 
 class BookPage:
-    """One tab's view: its own instrument choice and elements, refreshed in place by one timer."""
+    """One tab's view: its own instrument choice, grouping and elements, refreshed in place by one timer."""
 
-    def __init__(self, bridge: FeedBridge) -> None:
+    def __init__(self, bridge: FeedBridge, requested: str | None = None) -> None:
         self.bridge = bridge
         specs = bridge.instruments()
-        # The tab's instrument: the first one listed, then the user's choice (kept while the feed does not list it).
-        self.instrument_id: str | None = specs[0].instrument_id if specs else None
+        # A link's instrument waits for the feed's list to be confirmed (or refuted, see _resolve_link).
+        self._requested = requested
+        # The tab's instrument: the link's, else the first one listed, then the user's choice (kept while the feed
+        # does not list it).
+        self.instrument_id: str | None = requested or (specs[0].instrument_id if specs else None)
+        self.group = 1  # ticks per shown level (1: the book's own levels)
         # What the elements show now; a tick with the same key skips the book work.
-        self._shown_key: tuple[str | None, int, int] | None = None
+        self._shown_key: tuple[str | None, int, int, int] | None = None
         self._shown_stale: bool | None = None
         self._shown_status = "CONNECTING"
         self._shown_reason: str | None = ""
         self._shown_trade: tuple[int, Trade] | None = None
+        self._grouping_spec: InstrumentSpec | None = None  # the instrument the grouping labels are in
         self._listed: Mapping[str, InstrumentSpec] | None = None  # the feed's list the dropdown was built from
         self._build(specs)
         self.refresh()
@@ -140,32 +163,41 @@ class BookPage:
         with ui.column().classes("w-full max-w-screen-xl mx-auto p-2 gap-2"):
             with ui.row().classes("w-full items-center gap-3 flex-wrap"):
                 ui.label("Market data").classes("text-h6")
-                self.select = _marked(
+                self.select = marked(
                     ui.select(
                         {spec.instrument_id: instrument_label(spec) for spec in specs},
-                        value=self.instrument_id,
+                        value=self.instrument_id if any(s.instrument_id == self.instrument_id for s in specs) else None,
                         label="Instrument",
-                        on_change=lambda e: self.show_instrument(e.value),
+                        on_change=lambda e: self._on_pick(e.value),
                     )
                     .classes("min-w-[16rem] grow sm:grow-0")
                     .props("dense outlined"),
                     "instrument",
                 )
-                self.status = _marked(
+                self.grouping = marked(
+                    ui.select(
+                        grouping_options(None), value=1, label="Group", on_change=lambda e: self.set_group(e.value)
+                    )
+                    .classes("w-28")
+                    .props("dense outlined"),
+                    "grouping",
+                )
+                self.status = marked(
                     ui.label("CONNECTING")
                     .classes("px-3 py-1 rounded text-white font-bold tracking-wide")
                     .classes(STATUS_CLASSES["CONNECTING"]),
                     "status",
                 )
-                # What the feed plays: its simulation, or a replay and its speed.
-                self.source = _marked(ui.label("").classes("text-sm text-grey-8 break-words"), "source")
+                header_controls("Overview", "/overview")
+            # What the feed plays: its simulation, or a replay and its speed.
+            self.source = marked(ui.label("").classes("text-sm text-grey-7 break-words"), "source")
             # Why the instrument is not live; hidden while it is (see _set_reason). Plain text, never HTML.
-            self.banner = _marked(ui.row().classes(BANNER_CLASSES), "banner")
+            self.banner = marked(ui.row().classes(BANNER_CLASSES), "banner")
             with self.banner:
                 ui.icon("warning").classes("text-amber-8")
-                self.reason = _marked(ui.label("").classes("break-words"), "reason")
+                self.reason = marked(ui.label("").classes("break-words"), "reason")
             # Everything below the header is greyed out while the book is not live (see _set_status).
-            self.data_area = _marked(ui.column().classes("w-full gap-2"), "book_area")
+            self.data_area = marked(ui.column().classes("w-full gap-2"), "book_area")
             with self.data_area:
                 with ui.row().classes("w-full gap-x-6 gap-y-1 flex-wrap text-sm items-baseline"):
                     self.sequence = self._stat("Sequence", "sequence")
@@ -175,35 +207,47 @@ class BookPage:
                     self.rate = self._stat("Updates/s", "rate")
                     self.checksum = self._stat("Checksum", "checksum")
                 with ui.element("div").classes("w-full grid grid-cols-1 md:grid-cols-2 gap-2"):
-                    self.bids = self._levels_table("Bids", "bids", "text-green-9")
-                    self.asks = self._levels_table("Asks", "asks", "text-red-9")
+                    self.bids = self._levels_table("Bids", "bids", "text-green-9", "bg-green-5")
+                    self.asks = self._levels_table("Asks", "asks", "text-red-9", "bg-red-5")
                 with ui.element("div").classes("w-full grid grid-cols-1 lg:grid-cols-3 gap-2 items-start"):
-                    with ui.card().classes("lg:col-span-2 p-2"):
+                    with ui.card().classes("lg:col-span-2 p-2 min-w-0"):
                         chart = ui.echart(_depth_chart_options()).classes("w-full h-64")
-                        self.depth_chart = _marked(chart, "depth_chart")
-                    self.trades = _marked(
+                        self.depth_chart = marked(chart, "depth_chart")
+                    self.trades = marked(
                         ui.table(columns=TRADE_COLUMNS, rows=[], row_key="key", title="Trades")
                         .props("dense flat bordered")
-                        .classes("w-full"),
+                        .classes("w-full min-w-0"),
                         "trades",
                     )
+                # The mid price and trades over time, and the heatmap (dashboard/charts.py), full width.
+                self.history_charts = HistoryCharts(get_history())
 
     @staticmethod
     def _stat(title: str, marker: str) -> ui.label:
         with ui.row().classes("gap-1 items-baseline no-wrap"):
             ui.label(title).classes("text-grey-7")
-            return _marked(ui.label("-").classes("font-mono"), marker)
+            return marked(ui.label("-").classes("font-mono break-all"), marker)
 
     @staticmethod
-    def _levels_table(title: str, marker: str, price_color: str) -> ui.table:
-        return _marked(
+    def _levels_table(title: str, marker: str, price_color: str, bar_color: str) -> ui.table:
+        table = marked(
             ui.table(columns=level_columns(price_color), rows=[], row_key="key", title=title)
             .props("dense flat bordered")
-            .classes("w-full"),
+            .classes("w-full min-w-0"),
             marker,
         )
+        table.add_slot("body-cell-size", size_cell_template(bar_color))
+        return table
 
-    # ----------------------------------------------------------------- updates
+    # ----------------------------------------------------------------- choices
+    def _on_pick(self, instrument_id: str | None) -> None:
+        """The dropdown's choice: show it, and put it in the address (no reload) for reloads and bookmarks."""
+        if instrument_id is None or instrument_id == self.instrument_id:
+            return
+        self._requested = None
+        self.show_instrument(instrument_id)
+        ui.navigate.history.replace(book_link(instrument_id))
+
     def show_instrument(self, instrument_id: str | None) -> None:
         """Switch this tab to another instrument and show its book at once (None, from a dropdown whose
         instrument the feed no longer lists, keeps the tab's choice)."""
@@ -213,6 +257,26 @@ class BookPage:
         self._shown_key = None
         self.refresh()
 
+    def set_group(self, ticks: int | None) -> None:
+        """Show levels grouped by ``ticks`` ticks (1: ungrouped); the book itself is not touched."""
+        if ticks is None or ticks == self.group:
+            return
+        self.group = int(ticks)
+        self._shown_key = None
+        self.refresh()
+
+    def _resolve_link(self, listed: Mapping[str, InstrumentSpec]) -> None:
+        """The feed's first list decides a link's instrument: kept when listed, else notified and the first shown."""
+        requested, self._requested = self._requested, None
+        if requested is None or requested in listed:
+            return
+        first = next(iter(listed))
+        ui.notify(f"Unknown instrument {requested[:40]!r}: showing {first}", type="warning")
+        self.instrument_id = first
+        self._shown_key = None
+        ui.navigate.history.replace(book_link(first))
+
+    # ----------------------------------------------------------------- updates
     def refresh(self) -> None:
         """One tick: the dropdown's list, status, reason and rate always; the book, chart and tape only when the
         book changed."""
@@ -221,6 +285,7 @@ class BookPage:
         if listed is not self._listed:
             self._follow_instruments(listed)
         instrument_id = self.instrument_id
+        self.history_charts.show(instrument_id)  # every tick: it redraws only when the history changed
         book = bridge.book(instrument_id) if instrument_id is not None else None
         status = status_text(bridge.connection_state(), book)
         self._set_status(status)
@@ -228,7 +293,7 @@ class BookPage:
         self.rate.text = f"{bridge.update_rate(instrument_id):.1f}" if instrument_id is not None else "-"
         source = bridge.source()
         self.source.text = f"Source: {source}" if source else ""
-        key = (instrument_id, id(book), book.version if book is not None else -1)
+        key = (instrument_id, id(book), book.version if book is not None else -1, self.group)
         if key == self._shown_key:
             return
         self._shown_key = key
@@ -240,11 +305,14 @@ class BookPage:
     def _follow_instruments(self, listed: Mapping[str, InstrumentSpec]) -> None:
         """Make the dropdown the feed's list (the subscriber replaces the list on each connection).
 
-        The first list picks the tab's instrument if it had none. An instrument the feed no longer lists leaves
-        the dropdown empty (the tab keeps its choice, the banner says why) until the feed lists it again."""
+        The first list picks the tab's instrument if it had none (or settles a link's). An instrument the feed no
+        longer lists leaves the dropdown empty (the tab keeps its choice, the banner says why) until the feed lists
+        it again."""
         self._listed = listed
         if not listed:
             return  # not listed yet (or no answer yet from a restarted feed): keep what is shown
+        if self._requested is not None:
+            self._resolve_link(listed)
         if self.instrument_id is None:
             self.instrument_id = next(iter(listed))
         options = {spec.instrument_id: instrument_label(spec) for spec in listed.values()}
@@ -273,42 +341,42 @@ class BookPage:
             self._shown_reason = reason
 
     def _show_book(self, item: InstrumentBook) -> None:
-        spec, book = item.spec, item.book
-        bids, asks = book.bids(DEPTH_CHART_LEVELS), book.asks(DEPTH_CHART_LEVELS)
-        _assign_rows(self.bids, level_rows(spec, bids[:BOOK_LEVELS]))
-        _assign_rows(self.asks, level_rows(spec, asks[:BOOK_LEVELS]))
+        spec, book, group = item.spec, item.book, self.group
+        if spec is not self._grouping_spec:
+            self._grouping_spec = spec
+            self.grouping.set_options(grouping_options(spec), value=group)
+        depth = max(DEPTH_CHART_LEVELS, levels_needed(BOOK_LEVELS, group, MAX_DEPTH))
+        bids, asks = book.bids(depth), book.asks(depth)
+        shown_bids = group_levels(bids, group, Side.BID)[:BOOK_LEVELS]
+        shown_asks = group_levels(asks, group, Side.ASK)[:BOOK_LEVELS]
+        largest = max((size for _, size in (*shown_bids, *shown_asks)), default=0)
+        assign_rows(self.bids, ladder_rows(spec, shown_bids, largest))
+        assign_rows(self.asks, ladder_rows(spec, shown_asks, largest))
         series = self.depth_chart.options["series"]
-        bid_points, ask_points = depth_series(spec, bids, Side.BID), depth_series(spec, asks, Side.ASK)
+        bid_levels, ask_levels = bids[:DEPTH_CHART_LEVELS], asks[:DEPTH_CHART_LEVELS]
+        bid_points, ask_points = depth_series(spec, bid_levels, Side.BID), depth_series(spec, ask_levels, Side.ASK)
         if series[0]["data"] != bid_points or series[1]["data"] != ask_points:  # else the chart is not re-sent
             series[0]["data"] = bid_points
             series[1]["data"] = ask_points
         newest = item.trades[-1] if item.trades else None
         if newest is not self._shown_trade or not newest:  # the tape only changes with a new trade
             self._shown_trade = newest
-            _assign_rows(self.trades, trade_rows(spec, item.trades, TAPE_TRADES))
+            assign_rows(self.trades, trade_rows(spec, item.trades, TAPE_TRADES))
         best_bid = bids[0][0] if bids else None
         best_ask = asks[0][0] if asks else None
         self.sequence.text = str(book.sequence) if book.sequence is not None else "-"
-        self.checksum.text = str(book.checksum())
+        checksum = str(book.checksum())
+        if group > 1:
+            checksum += f" (book; levels shown grouped by {grouping_label(spec, group)})"
+        self.checksum.text = checksum
         self.spread.text = format_spread(spec, book.spread())
         self.mid.text = format_mid(spec, best_bid, best_ask)
         self.last_trade.text = format_last_trade(spec, item.last_trade)
 
     def _clear(self) -> None:
         for table in (self.bids, self.asks, self.trades):
-            _assign_rows(table, [])
+            assign_rows(table, [])
         for series in self.depth_chart.options["series"]:
             series["data"] = []
         for label in (self.sequence, self.checksum, self.spread, self.mid, self.last_trade):
             label.text = "-"
-
-
-def _marked(element: ElementT, name: str) -> ElementT:
-    """Mark an element for the simulated user (``marker=name``) and for a browser (``data-testid``)."""
-    return element.mark(name).props(f"data-testid={name}")
-
-
-def _assign_rows(table: ui.table, rows: list[dict[str, Any]]) -> None:
-    """Replace a table's rows in place, sending nothing when they did not change."""
-    if table.rows != rows:
-        table.rows = rows

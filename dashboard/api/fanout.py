@@ -114,8 +114,10 @@ class MarketDataHub:
         self._reasons: dict[str, str | None] = {}
         self._watchdog: asyncio.TimerHandle | None = None  # armed while clients are connected
         self._watch_every = max(0.01, min(0.25, self.limits.send_timeout / 4))
-        self.connections = 0
+        self.connections = 0  # open WebSocket clients (dashboard/metrics.py reads these counters when scraped)
         self.dropped_slow = 0
+        self.dropped_gone = 0  # clients ended because the feed no longer lists their instrument
+        self.messages_sent = 0  # book and trade messages sent to clients
         bridge.subscriber.add_listener(self._on_book)
 
     # ----------------------------------------------------------------- listener (in the subscriber task)
@@ -274,6 +276,7 @@ class MarketDataHub:
         elif blocked:
             abort(ws)
         elif client.gone:
+            self.dropped_gone += 1
             log.info("closing a WebSocket client of %s: the feed no longer lists it", instrument_id)
             message = f"unknown instrument id {shown(instrument_id)}: the feed no longer lists it"
             await _refuse(ws, "unknown_instrument", message, CLOSE_UNKNOWN_INSTRUMENT)
@@ -317,6 +320,7 @@ class MarketDataHub:
             if data is not None:
                 await ws.send_text(data)
             client.flush_started = 0.0
+            self.messages_sent += len(new_trades) + (data is not None)
             if interval:
                 await asyncio.sleep(flushed_at + interval - loop.time())
 

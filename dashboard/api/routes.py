@@ -5,6 +5,7 @@ WebSocket ``/ws/market_data/{instrument_id}``: served by ``MarketDataHub.serve``
 REST: ``GET /api/instruments`` -> ``[{"instrument_id", "name", "kind", "tick_size", "lot_size",
 "price_decimals", "size_decimals"}]``; ``GET /api/book/{instrument_id}?depth=N`` -> a book message (see
 book_json.py); errors as JSON with status 400 (bad_request), 404 (unknown_instrument) or 503 (feed_unavailable).
+Their OpenAPI description (``/docs``, ``/openapi.json``) is in docs.py.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response, WebSocket
 
 from dashboard.api.book_json import encode_error, instruments_json
+from dashboard.api.docs import BOOK_ROUTE, INSTRUMENTS_ROUTE
 from dashboard.api.fanout import MarketDataHub
 from dashboard.api.params import DEFAULT_DEPTH, BadParameter, int_param, shown
 from feed_server.protocol.book import MAX_DEPTH
@@ -27,15 +29,16 @@ def api_router(hub: MarketDataHub) -> APIRouter:
     async def market_data(websocket: WebSocket, instrument_id: str) -> None:
         await hub.serve(websocket, instrument_id)
 
-    @router.get("/api/instruments")
+    @router.get("/api/instruments", **INSTRUMENTS_ROUTE)
     async def instruments() -> Response:
         specs = await hub.known_instruments()
         if not specs:
             return _error_response(503, "feed_unavailable", "the feed has not listed its instruments yet")
         return Response(instruments_json(specs), media_type="application/json")
 
-    @router.get("/api/book/{instrument_id:path}")
-    async def book(request: Request, instrument_id: str) -> Response:
+    @router.get("/api/book/{instrument_id:path}", **BOOK_ROUTE)
+    async def book(request: Request) -> Response:
+        instrument_id: str = request.path_params["instrument_id"]  # not a parameter: FastAPI would document a 422
         try:
             depth = int_param(request.query_params, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)
         except BadParameter as exc:

@@ -23,8 +23,9 @@ TRANSPORT_SCOPE_KEY = "dashboard.transport"
 class TransportMiddleware:
     """Pure ASGI middleware: records a WebSocket connection's asyncio transport in its scope.
 
-    uvicorn hands the app its protocol's own ``send`` (a bound method of the protocol, which holds the
-    transport); Starlette wraps it further in.
+    uvicorn hands the app its protocol's own ``send`` and ``receive`` (bound methods of the protocol, which holds
+    the transport); Starlette wraps them further in. A middleware outside this one may have wrapped ``send``
+    already (the SessionMiddleware NiceGUI adds for ``storage_secret`` does), so ``receive`` is looked at too.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -32,7 +33,9 @@ class TransportMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
-            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            transport = getattr(getattr(send, "__self__", None), "transport", None) or getattr(
+                getattr(receive, "__self__", None), "transport", None
+            )
             if transport is not None:  # asyncio's or uvloop's (which does not subclass asyncio's classes)
                 scope[TRANSPORT_SCOPE_KEY] = transport
         await self.app(scope, receive, send)

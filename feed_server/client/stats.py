@@ -1,8 +1,8 @@
-"""What a subscriber counts: messages applied, faults by kind, resyncs, reconnects."""
+"""What a subscriber counts: messages applied, faults by kind (also per instrument), resyncs, reconnects."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from feed_server.protocol.errors import (
     BookError,
@@ -13,7 +13,25 @@ from feed_server.protocol.errors import (
     SnapshotMissing,
 )
 
-__all__ = ["SubscriberStats"]
+__all__ = ["FAULT_REASONS", "SubscriberStats", "fault_reason"]
+
+FAULT_REASONS = ("gap", "snapshot_missing", "checksum", "digest", "crossed", "invalid")
+"""Every value :func:`fault_reason` returns."""
+
+
+def fault_reason(fault: BookError) -> str:
+    """A fault's kind as a short label (one of FAULT_REASONS): what made its book resynchronise."""
+    if isinstance(fault, SnapshotMissing):  # before InvalidMessage, its base
+        return "snapshot_missing"
+    if isinstance(fault, SequenceGap):
+        return "gap"
+    if isinstance(fault, ChecksumMismatch):
+        return "checksum"
+    if isinstance(fault, DigestMismatch):
+        return "digest"
+    if isinstance(fault, CrossedBook):
+        return "crossed"
+    return "invalid"
 
 
 @dataclass
@@ -34,9 +52,14 @@ class SubscriberStats:
     sessions: int = 0  # streams opened (a restarted server or a reconnect each add one)
     watchdog_timeouts: int = 0  # connections given up because nothing arrived for heartbeat_timeout
     unexpected_errors: int = 0  # connections ended by an unexpected exception (a bug) and retried
+    # Per (instrument id, fault_reason): faults detected, each marking the book stale until a snapshot mends it.
+    faults_by_instrument: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    def count_fault(self, fault: BookError) -> None:
-        """Count one detected fault by its kind."""
+    def count_fault(self, fault: BookError, instrument_id: str | None = None) -> None:
+        """Count one detected fault by its kind (and, given ``instrument_id``, by instrument and kind)."""
+        if instrument_id is not None:
+            key = (instrument_id, fault_reason(fault))
+            self.faults_by_instrument[key] = self.faults_by_instrument.get(key, 0) + 1
         if isinstance(fault, SequenceGap | SnapshotMissing):
             self.gaps += 1
         elif isinstance(fault, ChecksumMismatch):

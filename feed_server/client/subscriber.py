@@ -383,7 +383,7 @@ class FeedSubscriber:
                 log.exception("book listener %r failed on %s", listener, instrument_id)
 
     def _count_fault(self, sync: InstrumentSync, fault: BookError) -> None:
-        self.stats.count_fault(fault)
+        self.stats.count_fault(fault, sync.instrument_id)
         held = self._throttle.allow((sync.instrument_id, "fault"))
         if held is None:
             return

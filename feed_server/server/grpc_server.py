@@ -6,6 +6,9 @@ calls get the same), and the server's watcher reports ``NOT_SERVING`` on the hea
 ``marketdata.v1.MarketData``). :func:`serve` returns when either a signal comes or the engine fails, and says
 which, so ``python -m feed_server`` exits non-zero after a failure.
 
+It also serves gRPC server reflection (``grpc.reflection.v1alpha.ServerReflection``) for the MarketData and
+health services and itself, so ``grpcurl -plaintext HOST:PORT list`` and ``describe`` work without the proto.
+
 Stopping: :meth:`FeedServer.stop` closes the fan-out first (every stream ends normally, and a Subscribe or
 GetSnapshot arriving while the server stops gets ``UNAVAILABLE``), then reports ``NOT_SERVING``, then stops the
 gRPC server.
@@ -21,6 +24,7 @@ from collections.abc import Iterable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2_grpc
@@ -31,13 +35,22 @@ from feed_server.server.metrics import MetricsServer
 from feed_server.server.service import MarketDataServicer
 from feed_server.server.sources import EventSource
 
-__all__ = ["MAX_CONCURRENT_RPCS", "MAX_RECEIVE_MESSAGE_BYTES", "SERVICE_NAME", "FeedServer", "serve"]
+__all__ = [
+    "MAX_CONCURRENT_RPCS",
+    "MAX_RECEIVE_MESSAGE_BYTES",
+    "REFLECTED_SERVICES",
+    "SERVICE_NAME",
+    "FeedServer",
+    "serve",
+]
 
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "marketdata.v1.MarketData"
 MAX_RECEIVE_MESSAGE_BYTES = 1024 * 1024
 MAX_CONCURRENT_RPCS = 1000
+REFLECTED_SERVICES = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+"""The services that server reflection lists (``grpcurl -plaintext HOST:PORT list``)."""
 
 _SERVER_OPTIONS: Sequence[tuple[str, int]] = (
     ("grpc.max_receive_message_length", MAX_RECEIVE_MESSAGE_BYTES),
@@ -157,6 +170,7 @@ class FeedServer:
         market_data_pb2_grpc.add_MarketDataServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)  # type: ignore[no-untyped-call]
+        reflection.enable_server_reflection(REFLECTED_SERVICES, server)
         try:
             port: int = server.add_insecure_port(f"{self.host}:{self.port}")
         except RuntimeError:  # grpcio's "Failed to bind to address" (the port was taken since the check)

@@ -10,14 +10,19 @@ import asyncio
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from nicegui import ui
 from nicegui.testing import User
 
+from dashboard.bridge import FeedBridge, get_bridge
+from dashboard.ladder import group_levels, grouping_label, grouping_options, ladder_rows
+from dashboard.pages import BookPage
+from feed_server.client.subscriber import InstrumentBook
+from feed_server.protocol.book import Side
 from feed_server.protocol.checksum import compute_checksum
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from tests.dashboard.page_fixtures import page_feed, stop_process  # noqa: F401  (page_feed is a fixture)
@@ -280,3 +285,192 @@ async def test_dropdown_follows_the_feeds_instruments(
     await choose(user, es)
     await wait_for(lambda: text_of(user, "status") == "LIVE", within=10.0)
     assert_book_of(es, rows_of(user, "bids"), rows_of(user, "asks"))
+
+
+# ----------------------------------------------------------------- links, grouping, overview, dark mode
+
+
+async def test_link_opens_the_named_instrument(user: User) -> None:
+    await user.open("/?instrument=ETH-USD")
+    await wait_for(lambda: book_is_shown(user) and text_of(user, "status") == "LIVE")
+    assert select_of(user).value == "ETH-USD"
+    assert_book_of(SPECS["ETH-USD"], rows_of(user, "bids"), rows_of(user, "asks"))
+    assert_checksum_shown_matches_rows(user, SPECS["ETH-USD"])
+    assert user.notify.messages == []
+
+
+async def test_unknown_link_notifies_and_shows_the_first_instrument(user: User) -> None:
+    await user.open("/?instrument=NOPE-USD")
+    await wait_for(lambda: book_is_shown(user) and text_of(user, "status") == "LIVE")
+    await user.should_see("Unknown instrument 'NOPE-USD'")
+    assert select_of(user).value == "AAPL"
+    assert_book_of(SPECS["AAPL"], rows_of(user, "bids"), rows_of(user, "asks"))
+
+
+class ListLater:
+    """The app's bridge, but with no instrument list until ``release()`` (a dashboard that has just started)."""
+
+    def __init__(self, bridge: FeedBridge) -> None:
+        self._bridge = bridge
+        self.released = False
+
+    def release(self) -> None:
+        self.released = True
+
+    def instruments(self) -> list[InstrumentSpec]:
+        return self._bridge.instruments() if self.released else []
+
+    def listed(self) -> Mapping[str, InstrumentSpec]:
+        return self._bridge.listed() if self.released else {}
+
+    def book(self, instrument_id: str) -> InstrumentBook | None:
+        return self._bridge.book(instrument_id) if self.released else None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._bridge, name)
+
+
+async def test_link_waits_for_the_feeds_list(user: User) -> None:
+    """Before the feed has listed its instruments a link's id is not called unknown; once listed it is shown."""
+    holder: list[ListLater] = []
+
+    @ui.page("/test-link-waits")
+    def link_page() -> None:
+        holder.append(ListLater(get_bridge()))
+        BookPage(cast(FeedBridge, holder[0]), "MSFT")
+
+    await user.open("/test-link-waits")
+    await wait_for(lambda: bool(get_bridge().listed()))
+    await asyncio.sleep(0.3)  # several refreshes without a list
+    assert rows_of(user, "bids") == []
+    assert "to list its instruments" in (banner_reason(user) or "")
+    holder[0].release()
+    await wait_for(lambda: book_is_shown(user) and text_of(user, "status") == "LIVE")
+    assert select_of(user).value == "MSFT"
+    assert_book_of(SPECS["MSFT"], rows_of(user, "bids"), rows_of(user, "asks"))
+    assert user.notify.messages == []
+
+
+def grouping_of(user: User) -> ui.select:
+    select = next(iter(user.find(marker="grouping").elements))
+    assert isinstance(select, ui.select)
+    return select
+
+
+def assert_grouped(spec: InstrumentSpec, group: int, bids: Rows, asks: Rows) -> None:
+    """Grouped rows: prices on the group's grid, one row per group, best first, cumulative sizes."""
+    step = spec.tick_size * group
+    for rows, descending in ((bids, True), (asks, False)):
+        assert rows
+        prices = [Decimal(row["price"]) for row in rows]
+        assert all(price % step == 0 for price in prices), prices
+        assert prices == sorted(prices, reverse=descending) and len(set(prices)) == len(prices)
+        cumulative = Decimal(0)
+        for row in rows:
+            cumulative += Decimal(row["size"])
+            assert Decimal(row["total"]) == cumulative
+    assert Decimal(bids[0]["price"]) < Decimal(asks[0]["price"]) + step
+
+
+def assert_bars(bids: Rows, asks: Rows) -> None:
+    """Each bar is its size relative to the largest size shown on either side (in whole percent, rounded up)."""
+    rows = bids + asks
+    largest = max(Decimal(row["size"]) for row in rows)
+    for row in rows:
+        assert 0 < row["bar"] <= 100
+        assert abs(Decimal(row["bar"]) - Decimal(row["size"]) * 100 / largest) < 1
+    assert max(row["bar"] for row in rows) == 100
+
+
+async def test_grouping_aggregates_the_levels_shown_not_the_book(user: User) -> None:
+    await open_page(user)
+    aapl = SPECS["AAPL"]
+    assert grouping_of(user).options == {1: "0.01", 10: "0.10", 100: "1.00"}
+    assert_bars(rows_of(user, "bids"), rows_of(user, "asks"))
+    grouping_of(user).value = 10
+    bids, asks = rows_of(user, "bids"), rows_of(user, "asks")
+    assert_grouped(aapl, 10, bids, asks)
+    assert_bars(bids, asks)
+    checksum = text_of(user, "checksum")
+    assert checksum.endswith(" (book; levels shown grouped by 0.10)"), checksum
+    # The number is the book's checksum, not one of the grouped rows.
+    item = get_bridge().book("AAPL")
+    assert item is not None and checksum.split()[0] == str(item.book.checksum())
+    await asyncio.sleep(0.3)
+    assert_grouped(aapl, 10, rows_of(user, "bids"), rows_of(user, "asks"))
+    # The grouping is per tab and follows the instrument's price units.
+    es = SPECS["ES-Z6"]
+    await choose(user, es)
+    assert grouping_of(user).options == {1: "0.25", 10: "2.50", 100: "25.00"}
+    grouping_of(user).value = 100
+    assert_grouped(es, 100, rows_of(user, "bids"), rows_of(user, "asks"))
+    assert text_of(user, "checksum").endswith("grouped by 25.00)")
+    grouping_of(user).value = 1
+    await wait_for(lambda: text_of(user, "status") == "LIVE")
+    assert_book_of(es, rows_of(user, "bids"), rows_of(user, "asks"))
+    assert_checksum_shown_matches_rows(user, es)
+
+
+async def test_overview_lists_every_instrument_and_opens_a_book(user: User) -> None:
+    await user.open("/overview")
+
+    def all_live() -> bool:
+        rows = rows_of(user, "overview")
+        return len(rows) == len(SPECS) and all(row["state"] == "LIVE" and row["bid"] != "-" for row in rows)
+
+    await wait_for(all_live)
+    rows = rows_of(user, "overview")
+    assert [row["instrument"] for row in rows] == list(SPECS)
+    for row in rows:
+        spec = SPECS[row["instrument"]]
+        bid, ask = Decimal(row["bid"]), Decimal(row["ask"])
+        assert bid < ask and bid % spec.tick_size == 0 and ask % spec.tick_size == 0
+        assert row["spread"].endswith(("tick)", "ticks)"))
+        assert float(row["rate"]) >= 0
+    await wait_for(lambda: all(float(row["rate"]) > 0 for row in rows_of(user, "overview")))
+    assert user.find(marker="page_link").elements  # the header links to the book page
+    btc = next(row for row in rows_of(user, "overview") if row["instrument"] == "BTC-USD")
+    user.find(marker="overview").trigger("rowClick", [{}, btc, 4])
+    await wait_for(lambda: shown_instrument(user) == "BTC-USD")
+    await wait_for(lambda: book_is_shown(user) and text_of(user, "status") == "LIVE")
+    assert_book_of(SPECS["BTC-USD"], rows_of(user, "bids"), rows_of(user, "asks"))
+
+
+def shown_instrument(user: User) -> str | None:
+    """The book page's instrument, None while another page is shown."""
+    try:
+        return cast(str | None, select_of(user).value)
+    except AssertionError:
+        return None
+
+
+def dark_value(user: User) -> bool:
+    element = next(iter(user.find(marker="dark").elements))
+    assert isinstance(element, ui.dark_mode)
+    return bool(element.value)
+
+
+async def test_dark_mode_is_remembered_across_pages(user: User) -> None:
+    await open_page(user)
+    assert dark_value(user) is False
+    user.find(marker="dark_mode").click()
+    assert dark_value(user) is True
+    await user.open("/overview")
+    assert dark_value(user) is True
+    await user.open("/")
+    assert dark_value(user) is True
+    user.find(marker="dark_mode").click()
+    await user.open("/")
+    assert dark_value(user) is False
+
+
+def test_group_levels_rounds_bids_down_and_asks_up() -> None:
+    bids = [(18957, 1), (18951, 2), (18950, 4), (18949, 8)]
+    asks = [(18958, 1), (18960, 2), (18961, 4)]
+    assert group_levels(bids, 10, Side.BID) == [(18950, 7), (18940, 8)]
+    assert group_levels(asks, 10, Side.ASK) == [(18960, 3), (18970, 4)]
+    assert group_levels(bids, 1, Side.BID) == bids
+    assert grouping_options(SPECS["BTC-USD"]) == {1: "0.5", 10: "5.0", 100: "50.0"}
+    assert grouping_label(SPECS["EUR-USD"], 100) == "0.00100"
+    rows = ladder_rows(SPECS["AAPL"], [(18950, 3), (18949, 12)], 12)
+    assert [row["bar"] for row in rows] == [25, 100]

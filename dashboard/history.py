@@ -2,9 +2,10 @@
 
 One :class:`MarketHistory` per app, fed by the bridge's books: one sampler task (every ``SAMPLE_INTERVAL``
 seconds, shared by every tab) records each instrument's mid price and top ``HEATMAP_LEVELS`` levels per side, and
-a book listener records every trade as it is applied (so none is lost between samples). Everything is bounded:
-the mid over ``PRICE_WINDOW`` seconds, the latest ``MAX_TRADES`` trades within ``PRICE_WINDOW``, the depth samples
-over ``HEATMAP_WINDOW`` seconds. A page reads :meth:`MarketHistory.get` and redraws when the instrument's
+a book listener records every trade as it is applied (so none is lost between samples), added into one point per
+second, price and aggressor side. Everything is bounded: the mid over ``PRICE_WINDOW`` seconds, the trade points
+within ``PRICE_WINDOW`` (at most the latest ``MAX_TRADES``), the depth samples over ``HEATMAP_WINDOW`` seconds.
+A page reads :meth:`MarketHistory.get` and redraws when the instrument's
 ``version`` moved. Times are the dashboard's wall clock (ns since the epoch, UTC) when sampled or received.
 
 A stale book is never sampled as live: its sample has no mid and no levels (a gap). A feed restart (a new
@@ -50,11 +51,13 @@ SAMPLE_INTERVAL = 0.5  # seconds between two samples of every instrument (2 Hz)
 PRICE_WINDOW = 300.0  # seconds of mid prices and trades kept
 HEATMAP_WINDOW = 120.0  # seconds of depth samples kept
 HEATMAP_LEVELS = 25  # levels per side in a depth sample
-MAX_TRADES = 1_000  # trades kept per instrument (the latest), within PRICE_WINDOW
+MAX_TRADES = 20_000  # trade points kept per instrument (the latest), within PRICE_WINDOW
+_NS = 1_000_000_000
 
 
 class TradePoint(NamedTuple):
-    """One trade as the history keeps it: when the dashboard applied it, price in ticks, size in lots, aggressor."""
+    """The trades of one second at one price and aggressor side, as the history keeps them: the second (its start,
+    by the dashboard's clock when they were applied), price in ticks, their total size in lots, aggressor."""
 
     time_ns: int
     price: int
@@ -74,7 +77,8 @@ class DepthSample(NamedTuple):
 class InstrumentHistory:
     """One instrument's recent past, oldest first. Read it; only :class:`MarketHistory` writes it.
 
-    ``version`` goes up with every new sample or trade set; ``mids`` holds ``(time_ns, mid_ticks or None)``.
+    ``version`` goes up with every new sample; ``mids`` holds ``(time_ns, mid_ticks or None)``; ``trades`` one
+    point per second, price and aggressor (their sizes added), so five minutes of a busy instrument stay small.
     """
 
     spec: InstrumentSpec
@@ -83,6 +87,26 @@ class InstrumentHistory:
     depth: deque[DepthSample] = field(default_factory=deque)
     version: int = 0
     session_id: str | None = None  # the feed session the last live sample came from
+    trades_added: int = 0  # trade points ever appended (with len(trades): where a point of the open second is)
+    open_second: int = -1  # the second whose trade points may still grow
+    open_points: dict[tuple[int, Side], int] = field(default_factory=dict)  # (price, aggressor) -> trades_added at it
+
+    def add_trade(self, second: int, trade: Trade) -> None:
+        """Add one trade applied in ``second`` (seconds since the epoch) to its point."""
+        trades = self.trades
+        if second != self.open_second:
+            self.open_second = second
+            self.open_points.clear()
+        key = (trade.price, trade.aggressor)
+        at = self.open_points.get(key)
+        index = -1 if at is None else at - self.trades_added + len(trades)
+        if index >= 0:  # (a point the cap already dropped is started again)
+            point = trades[index]
+            trades[index] = point._replace(size=point.size + trade.size)
+            return
+        trades.append(TradePoint(second * _NS, trade.price, trade.size, trade.aggressor))
+        self.open_points[key] = self.trades_added
+        self.trades_added += 1
 
 
 class MarketHistory:
@@ -184,8 +208,9 @@ class MarketHistory:
         if ibook is None:
             return
         history = self._history(instrument_id, ibook.spec)
-        now = time.time_ns() if now_ns is None else now_ns
-        history.trades.extend(TradePoint(now, trade.price, trade.size, trade.aggressor) for trade in trades)
+        second = (time.time_ns() if now_ns is None else now_ns) // _NS
+        for trade in trades:
+            history.add_trade(second, trade)
 
     def _on_book(self, instrument_id: str, trades: Sequence[Trade]) -> None:
         if trades:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 
 from dashboard.bridge import FeedBridge
@@ -50,29 +51,53 @@ async def test_windows_trim_old_samples(feed_address: str) -> None:
         assert set(history.instrument_ids()) == set(bridge.subscriber.books)
 
 
-async def test_trades_are_kept_by_side_and_bounded(feed_address: str) -> None:
-    async with live_bridge(feed_address, max_trades=40) as (bridge, history):
-        seen: list[tuple[int, int, Side]] = []  # every AAPL trade applied from now on
+async def test_trades_are_kept_by_second_price_and_side_and_bounded(feed_address: str) -> None:
+    async with live_bridge(feed_address) as (bridge, history):
+        seen: Counter[tuple[int, Side]] = Counter()  # the size of every AAPL trade applied from now on
 
         def listener(instrument_id: str, trades: Sequence[Trade]) -> None:
             if instrument_id == "AAPL":
-                seen.extend((t.price, t.size, t.aggressor) for t in trades)
+                for t in trades:
+                    seen[(t.price, t.aggressor)] += t.size
 
-        bridge.subscriber.add_listener(listener)  # called after the history's own listener, for the same messages
+        item = history.get("AAPL")
+        kept_before: Counter[tuple[int, Side]] = Counter()
+        for t in item.trades if item is not None else ():
+            kept_before[(t.price, t.aggressor)] += t.size
+        # Registered after the history's own listener, so it sees the same messages from the next one on; what
+        # the history holds of the current message (if any) is counted in kept_before.
+        bridge.subscriber.add_listener(listener)
 
         def both_sides() -> bool:
-            item = history.get("AAPL")
-            return item is not None and len({t.aggressor for t in item.trades}) == 2 and len(seen) >= 40
+            return len({side for _, side in seen}) == 2 and sum(seen.values()) >= 200
 
         await eventually(both_sides, within=30)
         item = history.get("AAPL")
-        assert item is not None and item.trades.maxlen == 40
-        # Every trade applied went in, in order (none lost between samples); only the cap dropped the oldest.
-        assert [(t.price, t.size, t.aggressor) for t in item.trades] == seen[-40:]
+        assert item is not None
+        kept: Counter[tuple[int, Side]] = Counter()
+        for t in item.trades:
+            kept[(t.price, t.aggressor)] += t.size
+        # Every trade applied went in (none lost between samples), added into its second's point.
+        assert kept - kept_before == seen, "the points' sizes are not the trades'"
+        keys = [(t.time_ns, t.price, t.aggressor) for t in item.trades]
+        assert len(keys) == len(set(keys)), "one point per second, price and side"
+        assert all(t.time_ns % NS == 0 for t in item.trades)
         times = [t.time_ns for t in item.trades]
         assert times == sorted(times)
         history.sample(times[-1] + 301 * NS)  # five minutes later: every trade is out of the window
         assert not item.trades
+
+
+async def test_the_trade_points_are_capped(feed_address: str) -> None:
+    async with live_bridge(feed_address, max_trades=40) as (_, history):
+
+        def capped() -> bool:
+            item = history.get("AAPL")
+            return item is not None and item.trades_added > 60
+
+        await eventually(capped, within=30)
+        item = history.get("AAPL")
+        assert item is not None and item.trades.maxlen == 40 and len(item.trades) == 40
 
 
 async def test_stale_books_are_gaps_and_a_new_session_does_not_corrupt() -> None:

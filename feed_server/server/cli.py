@@ -21,12 +21,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from feed_server.bus.connection import BusUnavailable
 from feed_server.cli_args import OneLineArgumentParser, float_in, int_in, port_number
 from feed_server.protocol.errors import BadRecording
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.server.fanout import DEFAULT_MAX_BACKLOG
 from feed_server.server.faults import FAULT_KINDS, parse_fault_kinds
 from feed_server.server.grpc_server import serve
+from feed_server.server.nats_publisher import DuplicateInstrument
 from feed_server.server.replay import ReplaySource
 
 _LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -64,6 +66,14 @@ def replay_speed(text: str) -> float | None:
         raise argparse.ArgumentTypeError(
             f"expected a factor from 0.01 to 1000 (1, 10, ...) or max, got {text!r}"
         ) from None
+
+
+def nats_url(text: str) -> str:
+    """An argparse type: ``nats://HOST:PORT``."""
+    host, sep, port = text.removeprefix("nats://").rpartition(":")
+    if not text.startswith("nats://") or not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected nats://HOST:PORT, got {text!r}")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also serve Prometheus metrics on http://HOST:N/metrics (default: off)",
     )
+    parser.add_argument(
+        "--publish",
+        type=nats_url,
+        metavar="URL",
+        help="also publish every message to the NATS server at URL (nats://HOST:PORT; default: off)",
+    )
     parser.add_argument("--log-level", choices=_LEVELS, default="INFO", type=str.upper)
     return parser
 
@@ -193,9 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fault_kinds=args.fault_kinds,
                 crash_after_events=crash_after_events,
                 metrics_port=args.metrics_port,
+                publish_url=args.publish,
             )
         )
-    except OSError as exc:  # nothing was served: one line, like a bad option
+    except (OSError, BusUnavailable, DuplicateInstrument) as exc:  # nothing was served: one line, like a bad option
         print(f"{parser.prog}: error: {exc}", file=sys.stderr, flush=True)
         return 1
     return 0 if failure is None else EXIT_BROKEN

@@ -32,7 +32,8 @@ from feed_server.server.engine import DEFAULT_IDLE_STEP_S, Engine
 from feed_server.server.fanout import DEFAULT_MAX_BACKLOG
 from feed_server.server.faults import FAULT_KINDS
 from feed_server.server.metrics import MetricsServer
-from feed_server.server.service import MarketDataServicer
+from feed_server.server.nats_publisher import NatsPublisher
+from feed_server.server.service import MarketDataServicer, instrument_listing
 from feed_server.server.sources import EventSource
 
 __all__ = [
@@ -84,6 +85,7 @@ class FeedServer:
         max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
         crash_after_events: int | None = None,
         metrics_port: int | None = None,
+        publish_url: str | None = None,
     ) -> None:
         """``metrics_port``: also serve Prometheus ``/metrics`` on ``host`` and that port (0: any free port; None:
         no metrics). ``source`` replaces the simulation (``seed``, ``rate`` and ``instruments`` are then unused).
@@ -106,6 +108,8 @@ class FeedServer:
         self._max_concurrent_rpcs = max_concurrent_rpcs
         self.metrics_port = metrics_port  # the bound port once started
         self._metrics: MetricsServer | None = None
+        self.publish_url = publish_url
+        self.publisher: NatsPublisher | None = None
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
         self._watcher: asyncio.Task[None] | None = None  # reports the engine's failure (see _watch_engine)
@@ -141,16 +145,28 @@ class FeedServer:
         """Bind, start the simulation and serve; returns the bound port (useful with port 0).
 
         Raises OSError (one line naming the address) when nothing can listen on ``host:port`` or, with metrics,
-        on ``host:metrics_port``."""
+        on ``host:metrics_port``; with ``publish_url``, BusUnavailable when the NATS server cannot be reached and
+        DuplicateInstrument when another feed publishes one of these instruments there already."""
         if self._server is not None:
             raise RuntimeError("server already started")
         _check_can_listen(self.host, self.port)
+        if self.publish_url is not None:
+            self.publisher = NatsPublisher(
+                self.publish_url,
+                self._engine.fanout,
+                instrument_listing(
+                    self._engine.specs.values(), self._engine.source.description, self._engine.source.max_depth
+                ),
+            )
         if self.metrics_port is not None:
-            self._metrics = MetricsServer(self._engine, self.host, self.metrics_port)
+            self._metrics = MetricsServer(self._engine, self.host, self.metrics_port, self.publisher)
             self.metrics_port = self._metrics.start()
         try:
+            if self.publisher is not None:
+                await self.publisher.start()
             return await self._start_grpc()
         except BaseException:
+            await self._stop_publisher()
             await self._stop_metrics()
             raise
 
@@ -220,6 +236,7 @@ class FeedServer:
         The fan-out closes first, before the gRPC server stops accepting calls: a Subscribe or GetSnapshot that
         arrives meanwhile ends with UNAVAILABLE, never with a snapshot and then silence. Idempotent."""
         server, self._server = self._server, None
+        await self._stop_publisher()
         await self._engine.close()  # closes the fan-out before its first await; open streams end normally
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
@@ -232,6 +249,11 @@ class FeedServer:
             await server.stop(grace)
             logger.info("feed server %s stopped", self.session_id)
         await self._stop_metrics()
+
+    async def _stop_publisher(self) -> None:
+        publisher, self.publisher = self.publisher, None
+        if publisher is not None:
+            await publisher.stop()
 
     async def _stop_metrics(self) -> None:
         metrics, self._metrics = self._metrics, None

@@ -11,7 +11,10 @@ per subscribed depth), ``marketdata_subscribers`` (gauge: open Subscribe streams
 ``marketdata_subscriber_resyncs_total`` (counter: slow subscribers' backlogs replaced with snapshots),
 ``marketdata_engine_lag_seconds`` (gauge: how far behind the wall clock the engine was after its last slice) and
 ``marketdata_engine_behind_seconds_total`` (counter: how far the simulated-to-wall-time mapping has moved on
-because the engine could not keep up; it only grows).
+because the engine could not keep up; it only grows). With ``--publish`` (feed_server.server.nats_publisher),
+also ``marketdata_bus_connected`` (gauge, 0/1: connected to the NATS server), ``marketdata_bus_reconnects_total``
+(counter: reconnections after a loss), ``marketdata_bus_published_total`` (counter: messages handed to NATS) and
+``marketdata_bus_publish_errors_total`` (counter: messages NATS could not take while disconnected).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from feed_server.server.engine import Engine
+from feed_server.server.nats_publisher import NatsPublisher
 
-__all__ = ["METRIC_NAMES", "EngineCollector", "MetricsServer"]
+__all__ = ["BUS_METRIC_NAMES", "METRIC_NAMES", "BusCollector", "EngineCollector", "MetricsServer"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,15 +85,54 @@ class EngineCollector(Collector):
         )
 
 
+BUS_METRIC_NAMES = (
+    "marketdata_bus_connected",
+    "marketdata_bus_reconnects_total",
+    "marketdata_bus_published_total",
+    "marketdata_bus_publish_errors_total",
+)
+
+
+class BusCollector(Collector):
+    """Reads a NATS publisher's state at scrape time."""
+
+    def __init__(self, publisher: NatsPublisher) -> None:
+        self._publisher = publisher
+
+    def collect(self) -> Iterator[Metric]:
+        publisher = self._publisher
+        link = publisher.link
+        yield GaugeMetricFamily(
+            "marketdata_bus_connected",
+            "1 while connected to the NATS server, 0 while reconnecting.",
+            value=int(link is not None and link.connected),
+        )
+        yield CounterMetricFamily(
+            "marketdata_bus_reconnects_total",
+            "Reconnections to the NATS server after a loss.",
+            value=link.reconnects if link is not None else 0,
+        )
+        yield CounterMetricFamily(
+            "marketdata_bus_published_total", "Messages handed to NATS.", value=publisher.published
+        )
+        yield CounterMetricFamily(
+            "marketdata_bus_publish_errors_total",
+            "Messages NATS could not take (disconnected, its buffer full): consumers see a gap and resynchronise.",
+            value=publisher.publish_errors,
+        )
+
+
 class MetricsServer:
     """``/metrics`` for one engine on ``host:port`` (port 0: any free port), on prometheus_client's HTTP server
     in a daemon thread: :meth:`start`, then ``await stop()``."""
 
-    def __init__(self, engine: Engine, host: str, port: int) -> None:
+    def __init__(self, engine: Engine, host: str, port: int, publisher: NatsPublisher | None = None) -> None:
         self.host = host
         self.port = port
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(EngineCollector(engine))
+        if publisher is not None:
+            self.registry.register(BusCollector(publisher))
         self._httpd: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -37,7 +37,14 @@ from feed_server.protocol.wire import instrument_to_pb
 from feed_server.server.fanout import Fanout
 from feed_server.server.faults import FAULT_KINDS, FaultInjector
 
-__all__ = ["BUSY_MESSAGES", "BUSY_PAUSE_S", "MAX_INSTRUMENT_IDS", "MarketDataServicer", "validate_request"]
+__all__ = [
+    "BUSY_MESSAGES",
+    "BUSY_PAUSE_S",
+    "MAX_INSTRUMENT_IDS",
+    "MarketDataServicer",
+    "instrument_listing",
+    "validate_request",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +83,15 @@ def validate_request(
     return (list(instrument_ids) or known_ids), (depth or default)
 
 
+def instrument_listing(
+    specs: Iterable[InstrumentSpec], source: str = "", max_depth: int = MAX_DEPTH
+) -> pb.ListInstrumentsResponse:
+    """The answer to ListInstruments (on gRPC, and on NATS: feed_server.server.nats_publisher)."""
+    return pb.ListInstrumentsResponse(
+        instruments=[instrument_to_pb(spec) for spec in specs], source=source, max_depth=max_depth
+    )
+
+
 class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: ignore[misc]
     """Serves the instruments, and the fan-out's streams and snapshots."""
 
@@ -96,9 +112,7 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: igno
         self._fault_rate = fault_rate
         self._fault_kinds = frozenset(fault_kinds)
         self._fault_seeds = itertools.count(fault_seed * 1_000_003)
-        self._instruments = pb.ListInstrumentsResponse(
-            instruments=[instrument_to_pb(spec) for spec in specs], source=source, max_depth=max_depth
-        )
+        self._instruments = instrument_listing(specs, source, max_depth)
 
     async def ListInstruments(
         self, request: pb.ListInstrumentsRequest, context: grpc.aio.ServicerContext

@@ -1,0 +1,1 @@
+"""Support scripts: python -m scripts.<name> (see the README, "Development")."""

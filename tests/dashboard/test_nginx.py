@@ -1,0 +1,124 @@
+"""Many dashboards behind one address: Debian's nginx (a private instance on a free 127.0.0.1 port, configured by
+``scripts/nginx_dashboards.py`` from ``scripts/nginx/dashboards.conf``) in front of two real dashboards on one
+feed. Through nginx the page loads in headless Chromium and stays live, and the JSON WebSocket and REST answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import sync_playwright
+from websockets.asyncio.client import connect
+
+from scripts.nginx_dashboards import write_config
+from tests.dashboard.conftest import Dashboard, start_dashboard
+from tests.dashboard.page_fixtures import CHROMIUM, CHROMIUM_ARGS
+from tests.dashboard.ws_helpers import SPECS, check_book, recv_book
+from tests.servers import feed_process, free_port, stop_process
+
+NGINX = "/usr/sbin/nginx"
+
+pytestmark = pytest.mark.skipif(
+    not (Path(NGINX).exists() and Path(CHROMIUM).exists()), reason="nginx or chromium is missing (CI installs them)"
+)
+
+
+@pytest.fixture(scope="module")
+def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[Dashboard]]]:
+    """Two dashboards on one feed, and nginx in front of them; yields (nginx's http base URL, the dashboards)."""
+    prefix = tmp_path_factory.mktemp("nginx")
+    with feed_process("--seed", "4", "--rate", "100") as address:
+        dashboards = [start_dashboard(address), start_dashboard(address)]
+        listen = free_port()
+        config = write_config(prefix, listen, [d.port for d in dashboards])
+        nginx = subprocess.Popen(
+            [NGINX, "-p", str(prefix), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", listen), timeout=0.2).close()
+                    break
+                except OSError:
+                    assert nginx.poll() is None, nginx.stderr.read().decode() if nginx.stderr else ""
+                    assert time.monotonic() < deadline, "nginx did not start"
+                    time.sleep(0.05)
+            yield f"http://127.0.0.1:{listen}", dashboards
+        finally:
+            stop_process(nginx)
+            for dashboard in dashboards:
+                stop_process(dashboard.process)
+                log = dashboard.log_text()
+                dashboard.log.close()
+                assert "Traceback" not in log, log
+
+
+def get(url: str) -> tuple[int, bytes]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=10) as response:
+        return response.status, response.read()
+
+
+def test_rest_answers_through_nginx(behind_nginx: tuple[str, list[Dashboard]]) -> None:
+    base, _ = behind_nginx
+    for _ in range(6):  # least connections: both replicas get some of these
+        status, body = get(f"{base}/api/instruments")
+        assert status == 200 and {i["instrument_id"] for i in json.loads(body)} == set(SPECS)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            status, body = get(f"{base}/api/book/AAPL?depth=5")
+            break
+        except urllib.error.HTTPError as exc:  # 503 until the dashboard has the book
+            assert exc.code == 503 and time.monotonic() < deadline
+            time.sleep(0.2)
+    book = json.loads(body)
+    assert status == 200 and book["instrument_id"] == "AAPL"
+    check_book(book, SPECS["AAPL"], 5)
+
+
+async def test_the_json_websocket_answers_through_nginx(behind_nginx: tuple[str, list[Dashboard]]) -> None:
+    base, _ = behind_nginx
+    url = base.replace("http://", "ws://") + "/ws/market_data/BTC-USD?depth=10"
+    async with asyncio.timeout(30), connect(url) as ws:
+        first = await recv_book(ws, within=15)
+        check_book(first, SPECS["BTC-USD"], 10)
+        later = await recv_book(ws, within=15)
+        assert later["sequence"] > first["sequence"]
+
+
+def test_the_page_loads_and_stays_live_through_nginx(
+    behind_nginx: tuple[str, list[Dashboard]], tmp_path: Path
+) -> None:
+    base, _ = behind_nginx
+    errors: list[str] = []
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            page = context.new_page()
+            page.set_default_timeout(15_000)
+            page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+            page.goto(f"{base}/?instrument=ETH-USD")
+            page.wait_for_selector("[data-testid=bids] tbody tr td")
+            deadline = time.monotonic() + 15
+            while page.inner_text("[data-testid=status]").strip() != "LIVE":
+                assert time.monotonic() < deadline, "never LIVE through nginx"
+                time.sleep(0.1)
+            sequence = page.inner_text("[data-testid=sequence]")
+            for _ in range(10):  # stays live for 3 s, the book moving on
+                time.sleep(0.3)
+                assert page.inner_text("[data-testid=status]").strip() == "LIVE"
+            assert page.inner_text("[data-testid=sequence]") != sequence
+        finally:
+            context.close()
+    assert errors == []

@@ -27,6 +27,7 @@ from bench import (
     feed_stream,
     recording,
     replay,
+    sharding,
     subscriber_ceiling,
     system,
     ws_rows,
@@ -50,6 +51,7 @@ ROWS: list[tuple[tuple[str, ...], str, str, RowRunner]] = [
     (("11",), "engine ceiling", "events/s", engine_ceiling.run),
     (("12",), "replay at full speed", "changes/s", replay.run),
     (("13a", "13b"), "recording", "-", recording.run),
+    (("14",), "sharded feeds on NATS", "changes/s", sharding.run),
 ]
 
 

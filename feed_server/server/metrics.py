@@ -13,7 +13,8 @@ per subscribed depth), ``marketdata_subscribers`` (gauge: open Subscribe streams
 ``marketdata_engine_behind_seconds_total`` (counter: how far the simulated-to-wall-time mapping has moved on
 because the engine could not keep up; it only grows). With ``--publish`` (feed_server.server.nats_publisher),
 also ``marketdata_bus_connected`` (gauge, 0/1: connected to the NATS server), ``marketdata_bus_reconnects_total``
-(counter: reconnections after a loss), ``marketdata_bus_published_total`` (counter: messages handed to NATS) and
+(counter: reconnections after a loss), ``marketdata_bus_published_total`` (counter: messages handed to NATS),
+``marketdata_bus_published_changes_total`` (counter: the level changes in them) and
 ``marketdata_bus_publish_errors_total`` (counter: messages NATS could not take while disconnected).
 """
 
@@ -89,6 +90,7 @@ BUS_METRIC_NAMES = (
     "marketdata_bus_connected",
     "marketdata_bus_reconnects_total",
     "marketdata_bus_published_total",
+    "marketdata_bus_published_changes_total",
     "marketdata_bus_publish_errors_total",
 )
 
@@ -114,6 +116,11 @@ class BusCollector(Collector):
         )
         yield CounterMetricFamily(
             "marketdata_bus_published_total", "Messages handed to NATS.", value=publisher.published
+        )
+        yield CounterMetricFamily(
+            "marketdata_bus_published_changes_total",
+            "Level changes in the update messages handed to NATS.",
+            value=publisher.published_changes,
         )
         yield CounterMetricFamily(
             "marketdata_bus_publish_errors_total",

@@ -61,6 +61,7 @@ class NatsPublisher:
         self.listing = listing
         self.link: BusLink | None = None
         self.published = 0  # messages handed to NATS
+        self.published_changes = 0  # the level changes in them
         self.publish_errors = 0  # messages NATS could not take (disconnected with a full buffer)
         self._subjects = {iid: book_subject(iid) for iid in fanout.sources}
         self._subscription: Subscription | None = None
@@ -125,6 +126,8 @@ class NatsPublisher:
                     self.publish_errors += 1
                 else:
                     self.published += 1
+                    if message.HasField("update"):
+                        self.published_changes += len(message.update.changes)
 
     async def _reply(self, msg: Msg, payload: bytes, headers: dict[str, str]) -> None:
         if msg.reply and self.link is not None:

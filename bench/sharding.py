@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -26,12 +24,12 @@ from bench.feed_stream import feed_args
 from bench.procs import Proc, free_port, started, wait_for_grpc_health
 from bench.report import Result, at_least
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
+from tests.bus.support import NATS_SERVER, NatsServer
 
 __all__ = ["RATE", "run"]
 
 log = logging.getLogger(__name__)
 
-NATS_SERVER = "/usr/sbin/nats-server"
 RATE = 8_000.0
 WARMUP_S = 1.0
 CHANGES = "marketdata_bus_published_changes_total"
@@ -39,30 +37,15 @@ CHANGES = "marketdata_bus_published_changes_total"
 
 @contextlib.contextmanager
 def _nats_server() -> Iterator[str]:
+    """A private nats-server (the tests' own: tests/bus/support.py); its URL."""
     if not Path(NATS_SERVER).exists():
         raise RuntimeError(f"{NATS_SERVER} is missing (apt-get install nats-server)")
-    port = free_port()
-    process = subprocess.Popen(
-        [NATS_SERVER, "-a", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    server = NatsServer(free_port())
+    server.start()
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("nats-server did not start") from None
-                time.sleep(0.05)
-        yield f"nats://127.0.0.1:{port}"
+        yield server.url
     finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        server.stop()
 
 
 def _published(groups: Sequence[Sequence[str]], url: str, seconds: float) -> tuple[float, list[float]]:

@@ -12,8 +12,7 @@ import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 
-from nicegui import background_tasks
-
+from dashboard.owned_task import OwnedTask
 from feed_server.client.subscriber import ConnectionState, FeedSubscriber, InstrumentBook
 from feed_server.protocol.book import MAX_DEPTH, Trade
 from feed_server.protocol.instruments import InstrumentSpec
@@ -50,7 +49,7 @@ class FeedBridge:
             backoff_initial=backoff_initial,
             backoff_max=backoff_max,
         )
-        self._task: asyncio.Task[None] | None = None
+        self._task = OwnedTask(self._run, TASK_NAME)
         # Per instrument: (monotonic time, messages_applied) samples, oldest first.
         self._samples: dict[str, deque[tuple[float, int]]] = {}
         self.subscriber.add_listener(self._on_book)
@@ -114,21 +113,11 @@ class FeedBridge:
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
         """Start the one subscriber task (idempotent)."""
-        if self._task is not None and not self._task.done():
-            return
-        self._task = background_tasks.create(self._run(), name=TASK_NAME)
+        self._task.start()
 
     async def stop(self) -> None:
         """Cancel the subscriber task and wait for it to end (bounded)."""
-        task, self._task = self._task, None
-        if task is None or task.done():
-            return
-        task.cancel()
-        try:
-            async with asyncio.timeout(5.0):
-                await asyncio.gather(task, return_exceptions=True)
-        except TimeoutError:
-            log.warning("the feed subscriber did not stop within 5 s")
+        await self._task.stop()
 
     async def _run(self) -> None:
         """Run the subscriber until cancelled. It retries every failure itself; should it still end (a bug), it is

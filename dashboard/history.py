@@ -23,9 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from nicegui import background_tasks
-
 from dashboard.bridge import FeedBridge
+from dashboard.owned_task import OwnedTask
 from feed_server.client.subscriber import InstrumentBook
 from feed_server.protocol.book import Level, Side, Trade
 from feed_server.protocol.instruments import InstrumentSpec
@@ -129,7 +128,7 @@ class MarketHistory:
         self.levels = levels
         self.max_trades = max_trades
         self._histories: dict[str, InstrumentHistory] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._task = OwnedTask(self._run, TASK_NAME)
         bridge.subscriber.add_listener(self._on_book)
 
     # ----------------------------------------------------------------- reading
@@ -143,21 +142,11 @@ class MarketHistory:
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
         """Start the one sampler task (idempotent)."""
-        if self._task is not None and not self._task.done():
-            return
-        self._task = background_tasks.create(self._run(), name=TASK_NAME)
+        self._task.start()
 
     async def stop(self) -> None:
         """Cancel the sampler task and wait for it to end (bounded)."""
-        task, self._task = self._task, None
-        if task is None or task.done():
-            return
-        task.cancel()
-        try:
-            async with asyncio.timeout(5.0):
-                await asyncio.gather(task, return_exceptions=True)
-        except TimeoutError:
-            log.warning("the market history sampler did not stop within 5 s")
+        await self._task.stop()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

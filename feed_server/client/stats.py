@@ -57,16 +57,20 @@ class SubscriberStats:
 
     def count_fault(self, fault: BookError, instrument_id: str | None = None) -> None:
         """Count one detected fault by its kind (and, given ``instrument_id``, by instrument and kind)."""
+        reason = fault_reason(fault)
         if instrument_id is not None:
-            key = (instrument_id, fault_reason(fault))
+            key = (instrument_id, reason)
             self.faults_by_instrument[key] = self.faults_by_instrument.get(key, 0) + 1
-        if isinstance(fault, SequenceGap | SnapshotMissing):
-            self.gaps += 1
-        elif isinstance(fault, ChecksumMismatch):
-            self.checksum_errors += 1
-        elif isinstance(fault, DigestMismatch):
-            self.digest_errors += 1
-        elif isinstance(fault, CrossedBook):
-            self.crossed += 1
-        else:
-            self.invalid += 1
+        counter = _COUNTERS[reason]
+        setattr(self, counter, getattr(self, counter) + 1)
+
+
+# The SubscriberStats counter of each fault reason (a gap before any snapshot counts as a gap).
+_COUNTERS = {
+    "gap": "gaps",
+    "snapshot_missing": "gaps",
+    "checksum": "checksum_errors",
+    "digest": "digest_errors",
+    "crossed": "crossed",
+    "invalid": "invalid",
+}

@@ -40,6 +40,13 @@ class Dashboard:
         self.log.seek(0)
         return self.log.read().decode(errors="replace")
 
+    def stop(self) -> str:
+        """Stop the process (SIGTERM, then SIGKILL) and close its log; the log's text."""
+        stop_process(self.process)
+        text = self.log_text()
+        self.log.close()
+        return text
+
     @property
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
@@ -85,9 +92,7 @@ def dashboard(feed_address: str) -> Iterator[Dashboard]:
     try:
         yield running
     finally:
-        stop_process(running.process)
-        errors = running.log_text()
-        running.log.close()
+        errors = running.stop()
         assert "Traceback" not in errors and " ERROR " not in errors, errors
 
 

@@ -64,9 +64,7 @@ async def running_system(*feed_args: str) -> AsyncIterator[System]:
         for feed in system.feeds:
             stop_process(feed)
         if system.dashboard is not None:
-            stop_process(system.dashboard.process)
-            log = system.dashboard.log_text()
-            system.dashboard.log.close()
+            log = system.dashboard.stop()
     assert "Traceback" not in log and " ERROR " not in log, log
 
 

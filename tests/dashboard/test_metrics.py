@@ -17,7 +17,7 @@ from feed_server.client.stats import FAULT_REASONS
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from tests.dashboard.conftest import Dashboard, start_dashboard
 from tests.dashboard.ws_helpers import recv_book
-from tests.servers import feed_process, stop_process
+from tests.servers import feed_process
 
 INSTRUMENTS = {spec.instrument_id for spec in DEFAULT_INSTRUMENTS}
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -31,9 +31,7 @@ def faulty_dashboard() -> Iterator[Dashboard]:
         try:
             yield running
         finally:
-            stop_process(running.process)
-            errors = running.log_text()
-            running.log.close()
+            errors = running.stop()
             assert "Traceback" not in errors and " ERROR " not in errors, errors
 
 

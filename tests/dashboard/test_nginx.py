@@ -55,9 +55,7 @@ def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
         finally:
             stop_process(nginx)
             for dashboard in dashboards:
-                stop_process(dashboard.process)
-                log = dashboard.log_text()
-                dashboard.log.close()
+                log = dashboard.stop()
                 assert "Traceback" not in log, log
 
 

@@ -214,8 +214,7 @@ async def test_too_many_connections_are_refused_with_1013(feed_address: str) -> 
                 assert time.monotonic() < deadline, "the closed clients' slots were never freed"
             await asyncio.sleep(0.1)
     finally:
-        stop_process(small.process)
-        small.log.close()
+        small.stop()
 
 
 async def test_stale_while_the_feed_is_down_and_live_again_after_a_restart() -> None:
@@ -243,5 +242,4 @@ async def test_stale_while_the_feed_is_down_and_live_again_after_a_restart() -> 
     finally:
         stop_process(feed)
         if board is not None:
-            stop_process(board.process)
-            board.log.close()
+            board.stop()

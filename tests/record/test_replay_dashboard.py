@@ -15,7 +15,7 @@ from feed_server.protocol.wire import apply_message, instrument_from_pb
 from feed_server.record.format import RecordingReader
 from tests.dashboard.conftest import start_dashboard
 from tests.dashboard.ws_helpers import recv_json, to_units
-from tests.servers import feed_process, stop_process
+from tests.servers import feed_process
 
 Levels = tuple[list[tuple[int, int]], list[tuple[int, int]]]
 INSTRUMENT = "AAPL"
@@ -64,9 +64,7 @@ async def test_the_dashboard_on_a_replay_serves_at_each_sequence_the_recorded_bo
             opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1, never a proxy
             page = await asyncio.to_thread(lambda: opener.open(url, timeout=10).read().decode())
         finally:
-            stop_process(dashboard.process)
-            log = dashboard.log_text()
-            dashboard.log.close()
+            log = dashboard.stop()
     assert "Traceback" not in log, log
     # The replay ran in the recorded time (about 3 s at 200 events/s): the socket saw many of its states.
     assert len(checked) > 50, f"only {len(checked)} books checked"

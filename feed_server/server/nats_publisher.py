@@ -83,7 +83,7 @@ class NatsPublisher:
             await link.close()
             raise
         self._subscription = self.fanout.subscribe(None, self.fanout.max_depth)
-        self._task = asyncio.create_task(self._run(self._subscription), name="nats-publisher")
+        self._task = asyncio.create_task(self._run(link, self._subscription), name="nats-publisher")
         logger.info("publishing %d instruments to the NATS server at %s", len(self._subjects), self.url)
 
     async def stop(self) -> None:
@@ -113,9 +113,8 @@ class NatsPublisher:
                     f"(session {session}); give each feed its own --instruments"
                 )
 
-    async def _run(self, subscription: Subscription) -> None:
-        assert self.link is not None
-        publish = self.link.client.publish
+    async def _run(self, link: BusLink, subscription: Subscription) -> None:
+        publish = link.client.publish
         subjects = self._subjects
         async for batch in subscription:
             headers = {SESSION_HEADER: subscription.session_id}

@@ -205,21 +205,23 @@ class ReplaySource:
             and item[1].instrument_id not in primed  # (a second one, a resync, is played: subscribers get it)
         ):
             primed.add(item[1].instrument_id)
-            replay, _ = self._apply(item[1])
+            replay, _ = self._apply(item[1], "snapshot")
             replay.time_ns = item[1].event_time_ns if self.original_times else at_ns
             if fanout is not None:
                 fanout.reset(replay, item[1].sequence)
             item = next(self._items, None)
         self._next = item
 
-    def _apply(self, message: pb.BookMessage, trades_wanted: bool = False) -> tuple[ReplayBook, Sequence[Trade]]:
-        """Apply one recorded message to its book, verified; its trades when wanted. BadRecording when it does not
-        verify."""
+    def _apply(
+        self, message: pb.BookMessage, body: str | None, trades_wanted: bool = False
+    ) -> tuple[ReplayBook, Sequence[Trade]]:
+        """Apply one recorded message (``body``: its WhichOneof("body")) to its book, verified; its trades when
+        wanted. BadRecording when it does not verify."""
         replay = self.books.get(message.instrument_id)
         if replay is None:
             raise BadRecording(f"{self.path}: a message of {message.instrument_id!r}, which its header does not list")
         try:
-            trades, _ = apply_body(replay.book, message, message.WhichOneof("body"), trades_wanted=trades_wanted)
+            trades, _ = apply_body(replay.book, message, body, trades_wanted=trades_wanted)
         except BookError as exc:
             raise BadRecording(f"{self.path}: {exc} (the recording is not whole)") from None
         replay.messages += 1
@@ -228,13 +230,13 @@ class ReplaySource:
     def _play(self, fanout: Fanout, message: pb.BookMessage, due_ns: int, time_base: int) -> None:
         """Apply one recorded message and publish it (see the module docstring)."""
         derived = fanout.derives(message.instrument_id)  # a subscriber below the recorded depth
-        replay, trades = self._apply(message, trades_wanted=derived)
+        body = message.WhichOneof("body")
+        replay, trades = self._apply(message, body, trades_wanted=derived)
         if self.original_times:  # (the time base is then 0: Engine._time_base)
             replay.time_ns = message.event_time_ns
         else:
             replay.time_ns = due_ns
             message.event_time_ns = time_base + due_ns
-        body = message.WhichOneof("body")
         if body == "snapshot":
             fanout.reset(replay, message.sequence, native=message)
             return

@@ -167,11 +167,10 @@ class MarketHistory:
         """Take one sample of every book (the sampler calls this every ``sample_interval`` seconds)."""
         now = time.time_ns() if now_ns is None else now_ns
         books = self.bridge.subscriber.books
-        session_id = self.bridge.subscriber.session_id
         for gone in [iid for iid in self._histories if iid not in books]:
             del self._histories[gone]  # a restarted feed no longer lists it
         for instrument_id, ibook in books.items():
-            self.sample_book(instrument_id, ibook, now, session_id)
+            self.sample_book(instrument_id, ibook, now, ibook.session_id)
 
     def sample_book(self, instrument_id: str, ibook: InstrumentBook, now_ns: int, session_id: str | None) -> None:
         """Take one sample of one book at ``now_ns`` (from the feed session ``session_id``)."""

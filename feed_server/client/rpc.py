@@ -32,6 +32,7 @@ __all__ = [
     "decode",
     "describe_failure",
     "fetch_instruments",
+    "fetch_snapshot",
     "heals_by_retrying",
     "list_instruments",
     "translate_rpc_error",
@@ -190,3 +191,15 @@ def describe_failure(error: Exception, address: str, retry_every: float) -> Fail
     text = text if code in text else f"{text} ({code})"
     problem = f"{text}; retrying every {retry_every:g} s"
     return Failure(text, problem, problem, True)
+
+
+async def fetch_snapshot(
+    stub: FeedStub, address: str, request: pb.SnapshotRequest, *, timeout: float  # noqa: ASYNC109 (the RPC deadline)
+) -> pb.BookMessage:
+    """GetSnapshot, decoded; FeedError (translated) when it fails. (A resync's ``fetch`` over gRPC.)"""
+    what = f"GetSnapshot {request.instrument_id}"
+    try:
+        raw: bytes = await stub.get_snapshot(request, timeout=timeout)
+    except grpc.aio.AioRpcError as exc:
+        raise translate_rpc_error(exc, address, what) from exc
+    return decode(pb.BookMessage, raw, address, what)

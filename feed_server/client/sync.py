@@ -8,7 +8,8 @@ and whether a fresh snapshot must be requested. The caller (feed_server.client.s
 States::
 
     WAITING    no book yet (new connection or new session): a snapshot on the stream makes it LIVE;
-               anything else means the snapshot was lost, so a resync is requested
+               anything else means the snapshot was lost, so a resync is requested (a transport whose stream
+               opens without snapshots, NATS, calls ``request_resync`` on the first message instead)
     LIVE       messages are applied in sequence; duplicates (sequence <= the book's) are ignored;
                a gap, checksum mismatch, crossed result or malformed message -> RESYNCING
     RESYNCING  the book is stale and unchanged; stream messages are buffered; the requested snapshot
@@ -79,6 +80,7 @@ class InstrumentBook:
     version: int = 0
     stale_reason: str | None = None
     levels_version: int = 0
+    session_id: str | None = None  # the feed session of the instrument's stream (set by the subscriber)
 
 
 class SyncState(enum.Enum):
@@ -134,6 +136,16 @@ class InstrumentSync:
         step = Step()
         self.state = SyncState.WAITING
         self._base = False
+        self._buffer.clear()
+        self._set_stale(True, step, reason)
+        return step
+
+    def request_resync(self, reason: str) -> Step:
+        """The stream cannot be trusted from here without a snapshot (a transport that does not open with one, or
+        a message that did not even decode): stale (because of ``reason``), stream messages buffered from now on,
+        and a snapshot requested. Not a fault of the stream: nothing is counted."""
+        step = Step(request_snapshot=True)
+        self.state = SyncState.RESYNCING
         self._buffer.clear()
         self._set_stale(True, step, reason)
         return step

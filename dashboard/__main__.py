@@ -14,7 +14,7 @@ import sys
 
 from dashboard.api.limits import ApiLimits, BadLimit
 from dashboard.main import DEFAULT_FEED_ADDRESS, DEFAULT_HOST, DEFAULT_PORT, serve
-from feed_server.cli_args import OneLineArgumentParser, host_port, port_number
+from feed_server.cli_args import OneLineArgumentParser, feed_address, port_number
 
 PROG = "python -m dashboard"
 
@@ -43,7 +43,10 @@ def check_listen_address(host: str, port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument(
-        "--feed-address", type=host_port, default=DEFAULT_FEED_ADDRESS, help="the feed server, HOST:PORT"
+        "--feed-address",
+        type=feed_address,
+        default=DEFAULT_FEED_ADDRESS,
+        help="the feed server, HOST:PORT, or nats://HOST:PORT for the feeds publishing on NATS",
     )
     parser.add_argument("--host", default=DEFAULT_HOST, help="the address to serve on (default %(default)s)")
     parser.add_argument("--port", type=port_number, default=DEFAULT_PORT, help="the web port (default %(default)s)")

@@ -1,4 +1,4 @@
-"""The dashboard's one link to the feed: a FeedSubscriber task that keeps every book rebuilt.
+"""The dashboard's one link to the feed: a subscriber task (gRPC or NATS) that keeps every book rebuilt.
 
 Page and WebSocket code never touch gRPC: they read the books through the bridge. The bridge owns exactly
 one task (the subscriber's ``run()``), started with the app and cancelled on shutdown.
@@ -13,7 +13,9 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 
 from dashboard.owned_task import OwnedTask
-from feed_server.client.subscriber import ConnectionState, FeedSubscriber, InstrumentBook
+from feed_server.client.addresses import make_subscriber
+from feed_server.client.keeper import ConnectionState
+from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.book import MAX_DEPTH, Trade
 from feed_server.protocol.instruments import InstrumentSpec
 
@@ -40,7 +42,7 @@ class FeedBridge:
         backoff_max: float = 5.0,
     ) -> None:
         self.feed_address = feed_address
-        self.subscriber = FeedSubscriber(
+        self.subscriber = make_subscriber(
             feed_address,
             (),
             MAX_DEPTH,

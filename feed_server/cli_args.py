@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from typing import NoReturn
 
-__all__ = ["OneLineArgumentParser", "float_in", "host_port", "int_in", "port_number"]
+__all__ = ["OneLineArgumentParser", "feed_address", "float_in", "host_port", "int_in", "nats_url", "port_number"]
 
 
 class OneLineArgumentParser(argparse.ArgumentParser):
@@ -33,6 +33,24 @@ def host_port(text: str) -> str:
     if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
     return text
+
+
+def nats_url(text: str) -> str:
+    """An argparse type: ``nats://HOST:PORT``."""
+    host, sep, port = text.removeprefix("nats://").rpartition(":")
+    if not text.startswith("nats://") or not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected nats://HOST:PORT, got {text!r}")
+    return text
+
+
+def feed_address(text: str) -> str:
+    """An argparse type: a feed's address, ``HOST:PORT`` (gRPC) or ``nats://HOST:PORT`` (the feed on NATS)."""
+    if text.startswith("nats://"):
+        return nats_url(text)
+    try:
+        return host_port(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT or nats://HOST:PORT, got {text!r}") from None
 
 
 def int_in(low: int, high: int | None = None) -> Callable[[str], int]:

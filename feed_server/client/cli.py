@@ -19,10 +19,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from feed_server.cli_args import OneLineArgumentParser, float_in, host_port, int_in
+from feed_server.cli_args import OneLineArgumentParser, feed_address, float_in, int_in
+from feed_server.client.addresses import list_instruments, make_subscriber
 from feed_server.client.book_text import format_instrument, render_table, summary_line
-from feed_server.client.rpc import list_instruments
-from feed_server.client.subscriber import FeedSubscriber
 from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.book import MAX_DEPTH, Trade
 from feed_server.protocol.errors import MarketDataError
@@ -47,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Subscribe to one instrument of a market data feed and print its live top of book.",
     )
     parser.add_argument(
-        "--address", type=host_port, default=DEFAULT_ADDRESS, help=f"feed server HOST:PORT (default {DEFAULT_ADDRESS})"
+        "--address",
+        type=feed_address,
+        default=DEFAULT_ADDRESS,
+        help=f"feed server HOST:PORT, or nats://HOST:PORT for the feeds on NATS (default {DEFAULT_ADDRESS})"
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--instrument", metavar="ID", help="the instrument to subscribe to")
@@ -107,7 +109,7 @@ class _Printer:
 
 async def _stream(args: argparse.Namespace, out: TextIO) -> int:
     # No reconnection until the book has been live once: a failing first connection is the user's error to see.
-    subscriber = FeedSubscriber(args.address, [args.instrument], depth=args.depth, reconnect=False)
+    subscriber = make_subscriber(args.address, [args.instrument], depth=args.depth, reconnect=False)
     printer = _Printer(out, args.depth, out.isatty())
     loop = asyncio.get_running_loop()
     done = asyncio.Event()

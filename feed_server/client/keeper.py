@@ -211,7 +211,7 @@ class BookKeeper:
         delay = self._backoff.maximum if failure.permanent else self._backoff.delay()
         text, permanent, self.problem = failure.text, failure.permanent, failure.problem
         self._connection_lost(failure.book_reason)
-        if self.session_id is not None:
+        if self.state is ConnectionState.LIVE:
             self.state = ConnectionState.RECONNECTING
         if not self.reconnect:
             return 0.0  # raised by run(): its caller reports it

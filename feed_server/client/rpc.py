@@ -35,6 +35,7 @@ __all__ = [
     "fetch_snapshot",
     "heals_by_retrying",
     "list_instruments",
+    "status_error",
     "translate_rpc_error",
 ]
 
@@ -118,9 +119,9 @@ def translate_rpc_error(exc: grpc.aio.AioRpcError, address: str, what: str = "")
     code = exc.code()
     details = exc.details() or ""
     if code == grpc.StatusCode.NOT_FOUND:
-        return UnknownInstrument(details or f"unknown instrument ({what})", code)
+        return status_error(code, details or f"unknown instrument ({what})")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return BadRequest(details or f"bad request ({what})", code)
+        return status_error(code, details or f"bad request ({what})")
     if code == grpc.StatusCode.UNAVAILABLE:
         lowered = details.lower()
         if "refused" in lowered:
@@ -136,6 +137,17 @@ def translate_rpc_error(exc: grpc.aio.AioRpcError, address: str, what: str = "")
     if code in RETRYABLE_CODES:
         return FeedUnavailable(f"stream from {address} ended: {name}: {details}", code)
     return FeedError(f"feed server at {address} failed: {name}: {details}", code)
+
+
+def status_error(code: grpc.StatusCode | None, message: str) -> FeedError:
+    """The error a feed's refusal with status ``code`` is (over gRPC, or in a NATS reply's error header)."""
+    if code == grpc.StatusCode.NOT_FOUND:
+        return UnknownInstrument(message, code)
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return BadRequest(message, code)
+    if code in RETRYABLE_CODES:
+        return FeedUnavailable(message, code)
+    return FeedError(message, code)
 
 
 class FeedListing(NamedTuple):

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 
 from feed_server.protocol.book import OrderBook, Trade
-from feed_server.protocol.errors import BookError, SequenceGap, SnapshotMissing
+from feed_server.protocol.errors import BookError, InvalidMessage, SequenceGap, SnapshotMissing
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import apply_body, apply_message
@@ -109,7 +109,7 @@ class Step:
 class InstrumentSync:
     """Keeps one :class:`InstrumentBook` in step with its stream. See the module docstring."""
 
-    __slots__ = ("_base", "_buffer", "entry", "state")
+    __slots__ = ("_base", "_buffer", "_joining", "entry", "state")
 
     def __init__(self, entry: InstrumentBook) -> None:
         self.entry = entry
@@ -117,6 +117,7 @@ class InstrumentSync:
             entry.stale_reason = WAITING_FOR_SNAPSHOT
         self.state = SyncState.WAITING
         self._base = False  # the book holds a verified state of the current stream's session
+        self._joining = False  # RESYNCING to join a stream (request_resync), not to repair a fault
         self._buffer: deque[pb.BookMessage] = deque(maxlen=MAX_BUFFERED)
 
     @property
@@ -141,13 +142,20 @@ class InstrumentSync:
         return step
 
     def request_resync(self, reason: str) -> Step:
-        """The stream cannot be trusted from here without a snapshot (a transport that does not open with one, or
-        a message that did not even decode): stale (because of ``reason``), stream messages buffered from now on,
-        and a snapshot requested. Not a fault of the stream: nothing is counted."""
+        """The stream gives no snapshot here (a transport whose stream opens without one, NATS): stale (because of
+        ``reason``), stream messages buffered from now on, and a snapshot requested. Not a fault of the stream."""
         step = Step(request_snapshot=True)
         self.state = SyncState.RESYNCING
+        self._joining = True
         self._buffer.clear()
         self._set_stale(True, step, reason)
+        return step
+
+    def on_unreadable(self, fault: InvalidMessage) -> Step:
+        """A message of this instrument that the transport could not even read (it does not decode, or carries
+        another instrument): a fault, repaired by a snapshot like a gap."""
+        step = Step()
+        self._fault(fault, step)
         return step
 
     def on_live_message(self, message: pb.BookMessage) -> Sequence[Trade] | None:
@@ -248,8 +256,9 @@ class InstrumentSync:
             self._record(buffered, trades, changed)
             step.applied += 1
             step.notifications.append(trades)
-        if self.state is SyncState.RESYNCING:
+        if self.state is SyncState.RESYNCING and not self._joining:
             step.resynced = True
+        self._joining = False
         self.state = SyncState.LIVE
         self._set_stale(False, step)
 
@@ -268,6 +277,7 @@ class InstrumentSync:
         step.fault = exc
         step.request_snapshot = True
         self.state = SyncState.RESYNCING
+        self._joining = False
         self._set_stale(True, step, f"{fault_text(exc)}; resynchronising")
 
     def _set_stale(self, stale: bool, step: Step, reason: str | None = None) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from feed_server.bus.connection import BusUnavailable
-from feed_server.cli_args import OneLineArgumentParser, float_in, int_in, port_number
+from feed_server.cli_args import OneLineArgumentParser, float_in, int_in, nats_url, port_number
 from feed_server.protocol.errors import BadRecording
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.server.fanout import DEFAULT_MAX_BACKLOG
@@ -66,14 +66,6 @@ def replay_speed(text: str) -> float | None:
         raise argparse.ArgumentTypeError(
             f"expected a factor from 0.01 to 1000 (1, 10, ...) or max, got {text!r}"
         ) from None
-
-
-def nats_url(text: str) -> str:
-    """An argparse type: ``nats://HOST:PORT``."""
-    host, sep, port = text.removeprefix("nats://").rpartition(":")
-    if not text.startswith("nats://") or not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected nats://HOST:PORT, got {text!r}")
-    return text
 
 
 def build_parser() -> argparse.ArgumentParser:

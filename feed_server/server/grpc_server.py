@@ -30,7 +30,7 @@ from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.server.engine import DEFAULT_IDLE_STEP_S, Engine
 from feed_server.server.fanout import DEFAULT_MAX_BACKLOG
-from feed_server.server.faults import FAULT_KINDS
+from feed_server.server.faults import FAULT_KINDS, FaultInjector
 from feed_server.server.metrics import MetricsServer
 from feed_server.server.nats_publisher import NatsPublisher
 from feed_server.server.service import MarketDataServicer, instrument_listing
@@ -157,6 +157,7 @@ class FeedServer:
                 instrument_listing(
                     self._engine.specs.values(), self._engine.source.description, self._engine.source.max_depth
                 ),
+                FaultInjector(self.fault_rate, self.fault_kinds, self.seed) if self.fault_rate > 0 else None,
             )
         if self.metrics_port is not None:
             self._metrics = MetricsServer(self._engine, self.host, self.metrics_port, self.publisher)

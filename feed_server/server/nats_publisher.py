@@ -6,7 +6,8 @@ messages behind is resynchronised with fresh snapshots, which it publishes like 
 publishes is exactly what a gRPC subscriber at full depth receives. Its one task sends each message, as the same
 ``BookMessage`` bytes as on gRPC, to the instrument's subject with the session in a header
 (feed_server.bus.subjects); it also answers snapshot requests (any depth up to the full one, errors as a status
-header) and instrument-list requests.
+header) and instrument-list requests. With fault injection on (``--fault-rate``) the published stream gets its
+own faults, as each gRPC stream does (snapshot replies are never faulted).
 
 At start-up it asks NATS which instruments other feeds publish already: an instrument published twice would
 give consumers two sequences for one book, so the second feed refuses to start (DuplicateInstrument, one line).
@@ -38,6 +39,7 @@ from feed_server.bus.subjects import (
 from feed_server.protocol.errors import InvalidRequest, MarketDataError, RequestError
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.server.fanout import Fanout
+from feed_server.server.faults import FaultInjector
 from feed_server.server.service import validate_request
 from feed_server.server.subscription import Subscription
 
@@ -55,8 +57,15 @@ class DuplicateInstrument(MarketDataError):
 class NatsPublisher:
     """Publishes a fan-out's messages to NATS and answers its requests (see the module docstring)."""
 
-    def __init__(self, url: str, fanout: Fanout, listing: pb.ListInstrumentsResponse) -> None:
+    def __init__(
+        self,
+        url: str,
+        fanout: Fanout,
+        listing: pb.ListInstrumentsResponse,
+        injector: FaultInjector | None = None,
+    ) -> None:
         self.url = url
+        self.injector = injector  # faults on the published stream (--fault-rate), as on each gRPC stream
         self.fanout = fanout
         self.listing = listing
         self.link: BusLink | None = None
@@ -116,7 +125,10 @@ class NatsPublisher:
     async def _run(self, link: BusLink, subscription: Subscription) -> None:
         publish = link.client.publish
         subjects = self._subjects
+        injector = self.injector
         async for batch in subscription:
+            if injector is not None:
+                batch = injector.apply(batch)
             headers = {SESSION_HEADER: subscription.session_id}
             for message in batch:
                 try:

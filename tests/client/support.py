@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
-from feed_server.client.subscriber import FeedSubscriber
+from feed_server.client.keeper import BookKeeper
 
 __all__ = ["eventually", "running"]
 
@@ -26,7 +26,7 @@ async def eventually(predicate: Callable[[], bool], within: float, step: float =
 
 
 @contextlib.asynccontextmanager
-async def running(subscriber: FeedSubscriber) -> AsyncIterator[asyncio.Task[None]]:
+async def running(subscriber: BookKeeper) -> AsyncIterator[asyncio.Task[None]]:
     """``subscriber.run()`` as a task for the block; cancelled (and awaited, bounded) after it."""
     task = asyncio.create_task(subscriber.run(), name="test-subscriber")
     try:

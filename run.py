@@ -2,6 +2,7 @@
 
     python run.py [--host 127.0.0.1] [--port 8000] [--feed-port 50051] [--feed-address HOST:PORT]
                   [--seed 1] [--rate 50] [--feed-metrics-port N] [--replay FILE [--speed N|max] [--loop]]
+                  [--bus nats://HOST:PORT]
 
 Starts ``python -m feed_server`` (unless ``--feed-address`` names a feed that is already running) and
 ``python -m dashboard``, waits until the feed reports SERVING on the gRPC health service and the page answers,
@@ -13,10 +14,15 @@ later), run.py prints one line naming it and its exit code
 With ``--replay FILE`` the feed plays that recording (``python -m feed_server --replay``, ``--speed`` and
 ``--loop`` passed on) instead of the simulation; a file that is not a recording, or was recorded at a depth under
 100 (the dashboard's), is one error line and exit 1 before anything starts.
+
+With ``--bus nats://HOST:PORT`` the feed also publishes to that (running) NATS server (``--publish``) and the
+dashboard consumes from NATS rather than from the feed's gRPC port. A NATS server that cannot be reached is one
+error line and exit 1 before anything starts (within ``--start-timeout``, at most 5 s).
 """
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -25,7 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from feed_server.cli_args import OneLineArgumentParser, host_port, int_in, port_number
+from feed_server.bus.connection import BusUnavailable, connect
+from feed_server.cli_args import OneLineArgumentParser, host_port, int_in, nats_url, port_number
 from feed_server.client.health import feed_serving
 from feed_server.launch import child_env, http_ok, wait_ready
 from feed_server.protocol.book import MAX_DEPTH
@@ -35,6 +42,7 @@ from feed_server.record.format import RecordingReader
 FEED_START_TIMEOUT = 15.0
 DASHBOARD_START_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+BUS_CHECK_TIMEOUT = 5.0
 
 
 class _Stop:
@@ -112,6 +120,19 @@ def _check_recording(parser: OneLineArgumentParser, path: str) -> None:
         )
 
 
+def _check_bus(parser: OneLineArgumentParser, url: str, timeout: float) -> None:
+    """One error line (exit 1) when the NATS server at ``url`` does not accept a connection within ``timeout``."""
+
+    async def reach() -> None:
+        link = await connect(url, name="run.py", timeout=timeout)
+        await link.close()
+
+    try:
+        asyncio.run(reach())
+    except BusUnavailable as exc:
+        parser.exit(1, f"{parser.prog}: error: {exc}\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog="python run.py", description="Run the feed server and the dashboard.")
     parser.add_argument("--host", default="127.0.0.1", help="dashboard address (default %(default)s)")
@@ -127,9 +148,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--replay", metavar="FILE", help="play this recording instead of the simulation")
     parser.add_argument("--speed", default="1", help="with --replay: 1, 10, ... or max (default %(default)s)")
     parser.add_argument("--loop", action="store_true", help="with --replay: start again at its end")
+    parser.add_argument("--bus", type=nats_url, metavar="URL",
+                        help="a running NATS server (nats://HOST:PORT): the feed publishes there and the dashboard "
+                             "consumes from it (default: off, the dashboard reads the feed over gRPC)")
     parser.add_argument("--start-timeout", type=float, default=FEED_START_TIMEOUT,
                         help="seconds to wait for the feed to report SERVING (default %(default)s)")
     args = parser.parse_args(argv)
+    if args.bus is not None and args.feed_address is not None:
+        parser.error("--bus starts a feed publishing to NATS: not with --feed-address")
     if args.feed_metrics_port is not None and args.feed_address is not None:
         parser.error("--feed-metrics-port applies to the feed run.py starts, not to one given by --feed-address")
     if args.replay is None and (args.speed != "1" or args.loop):
@@ -138,6 +164,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.feed_address is not None:
             parser.error("--replay starts its own feed: not with --feed-address")
         _check_recording(parser, args.replay)
+    if args.bus is not None:
+        _check_bus(parser, args.bus, min(args.start_timeout, BUS_CHECK_TIMEOUT))
 
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGTERM, _on_signal)
@@ -155,9 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 feed_args += ["--loop"] if args.loop else []
             if args.feed_metrics_port is not None:
                 feed_args += ["--metrics-port", str(args.feed_metrics_port)]
+            if args.bus is not None:
+                feed_args += ["--publish", args.bus]
             feed = _spawn(["-m", "feed_server", *feed_args])
         # The dashboard starts while the feed comes up (its import takes about a second).
-        dashboard = _spawn(["-m", "dashboard", "--feed-address", feed_address, "--host", args.host,
+        dashboard = _spawn(["-m", "dashboard", "--feed-address", args.bus or feed_address, "--host", args.host,
                             "--port", str(args.port)])
         children = [(name, c) for name, c in (("feed server", feed), ("dashboard", dashboard)) if c is not None]
 
@@ -171,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ):
             ws_url = url.replace("http://", "ws://", 1) + "ws/market_data/{instrument_id}"
             print(f"Feed: {feed_address}", flush=True)
+            if args.bus is not None:
+                print(f"Bus: {args.bus} (the feed publishes there, the dashboard consumes from it)", flush=True)
             if args.feed_metrics_port is not None:
                 print(f"Feed metrics: http://127.0.0.1:{args.feed_metrics_port}/metrics", flush=True)
             print(f"Dashboard: {url} (ready in {time.monotonic() - started:.1f} s)", flush=True)

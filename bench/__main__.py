@@ -22,6 +22,7 @@ import psutil
 
 from bench import (
     book_apply,
+    bus_rows,
     costs,
     engine_ceiling,
     feed_stream,
@@ -52,6 +53,8 @@ ROWS: list[tuple[tuple[str, ...], str, str, RowRunner]] = [
     (("12",), "replay at full speed", "changes/s", replay.run),
     (("13a", "13b"), "recording", "-", recording.run),
     (("14",), "sharded feeds on NATS", "changes/s", sharding.run),
+    (("15a", "15b", "15c", "15d", "15e", "15f", "16a", "16b"), "feed CPU per dashboard / latency on NATS", "-",
+     bus_rows.run),
 ]
 
 

@@ -105,11 +105,12 @@ class BusSubscriber(BookKeeper):
         self._link = link
         try:
             await self._list(link, first=True)
+            # Before subscribing: a message may arrive during the awaits below, and its snapshot request must start.
+            self._resyncs.fetch = partial(self._fetch_snapshot, link)
             subjects = [book_subject(iid) for iid in self.instrument_ids] or [BOOK_PREFIX + ">"]
             for subject in subjects:
                 await link.client.subscribe(subject, cb=self._on_message)
             await link.client.flush()
-            self._resyncs.fetch = partial(self._fetch_snapshot, link)
             self.state = ConnectionState.LIVE
             self.problem = None
             self._live_since = asyncio.get_running_loop().time()

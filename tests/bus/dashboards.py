@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
 
@@ -20,6 +21,8 @@ __all__ = [
     "dashboard_on",
     "wait_for",
 ]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -92,7 +95,7 @@ class RestView:
         return states
 
 
-def wait_for[T](what: str, probe: Callable[[], T | None], within: float, every: float = 0.1) -> T:
+def wait_for(what: str, probe: Callable[[], T | None], within: float, every: float = 0.1) -> T:
     """Call ``probe`` until it returns something other than None (or False); AssertionError after ``within`` s."""
     deadline = time.monotonic() + within
     last: T | None = None

@@ -1,10 +1,12 @@
 """Many dashboards behind one address: Debian's nginx (a private instance on a free 127.0.0.1 port, configured by
-``scripts/nginx_dashboards.py`` from ``scripts/nginx/dashboards.conf``) in front of two real dashboards on one
-feed. Through nginx the page loads in headless Chromium and stays live, and the JSON WebSocket and REST answer."""
+``scripts/nginx_dashboards.py`` from ``scripts/nginx/dashboards.conf``) in front of two real dashboards that consume
+one feed through a real nats-server (the scale-out set-up). Through nginx the page loads in headless Chromium and
+stays live, and the JSON WebSocket and REST answer."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import subprocess
@@ -18,6 +20,7 @@ from playwright.sync_api import sync_playwright
 from websockets.asyncio.client import connect
 
 from scripts.nginx_dashboards import write_config
+from tests.bus.support import NATS_SERVER, NatsServer
 from tests.dashboard.conftest import Dashboard, start_dashboard
 from tests.dashboard.page_fixtures import CHROMIUM, CHROMIUM_ARGS
 from tests.dashboard.ws_helpers import SPECS, check_book, recv_book
@@ -26,16 +29,22 @@ from tests.servers import feed_process, free_port, stop_process
 NGINX = "/usr/sbin/nginx"
 
 pytestmark = pytest.mark.skipif(
-    not (Path(NGINX).exists() and Path(CHROMIUM).exists()), reason="nginx or chromium is missing (CI installs them)"
+    not all(Path(p).exists() for p in (NGINX, CHROMIUM, NATS_SERVER)),
+    reason="nginx, chromium or nats-server is missing (CI installs them)",
 )
 
 
 @pytest.fixture(scope="module")
 def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[Dashboard]]]:
-    """Two dashboards on one feed, and nginx in front of them; yields (nginx's http base URL, the dashboards)."""
+    """Two dashboards on one feed publishing to NATS, and nginx in front of them; yields (nginx's http base URL,
+    the dashboards)."""
     prefix = tmp_path_factory.mktemp("nginx")
-    with feed_process("--seed", "4", "--rate", "100") as address:
-        dashboards = [start_dashboard(address), start_dashboard(address)]
+    bus = NatsServer(free_port())
+    bus.start()
+    with contextlib.ExitStack() as stack:
+        stack.callback(bus.stop)
+        stack.enter_context(feed_process("--seed", "4", "--rate", "100", "--publish", bus.url))
+        dashboards = [start_dashboard(bus.url), start_dashboard(bus.url)]
         listen = free_port()
         config = write_config(prefix, listen, [d.port for d in dashboards])
         nginx = subprocess.Popen(
@@ -74,11 +83,13 @@ def test_rest_answers_through_nginx(behind_nginx: tuple[str, list[Dashboard]]) -
     while True:
         try:
             status, body = get(f"{base}/api/book/AAPL?depth=5")
-            break
-        except urllib.error.HTTPError as exc:  # 503 until the dashboard has the book
-            assert exc.code == 503 and time.monotonic() < deadline
-            time.sleep(0.2)
-    book = json.loads(body)
+            book = json.loads(body)
+            if not book["stale"]:
+                break
+        except urllib.error.HTTPError as exc:  # 503 until the dashboard has listed the instruments
+            assert exc.code == 503
+        assert time.monotonic() < deadline, "the book never went live"
+        time.sleep(0.2)  # stale (and empty) until the dashboard has joined the instrument's stream
     assert status == 200 and book["instrument_id"] == "AAPL"
     check_book(book, SPECS["AAPL"], 5)
 

@@ -34,7 +34,7 @@ from typing import Any
 import psutil
 
 from bench import latency
-from bench.feed_metrics import FeedWatch, FeedWindow, mark, scrape, wait_for_subscribers
+from bench.feed_metrics import EVENTS, FeedWatch, FeedWindow, mark, scrape, wait_for_subscribers
 from bench.feed_stream import feed_args
 from bench.procs import Proc, free_port, started, wait_for_grpc_health
 from bench.report import Result, at_most, error_result, info
@@ -50,7 +50,9 @@ LATENCY_CHANGES_PER_S = 1_000
 DASHBOARDS = (1, 2, 4)
 NATS_GROWTH = 1.10  # 15e/15f: at most this times 15d
 LIVE_TIMEOUT_S = 60.0
-MESSAGES = "marketdata_book_messages_total"
+MESSAGES = "marketdata_book_messages_total"  # the dashboard's
+BUILT = "marketdata_messages_published_total"  # the feed's, for its gRPC subscribers
+BUS_PUBLISHED = "marketdata_bus_published_total"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,16 +77,22 @@ class Window:
     feed: FeedWindow
 
     def note(self) -> str:
+        seconds = self.feed.seconds
         per_s = ", ".join(f"{m:,.0f}" for m in self.dashboard_messages_per_s)
         cpu = ", ".join(f"{c:.0f}" for c in self.dashboard_cpu)
-        out = f"{self.dashboards} dashboard(s): feed {self.feed_cpu:.1f}% core; dashboards' CPU {cpu}% core, "
-        out += f"book msgs/s applied {per_s}"
+        out = (
+            f"feed {self.feed.delta(EVENTS) / seconds:,.0f} events/s, {self.feed.delta(BUILT) / seconds:,.0f} "
+            f"subscriber msgs built/s"
+        )
+        if self.nats_cpu is not None:
+            out += f", {self.feed.delta(BUS_PUBLISHED) / seconds:,.0f} msgs/s published on NATS"
+        out += f"; dashboards' CPU {cpu}% core, book msgs/s each applied {per_s}"
         return out + (f"; nats-server {self.nats_cpu:.1f}% core" if self.nats_cpu is not None else "")
 
 
 def _windows(quick: bool) -> tuple[float, float]:
     """(warm-up, window) seconds for row 15."""
-    return (0.5, 2.0) if quick else (2.0, 8.0)
+    return (0.3, 1.5) if quick else (2.0, 8.0)
 
 
 @contextlib.contextmanager
@@ -283,9 +291,9 @@ def _latency_results(rate: float, measured: tuple[dict[str, Any], FeedWindow]) -
 
 
 def _latency(url: str, quick: bool) -> list[Result]:
-    seconds, warmup = (3.0, 1.0) if quick else (12.0, 2.0)
+    seconds, warmup = (2.0, 0.5) if quick else (12.0, 2.0)
     with _nats_stack(latency.rate_for(LATENCY_CHANGES_PER_S), url) as stack:
-        measured_rate = measure_change_rate(stack.feed_address, 1.0 if quick else 3.0)
+        measured_rate = measure_change_rate(stack.feed_address, 0.5 if quick else 3.0)
         return _latency_results(measured_rate, latency.measure(stack, seconds, warmup))
 
 

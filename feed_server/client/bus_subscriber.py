@@ -65,6 +65,7 @@ LIST_WINDOW = 0.3  # seconds during which the feeds' answers to an instrument-li
 WATCH_INTERVAL = 0.1  # seconds between two checks of the connection and of each instrument's silence
 RELIST_INTERVAL = 2.0  # at most one new instrument-list request this often (an unknown instrument was seen)
 JOINING = "joining the stream: waiting for a snapshot"
+_STATUS_HEADER = "Status"  # set by the NATS server on its own messages to a reply inbox (503: no responders)
 
 
 class BusSubscriber(BookKeeper):
@@ -253,6 +254,8 @@ async def _gather_listings(link: BusLink, window: float) -> list[tuple[list[Inst
         raise FeedUnavailable(f"instrument list request to the NATS server at {link.url} failed: {exc!r}") from None
     listings = []
     for answer in answers:
+        if (answer.headers or {}).get(_STATUS_HEADER):
+            continue  # NATS's own "no responders" (503), not a feed's answer: an empty payload, not an empty list
         try:
             response = pb.ListInstrumentsResponse.FromString(answer.data)
         except DecodeError:

@@ -4,7 +4,8 @@ gathering of several answers to one request.
 :func:`connect` opens a connection that reconnects by itself, forever, once it has been made (nats-py's own
 reconnect, every ``RECONNECT_WAIT_S``): each loss and each return is logged once, and counted in
 :class:`BusLink`. The first connection must succeed within ``timeout`` seconds, else :class:`BusUnavailable`
-(one line naming the URL): a process that was told to use NATS and cannot reach it says so at start-up.
+(one line naming the URL): a process that was told to use NATS and cannot reach it says so at start-up; a refused
+connection says so within a second, without waiting out ``timeout``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = ["RECONNECT_WAIT_S", "BusLink", "BusUnavailable", "connect", "gather"]
 logger = logging.getLogger(__name__)
 
 RECONNECT_WAIT_S = 0.5  # between two reconnection attempts
+STATUS_HEADER = "Status"  # set by the NATS server on its own replies (503: no responders), never by a feed
 _ERROR_LOG_INTERVAL_S = 10.0  # the client's own errors (each failed attempt raises one) are logged at most this often
 
 
@@ -92,7 +94,7 @@ async def connect(url: str, name: str, timeout: float = 5.0) -> BusLink:  # noqa
                 name=name,
                 connect_timeout=max(1, min(int(timeout), 2)),
                 allow_reconnect=True,
-                max_reconnect_attempts=-1,
+                max_reconnect_attempts=1,  # the first connection: two tries (0.5 s apart); forever once made
                 reconnect_time_wait=RECONNECT_WAIT_S,  # type: ignore[arg-type]  # (seconds; the hint says int)
                 disconnected_cb=link._on_disconnect,
                 reconnected_cb=link._on_reconnect,
@@ -100,9 +102,14 @@ async def connect(url: str, name: str, timeout: float = 5.0) -> BusLink:  # noqa
             )
     except (TimeoutError, OSError, nats.errors.Error) as exc:
         await _abandon(link.client)
-        error = link.last_error if isinstance(exc, TimeoutError) and link.last_error is not None else exc
-        reason = "no answer" if isinstance(error, TimeoutError) else f"{type(error).__name__}: {error}"
-        raise BusUnavailable(f"cannot connect to the NATS server at {url} within {timeout:g} s ({reason})") from None
+        # A timeout or "no servers" says less than the attempt's own error (a refused connection, a bad greeting).
+        error = link.last_error if link.last_error is not None else exc
+        if isinstance(error, TimeoutError):
+            reason = f"no answer within {timeout:g} s"
+        else:
+            reason = f"{type(error).__name__}: {error}"
+        raise BusUnavailable(f"cannot connect to the NATS server at {url} ({reason})") from None
+    link.client.options["max_reconnect_attempts"] = -1  # read at each reconnection: from now on, never give up
     link.connected = True
     return link
 
@@ -117,7 +124,9 @@ async def _abandon(client: Client) -> None:
 
 
 async def gather(client: Client, subject: str, payload: bytes, window: float) -> list[Msg]:
-    """Every answer to one request that arrives within ``window`` seconds (a request answered by several feeds)."""
+    """Every answer to one request that arrives within ``window`` seconds (a request answered by several feeds).
+
+    The NATS server's own status replies (``Status: 503``, no responders) are no answer and are left out."""
     inbox = client.new_inbox()
     answers: list[Msg] = []
     subscription = await client.subscribe(inbox)
@@ -127,9 +136,11 @@ async def gather(client: Client, subject: str, payload: bytes, window: float) ->
         deadline = asyncio.get_running_loop().time() + window
         while (left := deadline - asyncio.get_running_loop().time()) > 0:
             try:
-                answers.append(await subscription.next_msg(timeout=left))
+                answer = await subscription.next_msg(timeout=left)
             except nats.errors.TimeoutError:
                 break
+            if not (answer.headers or {}).get(STATUS_HEADER):
+                answers.append(answer)
     finally:
         await subscription.unsubscribe()
     return answers

@@ -16,9 +16,9 @@ feed_server.client.keeper for that stream; every check is the gRPC path's own (f
 - **Depth**: the books are kept at the depth the feed publishes (every checksum is of that depth); a consumer
   asking for fewer levels reads the top of the same verified book.
 - **Silence**: an instrument without a message for ``heartbeat_timeout`` seconds (feeds send heartbeats) is
-  marked stale, alone: a dead shard stales its own instruments, the others keep flowing. A lost NATS server
-  marks every book stale at once; the client reconnects by itself (feed_server.bus.connection) and every book
-  comes back through a snapshot.
+  marked stale, alone (time this process was too busy to read does not count): a dead shard stales its own
+  instruments, the others keep flowing. A lost NATS server marks every book stale at once; the client
+  reconnects by itself (feed_server.bus.connection) and every book comes back through a snapshot.
 - **Slow consumer**: messages the NATS client drops because this process fell behind are gaps in the sequence,
   repaired by a snapshot like any gap.
 """
@@ -50,7 +50,7 @@ from feed_server.bus.subjects import (
 from feed_server.client.keeper import BookKeeper, ConnectionState
 from feed_server.client.resync import SNAPSHOT_TIMEOUT
 from feed_server.client.rpc import decode, status_error
-from feed_server.client.sync import InstrumentSync, SyncState
+from feed_server.client.sync import WAITING_FOR_SNAPSHOT, InstrumentSync, SyncState
 from feed_server.protocol.book import MAX_DEPTH
 from feed_server.protocol.errors import FeedUnavailable, InvalidMessage
 from feed_server.protocol.instruments import InstrumentSpec
@@ -65,7 +65,6 @@ LIST_WINDOW = 0.3  # seconds during which the feeds' answers to an instrument-li
 WATCH_INTERVAL = 0.1  # seconds between two checks of the connection and of each instrument's silence
 RELIST_INTERVAL = 2.0  # at most one new instrument-list request this often (an unknown instrument was seen)
 JOINING = "joining the stream: waiting for a snapshot"
-_STATUS_HEADER = "Status"  # set by the NATS server on its own messages to a reply inbox (503: no responders)
 
 
 class BusSubscriber(BookKeeper):
@@ -141,7 +140,7 @@ class BusSubscriber(BookKeeper):
             if source and source not in sources:
                 sources.append(source)
         if sources:
-            self.source = "; ".join(sources)
+            self.source = f"{'; '.join(sources)}, via {self.address}"  # the page shows "Source: ..."
         self._unknown.difference_update(listed)
         self._take_instruments({**listed, **self.instruments})  # the known specs win, as within a session
 
@@ -176,7 +175,7 @@ class BusSubscriber(BookKeeper):
             self._handle(sync, sync.on_unreadable(InvalidMessage(instrument_id, sequence, problem)))
             return
         if sync.state is SyncState.WAITING:
-            self._handle(sync, sync.request_resync(JOINING))
+            self._handle(sync, sync.request_resync(_joining(sync)))
         trades = sync.on_live_message(message)
         if trades is None:
             self._handle(sync, sync.on_stream(message))
@@ -191,7 +190,7 @@ class BusSubscriber(BookKeeper):
         entry.session_id = session
         self.stats.sessions += 1
         self._resyncs.cancel(sync.instrument_id)
-        self._handle(sync, sync.reset(JOINING))
+        self._handle(sync, sync.reset(_joining(sync)))
 
     async def _fetch_snapshot(self, link: BusLink, request: pb.SnapshotRequest) -> pb.BookMessage:
         subject = snapshot_subject(request.instrument_id)
@@ -220,7 +219,14 @@ class BusSubscriber(BookKeeper):
         lost = f"lost the NATS server at {self.address}; reconnecting"
         last_list = loop.time()
         while True:
+            due = loop.time() + WATCH_INTERVAL
             await asyncio.sleep(WATCH_INTERVAL)
+            late = loop.time() - due
+            if late > WATCH_INTERVAL:
+                # This process was busy (its messages may still wait unread in the client's queue): the time it
+                # could not read is no silence of the feeds.
+                for instrument_id in self._last_seen:
+                    self._last_seen[instrument_id] += late
             if link.client.is_closed:
                 raise FeedUnavailable(f"the connection to the NATS server at {self.address} closed")
             if not link.connected:
@@ -246,6 +252,12 @@ class BusSubscriber(BookKeeper):
                 await self._list(link)
 
 
+def _joining(sync: InstrumentSync) -> str:
+    """The stale reason while joining the stream: a book still waiting for its first snapshot keeps saying so
+    (no listener call for a change of words only, as on gRPC, where the first snapshot comes on the stream)."""
+    return WAITING_FOR_SNAPSHOT if sync.entry.stale_reason == WAITING_FOR_SNAPSHOT else JOINING
+
+
 async def _gather_listings(link: BusLink, window: float) -> list[tuple[list[InstrumentSpec], str, int]]:
     """Every feed's instrument list: (specs, source, depth) per answer; answers that do not decode are skipped."""
     try:
@@ -254,8 +266,6 @@ async def _gather_listings(link: BusLink, window: float) -> list[tuple[list[Inst
         raise FeedUnavailable(f"instrument list request to the NATS server at {link.url} failed: {exc!r}") from None
     listings = []
     for answer in answers:
-        if (answer.headers or {}).get(_STATUS_HEADER):
-            continue  # NATS's own "no responders" (503), not a feed's answer: an empty payload, not an empty list
         try:
             response = pb.ListInstrumentsResponse.FromString(answer.data)
         except DecodeError:

@@ -120,7 +120,6 @@ async def test_two_dashboards_serve_the_book_a_grpc_subscriber_rebuilt_at_every_
                 assert got_bids == as_json(bids, spec), f"dashboard {n}, {iid} bids at sequence {sequence}"
                 assert got_asks == as_json(asks, spec), f"dashboard {n}, {iid} asks at sequence {sequence}"
             total += len(shared)
-            print("DBG", n, iid, len(shared), len(books), len(known), sum(len(b[0]) for b in books.values()) / max(1, len(books)))
         assert total >= 500, f"dashboard {n}: only {total} sequences shared"
     for iid in COMPARED_IDS:  # and so the dashboards agree with each other wherever both sent a book
         both = set(served[0][iid]) & set(served[1][iid])
@@ -157,7 +156,6 @@ def test_a_killed_shard_stales_only_its_own_instruments_and_comes_back_live(nats
                 if staled is None and all(states[iid] for iid in SHARD_B):
                     staled = elapsed
                 time.sleep(0.05)
-            print("DBG staled", staled)
             assert staled is not None, "the killed shard's instruments never all went stale"
             assert staled <= WATCHDOG + MARGIN, f"the killed shard's instruments went stale after {staled:.2f} s"
 
@@ -191,9 +189,7 @@ def test_a_restarted_nats_server_brings_every_book_back_live(nats_server: NatsSe
             assert all(view.stale(ALL_IDS).values())
 
             nats_server.start()
-            t0 = time.monotonic()
             wait_for("every book live again", lambda: all_live(view, ALL_IDS), 10.0)
-            print("DBG back", time.monotonic() - t0)
             assert [feed.process, dashboard.process] == processes, "a feed or the dashboard was restarted"
             assert all(process.poll() is None for process in processes), "a feed or the dashboard exited"
     finally:

@@ -23,7 +23,6 @@ from tests.servers import free_port, running_feed_server
 
 pytestmark = needs_nats
 
-FAST_RESYNC = {"resync_backoff_initial": 0.001, "resync_backoff_max": 0.002}
 Seen = tuple[int, int, tuple[Level, ...], tuple[Level, ...]]  # checksum, digest, top 5 bids, top 5 asks
 
 
@@ -44,7 +43,12 @@ class Recorder:
         book = entry.book
         if entry.stale or book.sequence is None:
             return
-        self.seen[instrument_id][book.sequence] = (book.checksum(), book.digest(), tuple(book.bids(5)), tuple(book.asks(5)))
+        self.seen[instrument_id][book.sequence] = (
+            book.checksum(),
+            book.digest(),
+            tuple(book.bids(5)),
+            tuple(book.asks(5)),
+        )
 
 
 def agree(a: Recorder, b: Recorder, instrument_ids: Sequence[str], least: int, *, top_only: bool = False) -> int:
@@ -106,14 +110,16 @@ async def test_faults_on_the_published_stream_are_detected_and_repaired(nats_ser
     async with running_feed_server(
         seed=8, rate=150.0, instruments=specs(*ids), fault_rate=0.02, fault_kinds=[kind], publish_url=nats_server.url
     ) as server:
-        grpc_sub = FeedSubscriber(server.address, depth=100, **FAST_RESYNC)  # (its own stream is faulted too)
-        bus = BusSubscriber(nats_server.url, log_interval=0, **FAST_RESYNC)
+        # (The gRPC subscriber's own stream is faulted too: it repairs its book as well.)
+        grpc_sub = FeedSubscriber(server.address, depth=100, resync_backoff_initial=0.001, resync_backoff_max=0.002)
+        bus = BusSubscriber(nats_server.url, log_interval=0, resync_backoff_initial=0.001, resync_backoff_max=0.002)
         grpc_rec, bus_rec = Recorder(grpc_sub), Recorder(bus)
         async with running(grpc_sub), running(bus):
             await bus.wait_live(timeout=10)
             counter = EXPECTED_FAULTS[kind]
             await eventually(lambda: getattr(bus.stats, counter) >= 3, 15)
             await bus.wait_live(timeout=5)  # every book whole again after its faults
+            repaired = {iid: bus.books[iid].book.sequence or 0 for iid in ids}
             await grpc_sub.wait_live(timeout=5)
             await asyncio.sleep(1.0)
             await bus.wait_live(timeout=5)
@@ -125,6 +131,9 @@ async def test_faults_on_the_published_stream_are_detected_and_repaired(nats_ser
         assert stats.gaps == stats.checksum_errors == stats.digest_errors == 0, stats  # ignored, nothing to repair
     assert stats.watchdog_timeouts == 0 and stats.unexpected_errors == 0, stats
     agree(bus_rec, grpc_rec, ids, 50)  # every book it showed live was the feed's
+    for iid in ids:  # and the repaired books went on matching
+        later = [seq for seq in bus_rec.seen[iid].keys() & grpc_rec.seen[iid].keys() if seq > repaired[iid]]
+        assert len(later) >= 20, f"{iid}: {len(later)} shared sequences after the repair"
 
 
 async def test_sharded_feeds_stale_and_return_alone(nats_server: NatsServer) -> None:
@@ -167,8 +176,21 @@ async def test_sharded_feeds_stale_and_return_alone(nats_server: NatsServer) -> 
                 await second.__aexit__(None, None, None)
 
 
+async def test_a_feed_started_later_adds_its_instruments(nats_server: NatsServer) -> None:
+    async with running_feed_server(rate=50.0, instruments=specs("AAPL"), publish_url=nats_server.url):
+        bus = BusSubscriber(nats_server.url)
+        async with running(bus):
+            await bus.wait_live(timeout=10)
+            assert sorted(bus.books) == ["AAPL"]
+            async with running_feed_server(rate=50.0, instruments=specs("BTC-USD"), publish_url=nats_server.url):
+                await eventually(lambda: all_live(bus, ["AAPL", "BTC-USD"]), 8.0)  # (listed again within 2 s)
+            assert sorted(bus.instruments) == ["AAPL", "BTC-USD"] and bus.stats.reconnects == 0
+
+
 async def test_a_nats_restart_stales_every_book_then_they_return(nats_server: NatsServer) -> None:
-    async with running_feed_server(seed=2, rate=50.0, instruments=specs("AAPL", "ETH-USD"), publish_url=nats_server.url):
+    async with running_feed_server(
+        seed=2, rate=50.0, instruments=specs("AAPL", "ETH-USD"), publish_url=nats_server.url
+    ):
         bus = BusSubscriber(nats_server.url)
         async with running(bus):
             await bus.wait_live(timeout=10)
@@ -191,9 +213,10 @@ async def test_an_unknown_instrument_is_raised(nats_server: NatsServer) -> None:
                 await bus.run()
 
 
-async def test_a_nats_without_a_feed_is_unavailable(nats_server: NatsServer) -> None:
-    bus = BusSubscriber(nats_server.url, ["AAPL"], reconnect=False)
-    with pytest.raises(FeedUnavailable, match="no feed publishes"):
+@pytest.mark.parametrize("instrument_ids", [["AAPL"], []])
+async def test_a_nats_without_a_feed_is_unavailable(nats_server: NatsServer, instrument_ids: list[str]) -> None:
+    bus = BusSubscriber(nats_server.url, instrument_ids, reconnect=False)
+    with pytest.raises(FeedUnavailable, match="no feed publishes"):  # (NATS's "no responders" is no listing)
         async with asyncio.timeout(10):
             await bus.run()
 

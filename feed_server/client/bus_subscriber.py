@@ -19,8 +19,9 @@ feed_server.client.keeper for that stream; every check is the gRPC path's own (f
   marked stale, alone (time this process was too busy to read does not count): a dead shard stales its own
   instruments, the others keep flowing. A lost NATS server marks every book stale at once; the client
   reconnects by itself (feed_server.bus.connection) and every book comes back through a snapshot.
-- **Slow consumer**: messages the NATS client drops because this process fell behind are gaps in the sequence,
-  repaired by a snapshot like any gap.
+- **Slow consumer**: a process that falls behind holds at most ``pending_limit`` unhandled messages (and 64 MiB)
+  per subscription; the NATS client drops the ones beyond (a SlowConsumerError, logged), which are gaps in the
+  sequence, repaired by a snapshot like any gap.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ LIST_WINDOW = 0.3  # seconds during which the feeds' answers to an instrument-li
 WATCH_INTERVAL = 0.1  # seconds between two checks of the connection and of each instrument's silence
 RELIST_INTERVAL = 2.0  # at most one new instrument-list request this often (an unknown instrument was seen)
 JOINING = "joining the stream: waiting for a snapshot"
+PENDING_LIMIT = 100_000  # messages received and not yet handled, per subscription; NATS drops the ones beyond
+PENDING_BYTES_LIMIT = 64 * 1024 * 1024  # the same, in bytes
 
 
 class BusSubscriber(BookKeeper):
@@ -77,11 +80,13 @@ class BusSubscriber(BookKeeper):
         depth: int = MAX_DEPTH,
         *,
         list_window: float = LIST_WINDOW,
+        pending_limit: int = PENDING_LIMIT,
         **options: Any,
     ) -> None:
         """``options`` are BookKeeper's (``reconnect``, ``heartbeat_timeout``, the backoffs, ``seed``)."""
         super().__init__(address, instrument_ids, depth, **options)
         self.list_window = list_window
+        self.pending_limit = pending_limit
         self._depths: dict[str, int] = {}  # per instrument: the depth its feed publishes
         self._last_seen: dict[str, float] = {}  # per instrument: when its last message arrived (loop time)
         self._ids: dict[str, str] = {}  # subject -> instrument id, for the subjects seen
@@ -109,7 +114,12 @@ class BusSubscriber(BookKeeper):
             self._resyncs.fetch = partial(self._fetch_snapshot, link)
             subjects = [book_subject(iid) for iid in self.instrument_ids] or [BOOK_PREFIX + ">"]
             for subject in subjects:
-                await link.client.subscribe(subject, cb=self._on_message)
+                await link.client.subscribe(
+                    subject,
+                    cb=self._on_message,
+                    pending_msgs_limit=self.pending_limit,
+                    pending_bytes_limit=PENDING_BYTES_LIMIT,
+                )
             await link.client.flush()
             self.state = ConnectionState.LIVE
             self.problem = None

@@ -14,7 +14,6 @@ from tests.servers import free_port, running_feed_server
 pytestmark = needs_nats
 
 
-
 async def run_client(*args: str, within: float = 15.0) -> tuple[int, str, str, float]:
     """The CLI run to completion (tests.client.test_client_cli's runner), and the seconds it took."""
     loop = asyncio.get_running_loop()

@@ -6,6 +6,7 @@ restart stales then revives every book, and the first connection's errors are th
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -19,7 +20,7 @@ from feed_server.protocol.errors import FeedUnavailable, UnknownInstrument
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from tests.bus.support import NatsServer, needs_nats
 from tests.client.support import eventually, running
-from tests.servers import free_port, running_feed_server
+from tests.servers import feed_process, free_port, running_feed_server
 
 pytestmark = needs_nats
 
@@ -132,6 +133,31 @@ async def test_faults_on_the_published_stream_are_detected_and_repaired(nats_ser
     assert stats.watchdog_timeouts == 0 and stats.unexpected_errors == 0, stats
     agree(bus_rec, grpc_rec, ids, 50)  # every book it showed live was the feed's
     for iid in ids:  # and the repaired books went on matching
+        later = [seq for seq in bus_rec.seen[iid].keys() & grpc_rec.seen[iid].keys() if seq > repaired[iid]]
+        assert len(later) >= 20, f"{iid}: {len(later)} shared sequences after the repair"
+
+
+async def test_a_consumer_that_falls_behind_loses_messages_as_gaps_and_repairs_them(nats_server: NatsServer) -> None:
+    ids = ["AAPL", "BTC-USD", "EUR-USD"]
+    # The feed in a process of its own: only the consumer stalls.
+    args = ("--seed", "5", "--rate", "300", "--instruments", ",".join(ids), "--publish", nats_server.url)
+    with feed_process(*args) as address:
+        grpc_sub = FeedSubscriber(address, depth=100)
+        bus = BusSubscriber(nats_server.url, pending_limit=20, resync_backoff_initial=0.001, resync_backoff_max=0.002)
+        grpc_rec, bus_rec = Recorder(grpc_sub), Recorder(bus)
+        async with running(grpc_sub), running(bus):
+            await bus.wait_live(timeout=10)
+            await grpc_sub.wait_live(timeout=10)
+            before = bus.stats.gaps
+            time.sleep(0.5)  # noqa: ASYNC251 (on purpose: the process stalls, its NATS messages pile up past 20)
+            await eventually(lambda: bus.stats.gaps > before, 10)
+            await bus.wait_live(timeout=10)
+            repaired = {iid: bus.books[iid].book.sequence or 0 for iid in ids}
+            await asyncio.sleep(1.0)
+            await bus.wait_live(timeout=5)
+    assert bus.stats.resyncs >= 1 and bus.stats.watchdog_timeouts == 0, bus.stats  # the stall is no silence
+    agree(bus_rec, grpc_rec, ids, 50)
+    for iid in ids:
         later = [seq for seq in bus_rec.seen[iid].keys() & grpc_rec.seen[iid].keys() if seq > repaired[iid]]
         assert len(later) >= 20, f"{iid}: {len(later)} shared sequences after the repair"
 

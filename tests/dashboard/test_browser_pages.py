@@ -105,8 +105,16 @@ def test_overview_shows_every_instrument_and_a_row_opens_its_book(dashboard_url:
         ),
         "every instrument LIVE in the overview",
     )
-    page.locator("[data-testid=overview] tbody tr", has_text="BTC-USD").click()
-    wait_until(lambda: query(page) == "instrument=BTC-USD", "the book page of BTC-USD")
+    # The rows are re-rendered in place at 4 Hz; on a loaded machine a click that lands during a re-render can be
+    # lost (seen once in a CI run on the 2-core machine), so a second click is allowed, never a third.
+    for attempt in range(2):
+        page.locator("[data-testid=overview] tbody tr", has_text="BTC-USD").click()
+        try:
+            wait_until(lambda: query(page) == "instrument=BTC-USD", "the book page of BTC-USD", within=7.5)
+            break
+        except AssertionError:
+            if attempt:
+                raise
     shows_book_of(page, "BTC-USD")
     page.click("[data-testid=page_link]")
     wait_until(lambda: urlparse(page.url).path == "/overview", "the overview again")

@@ -19,8 +19,11 @@ States::
 A snapshot on the stream (INITIAL, or RESYNC when the server dropped a slow consumer's backlog) is
 always applied as a fresh start.
 
-A stale book says why in ``InstrumentBook.stale_reason``: the fault that made it stale ("sequence gap: expected
-5, received 7; resynchronising"), "waiting for the first snapshot", or what its caller passed to ``reset``
+A LIVE book is also stale while the messages say its source cannot vouch for it (``source_stale``, a live
+exchange disconnected or resynchronising): the sequence and checksums are still verified, the book is the last
+one the source verified, and the reason is the source's. A stale book says why in
+``InstrumentBook.stale_reason``: the fault that made it stale ("sequence gap: expected 5, received 7;
+resynchronising"), "waiting for the first snapshot", the source's reason, or what its caller passed to ``reset``
 (a lost connection). Every fault a book refuses is handled alike, a ``DigestMismatch`` (a deep level wrong) as
 a ``ChecksumMismatch``.
 """
@@ -41,6 +44,7 @@ from feed_server.protocol.wire import apply_body, apply_message
 
 __all__ = [
     "MAX_BUFFERED",
+    "SOURCE_STALE",
     "TRADES_KEPT",
     "WAITING_FOR_SNAPSHOT",
     "InstrumentBook",
@@ -53,6 +57,7 @@ __all__ = [
 TRADES_KEPT = 100
 MAX_BUFFERED = 10_000  # stream messages kept while a resync is under way; the oldest go first
 WAITING_FOR_SNAPSHOT = "waiting for the first snapshot"
+SOURCE_STALE = "the feed's source is stale"  # the start of a LIVE book's stale reason while its source is
 
 
 def _trades_deque() -> deque[tuple[int, Trade]]:
@@ -165,8 +170,8 @@ class InstrumentSync:
         None when it needs :meth:`on_stream`: the instrument is not LIVE, the message is a snapshot, a
         duplicate or refused by the book (which is then left as it was, for ``on_stream`` to judge).
         """
-        if self.state is not _LIVE:
-            return None
+        if self.state is not _LIVE or message.source_stale or self.entry.stale:
+            return None  # (a LIVE book is stale only while its source is: on_stream follows the source's state)
         body = message.WhichOneof("body")
         if body == "snapshot":
             return None
@@ -203,6 +208,7 @@ class InstrumentSync:
             self._record(message, trades, changed)
             step.applied += 1
             step.notifications.append(trades)
+            self._follow_source(message, step)
             return step
         if state is SyncState.WAITING:
             self._fault(SnapshotMissing(self.instrument_id, message.sequence, "message before any snapshot"), step)
@@ -241,6 +247,7 @@ class InstrumentSync:
             key=lambda m: m.sequence,
         )
         self._buffer.clear()
+        last = message
         for i, buffered in enumerate(pending):
             assert book.sequence is not None
             if buffered.sequence <= book.sequence:
@@ -256,11 +263,19 @@ class InstrumentSync:
             self._record(buffered, trades, changed)
             step.applied += 1
             step.notifications.append(trades)
+            last = buffered
         if self.state is SyncState.RESYNCING and not self._joining:
             step.resynced = True
         self._joining = False
         self.state = SyncState.LIVE
-        self._set_stale(False, step)
+        self._follow_source(last, step)
+
+    def _follow_source(self, message: pb.BookMessage, step: Step) -> None:
+        """A LIVE book is stale exactly while the last message applied says its source is (``source_stale``)."""
+        if message.source_stale:
+            self._set_stale(True, step, f"{SOURCE_STALE}: {message.source_stale_reason or 'not whole'}")
+        else:
+            self._set_stale(False, step)
 
     def _record(self, message: pb.BookMessage, trades: Sequence[Trade], levels_changed: bool) -> None:
         entry = self.entry

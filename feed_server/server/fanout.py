@@ -43,6 +43,8 @@ from feed_server.server.subscription import Subscription
 
 __all__ = ["DEFAULT_MAX_BACKLOG", "DEFAULT_MAX_BATCH", "BookSource", "Fanout", "Subscription"]
 
+_HEARTBEAT = Event(0, 0, heartbeat=True)  # what set_source_stale publishes: the state, in a heartbeat
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BACKLOG = 50_000
@@ -122,6 +124,9 @@ class Fanout:
         self._sequences: dict[str, int] = dict.fromkeys(sources, 0)
         self._next_sub_id = 1
         self.closed_reason: str | None = None  # set by close_all(): no new subscription or snapshot after it
+        # Per instrument whose source cannot vouch for its book (a live exchange disconnected or resynchronising):
+        # why. Every message built for it carries the flag (see set_source_stale).
+        self._source_stale: dict[str, str] = {}
         self.messages_published = 0  # messages built (one per event per subscribed depth), all instruments
         self.resyncs = 0  # resyncs of slow subscribers so far, all subscribers
 
@@ -234,7 +239,7 @@ class Fanout:
         book = source.book
         n = min(CHECKSUM_LEVELS, depth)
         bids, asks = book.bids(depth), book.asks(depth)
-        return snapshot_message(
+        message = snapshot_message(
             instrument_id,
             self._sequences[instrument_id],
             self.time_base() + source.time_ns,
@@ -244,6 +249,31 @@ class Fanout:
             reason,
             book_digest(bids, asks),
         )
+        self._stamp(instrument_id, message)
+        return message
+
+    def _stamp(self, instrument_id: str, message: pb.BookMessage) -> None:
+        """Mark a message built for ``instrument_id`` with its source's state, when the source is not whole."""
+        why = self._source_stale.get(instrument_id)
+        if why is not None:
+            message.source_stale = True
+            message.source_stale_reason = why
+
+    def set_source_stale(self, source: BookSource, reason: str | None, event_time_ns: int) -> None:
+        """``source`` can no longer vouch for its book (``reason``), or can again (None): every message built
+        for it from now on says so, and a heartbeat takes the change to every subscriber at once."""
+        iid = source.instrument_id
+        if reason is None:
+            changed = self._source_stale.pop(iid, None) is not None
+        else:
+            changed = self._source_stale.get(iid) != reason
+            self._source_stale[iid] = reason
+        if changed:
+            self.publish(source, (_HEARTBEAT,), event_time_ns)
+
+    def source_stale(self, instrument_id: str) -> str | None:
+        """Why ``instrument_id``'s source cannot vouch for its book now, or None."""
+        return self._source_stale.get(instrument_id)
 
     def _resync(self, sub: Subscription) -> None:
         """Drop a full subscriber's backlog and replace it with fresh snapshots."""
@@ -297,6 +327,7 @@ class Fanout:
             heartbeat = all(event.heartbeat for event in events)
         book = source.book
         checksums = self._checksums[iid]
+        source_stale = iid in self._source_stale
         used: dict[int, int] = {}  # checksum by level count, computed once per message
         for depth, group in groups.items():
             if native is not None and depth == self.max_depth:
@@ -318,6 +349,8 @@ class Fanout:
                 message = update_message(
                     iid, sequence, event_time_ns, checksum, view.diff(changes), trades, view.digest
                 )
+            if source_stale:
+                self._stamp(iid, message)
             self._deliver(group, message)
 
     def reset(self, source: BookSource, sequence: int, native: pb.BookMessage | None = None) -> None:

@@ -475,3 +475,41 @@ def test_levels_version_moves_only_when_what_a_view_shows_changes() -> None:
     assert sync.on_stream(heartbeat).applied == 1 and entry.levels_version == levels_version
     sync.reset()
     assert entry.levels_version == levels_version + 1  # the stale flip
+
+
+def test_a_live_book_is_stale_exactly_while_its_source_says_so() -> None:
+    feed = Feed(seed=11)
+    entry = InstrumentBook(SPEC, OrderBook(IID, DEPTH))
+    sync = InstrumentSync(entry)
+    sync.on_stream(feed.snapshot())
+    assert not entry.stale and sync.state is SyncState.LIVE
+    for _ in range(3):
+        assert sync.on_live_message(feed.next()) is not None
+    # The source loses the exchange: a heartbeat says so, and every message after it while it lasts.
+    down = heartbeat_message(IID, feed.seq + 1, 0, feed.book.checksum())
+    feed.seq += 1
+    down.source_stale, down.source_stale_reason = True, "binance: connection lost; reconnecting"
+    assert sync.on_live_message(down) is None  # not the fast path: the stale flag changes
+    step = sync.on_stream(down)
+    assert step.applied == 1 and step.fault is None and not step.request_snapshot
+    assert entry.stale and entry.stale_reason == "the feed's source is stale: binance: connection lost; reconnecting"
+    assert sync.state is SyncState.LIVE and entry.book.sequence == feed.seq  # still verified, message by message
+    still = heartbeat_message(IID, feed.seq + 1, 0, feed.book.checksum())
+    feed.seq += 1
+    still.source_stale, still.source_stale_reason = True, "binance: connection lost; reconnecting"
+    assert len(sync.on_stream(still).notifications) == 1  # the message only: the same state, no flip
+    assert entry.stale
+    # The source is whole again: the next message without the flag makes the book live.
+    step = sync.on_stream(feed.next())
+    assert step.applied == 1 and not entry.stale and entry.stale_reason is None
+    assert entry.book.sequence == feed.seq and (tuple(entry.book.bids()), tuple(entry.book.asks())) == feed.levels()
+
+
+def test_a_snapshot_of_a_stale_source_gives_a_stale_book() -> None:
+    feed = Feed(seed=12)
+    entry = InstrumentBook(SPEC, OrderBook(IID, DEPTH))
+    sync = InstrumentSync(entry)
+    snapshot = feed.snapshot()
+    snapshot.source_stale, snapshot.source_stale_reason = True, "kraken: resubscribing BTC/USD"
+    sync.on_stream(snapshot)
+    assert sync.state is SyncState.LIVE and entry.stale and "kraken: resubscribing BTC/USD" in (entry.stale_reason or "")

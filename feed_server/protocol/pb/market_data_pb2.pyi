@@ -134,7 +134,7 @@ class Heartbeat(_message.Message):
     def __init__(self) -> None: ...
 
 class BookMessage(_message.Message):
-    __slots__ = ("instrument_id", "sequence", "event_time_ns", "checksum", "snapshot", "update", "heartbeat", "book_digest", "session_id")
+    __slots__ = ("instrument_id", "sequence", "event_time_ns", "checksum", "snapshot", "update", "heartbeat", "book_digest", "session_id", "source_stale", "source_stale_reason")
     INSTRUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     EVENT_TIME_NS_FIELD_NUMBER: _ClassVar[int]
@@ -144,6 +144,8 @@ class BookMessage(_message.Message):
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     BOOK_DIGEST_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_STALE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_STALE_REASON_FIELD_NUMBER: _ClassVar[int]
     instrument_id: str
     sequence: int
     event_time_ns: int
@@ -153,7 +155,9 @@ class BookMessage(_message.Message):
     heartbeat: Heartbeat
     book_digest: int
     session_id: str
-    def __init__(self, instrument_id: _Optional[str] = ..., sequence: _Optional[int] = ..., event_time_ns: _Optional[int] = ..., checksum: _Optional[int] = ..., snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., update: _Optional[_Union[Update, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., book_digest: _Optional[int] = ..., session_id: _Optional[str] = ...) -> None: ...
+    source_stale: bool
+    source_stale_reason: str
+    def __init__(self, instrument_id: _Optional[str] = ..., sequence: _Optional[int] = ..., event_time_ns: _Optional[int] = ..., checksum: _Optional[int] = ..., snapshot: _Optional[_Union[Snapshot, _Mapping]] = ..., update: _Optional[_Union[Update, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., book_digest: _Optional[int] = ..., session_id: _Optional[str] = ..., source_stale: _Optional[bool] = ..., source_stale_reason: _Optional[str] = ...) -> None: ...
 
 class RecordingHeader(_message.Message):
     __slots__ = ("instruments", "depth", "source_address", "session_id", "start_time_ns", "recorder")

@@ -2,7 +2,8 @@
 
     python run.py [--host 127.0.0.1] [--port 8000] [--feed-port 50051] [--feed-address HOST:PORT]
                   [--seed 1] [--rate 50] [--feed-metrics-port N] [--replay FILE [--speed N|max] [--loop]]
-                  [--bus nats://HOST:PORT]
+                  [--bus nats://HOST:PORT] [--source binance|kraken --symbols S1,S2 [--source-url URL]
+                  [--source-rest-url URL]]
 
 Starts ``python -m feed_server`` (unless ``--feed-address`` names a feed that is already running) and
 ``python -m dashboard``, waits until the feed reports SERVING on the gRPC health service and the page answers,
@@ -14,6 +15,10 @@ later), run.py prints one line naming it and its exit code
 With ``--replay FILE`` the feed plays that recording (``python -m feed_server --replay``, ``--speed`` and
 ``--loop`` passed on) instead of the simulation; a file that is not a recording, or was recorded at a depth under
 100 (the dashboard's), is one error line and exit 1 before anything starts.
+
+With ``--source binance|kraken --symbols ...`` the feed plays that exchange's public order books instead of the
+simulation (``--source-url`` and ``--source-rest-url`` passed on); an exchange that cannot give the symbols'
+metadata makes the feed exit 1 with its one error line, and run.py then names it.
 
 With ``--bus nats://HOST:PORT`` the feed also publishes to that (running) NATS server (``--publish``) and the
 dashboard consumes from NATS rather than from the feed's gRPC port. A NATS server that cannot be reached is one
@@ -38,6 +43,7 @@ from feed_server.launch import child_env, http_ok, wait_ready
 from feed_server.protocol.book import MAX_DEPTH
 from feed_server.protocol.errors import BadRecording, StartupError
 from feed_server.record.format import RecordingReader
+from feed_server.server.exchanges.choice import EXCHANGES, SIMULATOR
 
 FEED_START_TIMEOUT = 15.0
 DASHBOARD_START_TIMEOUT = 20.0
@@ -148,12 +154,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--replay", metavar="FILE", help="play this recording instead of the simulation")
     parser.add_argument("--speed", default="1", help="with --replay: 1, 10, ... or max (default %(default)s)")
     parser.add_argument("--loop", action="store_true", help="with --replay: start again at its end")
+    parser.add_argument("--source", choices=(SIMULATOR, *EXCHANGES), default=SIMULATOR,
+                        help="what the feed plays: the simulation (default) or an exchange's public order books")
+    parser.add_argument("--symbols", help="with --source binance|kraken: the exchange's symbols, comma-separated")
+    parser.add_argument("--source-url", metavar="URL", help="with --source: the exchange's WebSocket endpoint")
+    parser.add_argument("--source-rest-url", metavar="URL", help="with --source binance: the exchange's REST base")
     parser.add_argument("--bus", type=nats_url, metavar="URL",
                         help="a running NATS server (nats://HOST:PORT): the feed publishes there and the dashboard "
                              "consumes from it (default: off, the dashboard reads the feed over gRPC)")
     parser.add_argument("--start-timeout", type=float, default=FEED_START_TIMEOUT,
                         help="seconds to wait for the feed to report SERVING (default %(default)s)")
     args = parser.parse_args(argv)
+    if args.source == SIMULATOR and (args.symbols or args.source_url or args.source_rest_url):
+        parser.error("--symbols, --source-url and --source-rest-url apply to --source binance|kraken only")
+    if args.source != SIMULATOR:
+        if not args.symbols:
+            parser.error(f"--source {args.source} needs --symbols")
+        if args.replay is not None or args.feed_address is not None:
+            parser.error(f"--source {args.source} starts its own feed: not with --replay or --feed-address")
     if args.bus is not None and args.feed_address is not None:
         parser.error("--bus starts a feed publishing to NATS: not with --feed-address")
     if args.feed_metrics_port is not None and args.feed_address is not None:
@@ -176,7 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         if args.feed_address is None:
-            if args.replay is None:
+            if args.source != SIMULATOR:
+                feed_args = ["--port", str(args.feed_port), "--source", args.source, "--symbols", args.symbols]
+                for flag, value in (("--source-url", args.source_url), ("--source-rest-url", args.source_rest_url)):
+                    feed_args += [flag, value] if value else []
+            elif args.replay is None:
                 feed_args = ["--port", str(args.feed_port), "--seed", str(args.seed), "--rate", str(args.rate)]
             else:
                 feed_args = ["--port", str(args.feed_port), "--replay", args.replay, "--speed", args.speed]

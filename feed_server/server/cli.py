@@ -25,6 +25,8 @@ from feed_server.bus.connection import BusUnavailable
 from feed_server.cli_args import OneLineArgumentParser, float_in, int_in, nats_url, port_number
 from feed_server.protocol.errors import BadRecording
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
+from feed_server.server.exchanges.adapter import ExchangeAdapter, SourceUnavailable
+from feed_server.server.exchanges.choice import EXCHANGES, SIMULATOR, make_adapter, open_live_source
 from feed_server.server.fanout import DEFAULT_MAX_BACKLOG
 from feed_server.server.faults import FAULT_KINDS, parse_fault_kinds
 from feed_server.server.grpc_server import serve
@@ -79,6 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=50051, help="port to listen on (default 50051, 0: any)")
+    parser.add_argument(
+        "--source",
+        choices=(SIMULATOR, *EXCHANGES),
+        default=SIMULATOR,
+        help="what the feed plays: the simulation (default), or a real exchange's public order books",
+    )
+    parser.add_argument(
+        "--symbols",
+        type=_symbols,
+        help="with --source binance|kraken: the exchange's symbols, comma-separated (BTCUSDT,ETHUSDT; BTC/USD,ETH/USD)",
+    )
+    parser.add_argument(
+        "--source-url",
+        metavar="URL",
+        help="with --source binance|kraken: the exchange's WebSocket endpoint (default: its public one)",
+    )
+    parser.add_argument(
+        "--source-rest-url",
+        metavar="URL",
+        help="with --source binance: the exchange's REST base (default https://api.binance.com)",
+    )
     parser.add_argument(
         "--replay",
         type=Path,
@@ -177,34 +200,72 @@ def _replay_source(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         parser.exit(1, f"{parser.prog}: error: {exc}\n")
 
 
+def _symbols(text: str) -> list[str]:
+    symbols = [part.strip() for part in text.split(",") if part.strip()]
+    if not symbols:
+        raise argparse.ArgumentTypeError("no symbol given")
+    if len(set(symbols)) != len(symbols):
+        raise argparse.ArgumentTypeError(f"a symbol is given twice in {text!r}")
+    return symbols
+
+
+def _live_adapter(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ExchangeAdapter | None:
+    """The --source exchange's adapter (None for the simulation); a flag that does not fit is one error line."""
+    if args.source == SIMULATOR:
+        for flag, given in (
+            ("--symbols", args.symbols),
+            ("--source-url", args.source_url),
+            ("--source-rest-url", args.source_rest_url),
+        ):
+            if given is not None:
+                parser.error(f"{flag} applies to --source binance|kraken only")
+        return None
+    if args.symbols is None:
+        parser.error(f"--source {args.source} needs --symbols")
+    for flag, given in (("--replay", args.replay), ("--instruments", args.instruments)):
+        if given is not None:
+            parser.error(f"{flag} does not apply to --source {args.source}")
+    try:
+        return make_adapter(args.source, args.symbols, args.source_url, args.source_rest_url)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+
+async def _serve_live(adapter: ExchangeAdapter, **kwargs: object) -> str | None:
+    """The exchange's instruments first (SourceUnavailable: nothing is served), then the feed on them."""
+    return await serve(source=await open_live_source(adapter), **kwargs)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     crash_after_events = _crash_after_events(parser)
     if args.metrics_port is not None and args.metrics_port == args.port:
         parser.error(f"--metrics-port {args.metrics_port} is the gRPC --port; give it another port")
+    adapter = _live_adapter(parser, args)
     replay = _replay_source(parser, args)
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    options: dict[str, object] = {
+        "host": args.host,
+        "port": args.port,
+        "seed": args.seed,
+        "rate": args.rate,
+        "instruments": args.instruments or DEFAULT_INSTRUMENTS,
+        "max_backlog": args.max_backlog,
+        "fault_rate": args.fault_rate,
+        "fault_kinds": args.fault_kinds,
+        "crash_after_events": crash_after_events,
+        "metrics_port": args.metrics_port,
+        "publish_url": args.publish,
+    }
     try:
-        failure = asyncio.run(
-            serve(
-                host=args.host,
-                port=args.port,
-                seed=args.seed,
-                rate=args.rate,
-                instruments=args.instruments or DEFAULT_INSTRUMENTS,
-                source=replay,
-                max_backlog=args.max_backlog,
-                fault_rate=args.fault_rate,
-                fault_kinds=args.fault_kinds,
-                crash_after_events=crash_after_events,
-                metrics_port=args.metrics_port,
-                publish_url=args.publish,
-            )
-        )
-    except (OSError, BusUnavailable, DuplicateInstrument) as exc:  # nothing was served: one line, like a bad option
+        if adapter is not None:
+            failure = asyncio.run(_serve_live(adapter, **options))
+        else:
+            failure = asyncio.run(serve(source=replay, **options))
+    except (OSError, BusUnavailable, DuplicateInstrument, SourceUnavailable) as exc:  # nothing was served: one line
         print(f"{parser.prog}: error: {exc}", file=sys.stderr, flush=True)
         return 1
     return 0 if failure is None else EXIT_BROKEN

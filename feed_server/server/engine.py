@@ -187,6 +187,21 @@ class Engine:
 
     # ----------------------------------------------------------------- the loop
     async def _run(self) -> None:
+        """The source's own task (a live exchange: what arrives by itself) beside the engine's loop; either one
+        failing fails the engine."""
+        arriving = asyncio.create_task(self.source.run(), name="feed-source")
+        playing = asyncio.create_task(self._play(), name="feed-engine-loop")
+        try:
+            done, _ = await asyncio.wait({arriving, playing}, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # a failure is the engine's
+            await playing  # the source had nothing of its own to run
+        finally:
+            for task in (arriving, playing):
+                task.cancel()
+            await asyncio.wait({arriving, playing})
+
+    async def _play(self) -> None:
         slice_ns = int(SLICE_S * 1e9)
         fanout = self.fanout
         source = self.source

@@ -271,6 +271,10 @@ class Fanout:
         if changed:
             self.publish(source, (_HEARTBEAT,), event_time_ns)
 
+    def sequence(self, instrument_id: str) -> int:
+        """The sequence of ``instrument_id``'s last message (0: none yet)."""
+        return self._sequences[instrument_id]
+
     def source_stale(self, instrument_id: str) -> str | None:
         """Why ``instrument_id``'s source cannot vouch for its book now, or None."""
         return self._source_stale.get(instrument_id)

@@ -132,6 +132,9 @@ class ReplaySource:
             if replay.book.sequence is not None:
                 fanout.reset(replay, replay.book.sequence)
 
+    async def run(self) -> None:
+        """Nothing arrives by itself: the engine plays the recording (``advance``)."""
+
     def next_due_ns(self) -> int:
         if self._next is None:
             return END_NS if not self.loop else self._last_due_ns

@@ -60,6 +60,8 @@ class EventSource(Protocol):
 
     def bind(self, fanout: Fanout) -> None: ...  # called once by the engine, with the fan-out it publishes to
 
+    async def run(self) -> None: ...  # what arrives by itself (a live exchange), beside the engine; else returns
+
     def event_counts(self) -> Mapping[str, int]: ...  # per instrument, what it has run so far (metrics)
 
     def next_due_ns(self) -> int: ...  # engine time of the next item, END_NS when there is none
@@ -105,6 +107,9 @@ class SimulatedMarket:
 
     def bind(self, fanout: Fanout) -> None:
         """Nothing to tell the fan-out: every simulator starts at sequence 0."""
+
+    async def run(self) -> None:
+        """Nothing arrives by itself: the engine runs every event (``advance``)."""
 
     def event_counts(self) -> dict[str, int]:
         return {iid: sim.sequence for iid, sim in self.simulators.items()}

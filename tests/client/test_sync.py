@@ -512,4 +512,5 @@ def test_a_snapshot_of_a_stale_source_gives_a_stale_book() -> None:
     snapshot = feed.snapshot()
     snapshot.source_stale, snapshot.source_stale_reason = True, "kraken: resubscribing BTC/USD"
     sync.on_stream(snapshot)
-    assert sync.state is SyncState.LIVE and entry.stale and "kraken: resubscribing BTC/USD" in (entry.stale_reason or "")
+    assert sync.state is SyncState.LIVE and entry.stale
+    assert "kraken: resubscribing BTC/USD" in (entry.stale_reason or "")

@@ -4,7 +4,6 @@
 never-give-up reconnect loop every transport shares), its transport adapters ``subscriber`` (FeedSubscriber,
 gRPC) and ``bus_subscriber`` (BusSubscriber, NATS), ``addresses`` (the adapter for an address: ``HOST:PORT`` or
 ``nats://HOST:PORT``), ``resync`` (the paced snapshot requests of broken instruments), ``rpc`` (channel options,
-the calls, gRPC error translation, the instrument list), ``backoff`` (pacing: the reconnect backoff,
-per-instrument resync pacing, rate-limited reports), ``health`` (the gRPC health probe), ``book_text`` (the CLI's
+the calls, gRPC error translation, the instrument list), ``health`` (the gRPC health probe), ``book_text`` (the CLI's
 text rendering of a book), ``cli`` (``python -m feed_server.client``).
 """

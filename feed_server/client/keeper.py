@@ -26,11 +26,11 @@ from enum import StrEnum
 
 import grpc
 
-from feed_server.client.backoff import Backoff, ReportOnce, Throttle
 from feed_server.client.resync import Resyncs
 from feed_server.client.rpc import describe_failure
 from feed_server.client.stats import SubscriberStats
 from feed_server.client.sync import InstrumentBook, InstrumentSync, Step, SyncState
+from feed_server.pacing import Backoff, ReportOnce, Throttle
 from feed_server.protocol.book import MAX_DEPTH, OrderBook, Trade
 from feed_server.protocol.errors import BookError, FeedError, FeedUnavailable, UnknownInstrument
 from feed_server.protocol.instruments import InstrumentSpec

@@ -2,7 +2,7 @@
 
 When the sync state machine finds an instrument broken (a gap, a mismatch), the subscriber asks :class:`Resyncs`
 for a snapshot of it. Each instrument has at most one request task at a time; the first fault after a clean
-minute is repaired at once, repeated faults space their requests out (feed_server.client.backoff.ResyncPacer),
+minute is repaired at once, repeated faults space their requests out (feed_server.pacing.ResyncPacer),
 a failed request is retried after the next delay, and an answer from another session of the feed than the
 stream's is dropped, never applied. How a snapshot is fetched is the transport's business: ``fetch`` (set while
 a connection is open) asks the feed over gRPC (GetSnapshot) or NATS (request/reply). The tasks belong to the
@@ -17,8 +17,8 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-from feed_server.client.backoff import ResyncPacer, Throttle
 from feed_server.client.stats import SubscriberStats
+from feed_server.pacing import ResyncPacer, Throttle
 from feed_server.protocol.errors import FeedError
 from feed_server.protocol.pb import market_data_pb2 as pb
 

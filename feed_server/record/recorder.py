@@ -21,7 +21,6 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from feed_server.client.backoff import Backoff
 from feed_server.client.rpc import (
     CHANNEL_OPTIONS,
     FeedStub,
@@ -30,6 +29,7 @@ from feed_server.client.rpc import (
     heals_by_retrying,
     translate_rpc_error,
 )
+from feed_server.pacing import Backoff
 from feed_server.protocol.book import MAX_DEPTH
 from feed_server.protocol.errors import BadRequest, FeedError, FeedUnavailable
 from feed_server.protocol.pb import market_data_pb2 as pb

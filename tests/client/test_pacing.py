@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from feed_server.client.backoff import ResyncPacer, Throttle
 from feed_server.client.subscriber import FeedSubscriber
+from feed_server.pacing import ResyncPacer, Throttle
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from tests.client.support import running
 from tests.servers import running_feed_server

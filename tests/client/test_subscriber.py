@@ -347,7 +347,7 @@ async def test_a_killed_feed_process_restarted_on_the_same_port_recovers() -> No
 
 
 def test_backoff_grows_with_jitter_up_to_the_cap_and_resets() -> None:
-    from feed_server.client.backoff import Backoff
+    from feed_server.pacing import Backoff
 
     delays_by_seed = []
     for seed in range(5):

@@ -26,7 +26,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from feed_server.client.backoff import Backoff, ResyncPacer, Throttle
+from feed_server.pacing import Backoff, ResyncPacer, Throttle
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.server.exchanges.adapter import BookSink, SourceUnavailable
 from feed_server.server.exchanges.binance_book import (

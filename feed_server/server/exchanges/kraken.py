@@ -27,7 +27,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
-from feed_server.client.backoff import Backoff, ResyncPacer, Throttle
+from feed_server.pacing import Backoff, ResyncPacer, Throttle
 from feed_server.protocol.instruments import InstrumentSpec, decimals_of
 from feed_server.protocol.levels import Side, Trade
 from feed_server.server.exchanges.adapter import BookSink, NotOnGrid, SourceUnavailable, to_units

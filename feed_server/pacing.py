@@ -1,4 +1,5 @@
-"""Pacing policies of the consumer: how long to wait before trying again, and how often to say so.
+"""Pacing policies: how long to wait before trying again, and how often to say so. Shared by everything that
+retries: the consumers (reconnects, resyncs), the recorder, and the exchange adapters of live sources.
 
 - :class:`Backoff`: exponential backoff with jitter, reset after a success (the reconnect policy).
 - :class:`ResyncPacer`: one instrument's resynchronisations: immediate after a quiet spell, backing off while

@@ -1,7 +1,10 @@
-"""The feed's server side: simulator (the source) -> engine (pacing) -> fan-out -> gRPC service.
+"""The feed's server side: a source -> engine (pacing) -> fan-out -> gRPC service (and the NATS publisher).
 
-``simulator`` (order-level simulation), ``depth_view`` (what a depth-limited subscriber sees), ``engine`` (plays
-the simulators against the wall clock), ``fanout`` (subscriptions, bounded buffers, resync snapshots),
-``service`` (the MarketData servicer), ``grpc_server`` (the grpc.aio server and health service), ``faults``
-(fault injection for testing consumers), ``cli`` (``python -m feed_server``).
+Sources: ``sources`` (the EventSource contract and the simulated market), ``simulator`` (order-level simulation),
+``replay`` (a recording played back), ``exchanges`` (live Binance and Kraken order books). Then ``engine`` (plays
+a source against the wall clock), ``depth_view`` (what a depth-limited subscriber sees), ``fanout``
+(subscriptions, bounded buffers, resync snapshots, the source's state on every message), ``subscription``,
+``service`` (the MarketData servicer), ``grpc_server`` (the grpc.aio server and health service),
+``nats_publisher`` (the feed on NATS), ``metrics``, ``faults`` (fault injection for testing consumers), ``cli``
+(``python -m feed_server``).
 """

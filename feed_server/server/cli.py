@@ -247,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if args.log_level != "DEBUG":  # httpx logs every request at INFO (an exchange's REST snapshots): noise
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     options: dict[str, object] = {
         "host": args.host,
         "port": args.port,

@@ -109,6 +109,7 @@ class FakeBinance:
         self._server = await serve(self._handle, "127.0.0.1", 0, process_request=self._process_request)
 
     async def stop(self) -> None:
+        self._release.set()  # a depth request still held would keep its handler, and so the server, open
         if self._server is not None:
             self._server.close()
             async with asyncio.timeout(5):

@@ -125,8 +125,9 @@ class FakeKraken:
         port = next(iter(self._server.sockets)).getsockname()[1]
         return f"ws://127.0.0.1:{port}/v2"
 
-    async def start(self) -> None:
-        self._server = await serve(self._handle, "127.0.0.1", 0, compression=None)
+    async def start(self, port: int = 0) -> None:
+        """Listen on 127.0.0.1 and ``port`` (0: a free one; the same port again to come back after :meth:`stop`)."""
+        self._server = await serve(self._handle, "127.0.0.1", port, compression=None)
 
     async def stop(self) -> None:
         if self._server is not None:

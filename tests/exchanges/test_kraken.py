@@ -194,15 +194,8 @@ def expected(fake: FakeKraken, symbol: str, depth: int = 10) -> tuple[dict[int, 
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeKraken]:
-    server = FakeKraken([BTC, ETH])
-    server.seed("BTC/USD", BTC_DEEP_BIDS, BTC_DEEP_ASKS)
-    server.seed("ETH/USD", ETH_BIDS, ETH_ASKS)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
+def fake(kraken_fake: FakeKraken) -> FakeKraken:
+    return kraken_fake
 
 
 def adapter_for(fake: FakeKraken, symbols: Sequence[str] = ("BTC/USD", "ETH/USD")) -> KrakenAdapter:

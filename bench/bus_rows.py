@@ -27,9 +27,8 @@ import json
 import logging
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import psutil
@@ -38,9 +37,9 @@ from bench import latency
 from bench.feed_metrics import EVENTS, RESYNCS, SUBSCRIBERS, FeedWatch, FeedWindow, mark, scrape, wait_for_subscribers
 from bench.feed_stream import feed_args
 from bench.procs import Proc, free_port, started, wait_for_grpc_health
-from bench.report import Result, Target, at_most, error_result, info
+from bench.report import Result, Target, at_most, guarded, info
 from bench.stack import INSTRUMENT_IDS, Stack, measure_change_rate
-from tests.bus.support import NATS_SERVER, NatsServer
+from tests.bus.support import NatsServer, running_nats
 
 __all__ = ["CPU_CHANGES_PER_S", "DASHBOARDS", "LATENCY_CHANGES_PER_S", "NATS_GROWTH", "run"]
 
@@ -102,17 +101,6 @@ def _windows(quick: bool) -> tuple[float, float]:
     """(warm-up, window) seconds for row 15."""
     return (0.3, 1.5) if quick else (2.0, 8.0)
 
-
-@contextlib.contextmanager
-def _nats_server() -> Iterator[NatsServer]:
-    if not Path(NATS_SERVER).exists():
-        raise RuntimeError(f"{NATS_SERVER} is missing (apt-get install nats-server)")
-    server = NatsServer(free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @contextlib.contextmanager
@@ -303,23 +291,15 @@ def _latency(url: str, quick: bool) -> list[Result]:
         return _latency_results(measured_rate, latency.measure(stack, seconds, warmup))
 
 
-def _guarded(rows: Sequence[str], what: str, part: Callable[[], list[Result]]) -> list[Result]:
-    try:
-        return part()
-    except Exception as exc:
-        log.exception("%s failed", what)
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return [error_result(row, what, "-", message) for row in rows]
-
 
 def run(quick: bool) -> list[Result]:
     """Rows 15a-15f (the feed's CPU with 1, 2, 4 dashboards, gRPC then NATS) and 16a/16b (latency through NATS)."""
     rate = latency.rate_for(CPU_CHANGES_PER_S)
-    with _nats_server() as nats:
+    with running_nats() as nats:
         return [
-            *_guarded(("15a", "15b", "15c"), "feed CPU over gRPC",
+            *guarded(("15a", "15b", "15c"), "feed CPU over gRPC",
                       lambda: _grpc_results(rate, _feed_cpu(rate, None, quick))),
-            *_guarded(("15d", "15e", "15f"), "feed CPU on NATS",
+            *guarded(("15d", "15e", "15f"), "feed CPU on NATS",
                       lambda: _nats_results(rate, _feed_cpu(rate, nats, quick))),
-            *_guarded(("16a", "16b"), "latency through NATS", lambda: _latency(nats.url, quick)),
+            *guarded(("16a", "16b"), "latency through NATS", lambda: _latency(nats.url, quick)),
         ]

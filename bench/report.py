@@ -8,6 +8,7 @@ their range, and judges the medians.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import statistics
 from collections.abc import Callable, Sequence
@@ -21,10 +22,13 @@ __all__ = [
     "at_most",
     "combine",
     "error_result",
+    "guarded",
     "info",
     "render_table",
     "write_json",
 ]
+
+log = logging.getLogger("bench")
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +127,16 @@ class Result:
 
 def error_result(row: str, label: str, unit: str, error: str) -> Result:
     return Result(row, label, None, unit, error=error)
+
+
+def guarded(rows: Sequence[str], what: str, part: Callable[[], list[Result]]) -> list[Result]:
+    """``part()``'s results; when it raises, an ERROR line for each of its ``rows`` (logged with its traceback)."""
+    try:
+        return part()
+    except Exception as exc:
+        log.exception("%s failed", what)
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        return [error_result(row, what, "-", message) for row in rows]
 
 
 def _measured(value: float | None) -> bool:

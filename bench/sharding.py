@@ -14,8 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 import psutil
 
@@ -24,7 +23,7 @@ from bench.feed_stream import feed_args
 from bench.procs import Proc, free_port, started, wait_for_grpc_health
 from bench.report import Result, at_least
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
-from tests.bus.support import NATS_SERVER, NatsServer
+from tests.bus.support import running_nats
 
 __all__ = ["RATE", "run"]
 
@@ -34,18 +33,6 @@ RATE = 8_000.0
 WARMUP_S = 1.0
 CHANGES = "marketdata_bus_published_changes_total"
 
-
-@contextlib.contextmanager
-def _nats_server() -> Iterator[str]:
-    """A private nats-server (the tests' own: tests/bus/support.py); its URL."""
-    if not Path(NATS_SERVER).exists():
-        raise RuntimeError(f"{NATS_SERVER} is missing (apt-get install nats-server)")
-    server = NatsServer(free_port())
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
 
 
 def _published(groups: Sequence[Sequence[str]], url: str, seconds: float) -> tuple[float, list[float]]:
@@ -83,7 +70,8 @@ def _published(groups: Sequence[Sequence[str]], url: str, seconds: float) -> tup
 def run(quick: bool) -> list[Result]:
     seconds = 2.0 if quick else 6.0
     ids = [spec.instrument_id for spec in DEFAULT_INSTRUMENTS]
-    with _nats_server() as url:
+    with running_nats() as nats:
+        url = nats.url
         one, one_cpu = _published([ids], url, seconds)
         two, two_cpu = _published([ids[:4], ids[4:]], url, seconds)
     log.info("sharding: one feed %.0f changes/s (CPU %s), two feeds %.0f (CPU %s)", one, one_cpu, two, two_cpu)

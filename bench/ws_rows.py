@@ -7,24 +7,15 @@ fails gives ERROR lines for its own rows only.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from bench import fanout, latency
-from bench.report import Result, error_result
+from bench.report import Result, guarded
 from bench.stack import measure_change_rate, running_stack
 
 __all__ = ["run"]
 
 log = logging.getLogger(__name__)
 
-
-def _guarded(rows: tuple[str, ...], what: str, part: Callable[[], list[Result]]) -> list[Result]:
-    try:
-        return part()
-    except Exception as exc:
-        log.exception("%s failed", what)
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return [error_result(row, what, "-", message) for row in rows]
 
 
 def run(quick: bool) -> list[Result]:
@@ -33,17 +24,17 @@ def run(quick: bool) -> list[Result]:
     results: list[Result] = []
     with running_stack(latency.rate_for(1_000)) as stack:
         low_rate = measure_change_rate(stack.feed_address, rate_window)
-        results += _guarded(
+        results += guarded(
             ("3a", "3b"),
             "latency ~1k",
             lambda: latency.low_rate_results(low_rate, latency.measure(stack, seconds, warmup)),
         )
     with running_stack(latency.rate_for(20_000)) as stack:
         high_rate = measure_change_rate(stack.feed_address, rate_window)
-        results += _guarded(
+        results += guarded(
             ("3c", "3d", "3e"),
             "latency ~20k",
             lambda: latency.high_rate_results(high_rate, latency.measure(stack, seconds, warmup)),
         )
-        results += _guarded(("4a", "4b", "4c", "4d"), "fan-out", lambda: fanout.measure(stack, high_rate, quick))
+        results += guarded(("4a", "4b", "4c", "4d"), "fan-out", lambda: fanout.measure(stack, high_rate, quick))
     return results

@@ -6,15 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.bus.support import NatsServer
-from tests.servers import free_port
+from tests.bus.support import NatsServer, running_nats
 
 
 @pytest.fixture
 def nats_server() -> Iterator[NatsServer]:
-    server = NatsServer(free_port())
-    server.start()
-    try:
+    with running_nats() as server:
         yield server
-    finally:
-        server.stop()

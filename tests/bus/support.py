@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.servers import stop_process
+from tests.servers import free_port, stop_process
 
 NATS_SERVER = "/usr/sbin/nats-server"
 
@@ -47,3 +49,16 @@ class NatsServer:
         if self.process is not None:
             stop_process(self.process)
             self.process = None
+
+
+@contextlib.contextmanager
+def running_nats() -> Iterator[NatsServer]:
+    """A nats-server on a free 127.0.0.1 port for the block (RuntimeError when Debian's binary is missing)."""
+    if not Path(NATS_SERVER).exists():
+        raise RuntimeError(f"{NATS_SERVER} is missing (apt-get install nats-server)")
+    server = NatsServer(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

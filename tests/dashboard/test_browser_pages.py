@@ -58,6 +58,7 @@ def page(browser: BrowserContext) -> Iterator[Page]:
         tab.close()
     assert errors == []
 
+
 URL_WAIT_MS = 15_000  # the address a click or the dropdown leads to
 
 

@@ -12,13 +12,23 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from playwright.sync_api import BrowserContext, Page, ViewportSize, sync_playwright
 
 from feed_server.launch import http_ok, wait_ready
 from feed_server.protocol.errors import StartupError
 from tests.servers import CHROMIUM, child_env, free_port, start_feed_process, stop_process, wait_for_health
 from tests.servers import CHROMIUM_FLAGS as CHROMIUM_ARGS
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "REPO", "page_feed", "running_dashboard", "stop_process"]
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "REPO",
+    "chromium",
+    "page_feed",
+    "running_dashboard",
+    "stop_process",
+    "watched_tab",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE_FEED_RATE = "200"  # order events per second per instrument: far more messages than page refreshes
@@ -75,3 +85,27 @@ def running_dashboard(*args: str, startup: float = 30.0) -> Iterator[str]:
 def read_log(log: IO[bytes]) -> str:
     log.seek(0)
     return log.read().decode(errors="replace")
+
+
+@contextmanager
+def chromium(profile: Path) -> Iterator[BrowserContext]:
+    """Debian's headless Chromium with a fresh profile in ``profile``, closed on the way out."""
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+def watched_tab(context: BrowserContext, errors: list[str], viewport: ViewportSize | None = None) -> Page:
+    """A new tab (15 s timeouts) whose JavaScript errors, uncaught or on the console, are added to ``errors``."""
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    tab.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    tab.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+    if viewport is not None:
+        tab.set_viewport_size(viewport)
+    return tab

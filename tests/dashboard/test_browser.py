@@ -13,10 +13,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, sync_playwright
+from playwright.sync_api import Page
 
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
-from tests.dashboard.page_fixtures import CHROMIUM, CHROMIUM_ARGS, REPO, running_dashboard
+from tests.dashboard.page_fixtures import CHROMIUM, REPO, chromium, running_dashboard, watched_tab
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (CI installs chromium)")
 
@@ -54,66 +54,54 @@ def in_range(spec: InstrumentSpec, texts: list[str]) -> bool:
 
 def test_page_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
     errors: list[str] = []
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+    with chromium(tmp_path / "profile") as context:
+        page = watched_tab(context, errors, {"width": 1280, "height": 1000})
+        page.goto(dashboard_url)
+
+        first, second = SPECS["AAPL"], SPECS["MSFT"]
+        page.wait_for_selector("[data-testid=bids] tbody tr td")
+        wait_until(lambda: in_range(first, column_texts(page, "bids", 1)), "the first instrument's bids")
+        wait_until(lambda: page.inner_text("[data-testid=status]").strip() == "LIVE", "status LIVE")
+
+        page.click("[data-testid=instrument]")
+        page.locator(".q-menu .q-item", has_text=f"{second.instrument_id} - {second.display_name}").click()
+        wait_until(
+            lambda: in_range(second, column_texts(page, "bids", 1)) and in_range(second, column_texts(page, "asks", 1)),
+            "the second instrument's prices",
         )
-        try:
-            page = context.new_page()
-            page.set_default_timeout(15_000)
-            page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-            page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-            page.set_viewport_size({"width": 1280, "height": 1000})
-            page.goto(dashboard_url)
+        # Both tables read at one moment (two reads could straddle an update and see a crossed pair).
+        bid_texts, ask_texts = page.evaluate(
+            """() => ["bids", "asks"].map(id => Array.from(
+                document.querySelectorAll(`[data-testid=${id}] tbody tr td:nth-child(1)`), td => td.innerText))"""
+        )
+        bids = [Decimal(text) for text in bid_texts]
+        asks = [Decimal(text) for text in ask_texts]
+        assert len(bids) == 15 and len(asks) == 15
+        assert bids == sorted(bids, reverse=True) and asks == sorted(asks) and bids[0] < asks[0]
 
-            first, second = SPECS["AAPL"], SPECS["MSFT"]
-            page.wait_for_selector("[data-testid=bids] tbody tr td")
-            wait_until(lambda: in_range(first, column_texts(page, "bids", 1)), "the first instrument's bids")
-            wait_until(lambda: page.inner_text("[data-testid=status]").strip() == "LIVE", "status LIVE")
+        # The tables keep changing.
+        before = column_texts(page, "bids", 2) + column_texts(page, "asks", 2)
+        sequence = page.inner_text("[data-testid=sequence]")
+        wait_until(
+            lambda: column_texts(page, "bids", 2) + column_texts(page, "asks", 2) != before,
+            "the tables to change",
+        )
+        wait_until(lambda: page.inner_text("[data-testid=sequence]") != sequence, "the sequence to move on")
+        assert in_range(second, column_texts(page, "bids", 1))
+        page.wait_for_selector("[data-testid=trades] tbody tr td")
+        page.wait_for_selector("[data-testid=depth_chart] canvas")
 
-            page.click("[data-testid=instrument]")
-            page.locator(".q-menu .q-item", has_text=f"{second.instrument_id} - {second.display_name}").click()
-            wait_until(
-                lambda: (
-                    in_range(second, column_texts(page, "bids", 1)) and in_range(second, column_texts(page, "asks", 1))
-                ),
-                "the second instrument's prices",
-            )
-            # Both tables read at one moment (two reads could straddle an update and see a crossed pair).
-            bid_texts, ask_texts = page.evaluate(
-                """() => ["bids", "asks"].map(id => Array.from(
-                    document.querySelectorAll(`[data-testid=${id}] tbody tr td:nth-child(1)`), td => td.innerText))"""
-            )
-            bids = [Decimal(text) for text in bid_texts]
-            asks = [Decimal(text) for text in ask_texts]
-            assert len(bids) == 15 and len(asks) == 15
-            assert bids == sorted(bids, reverse=True) and asks == sorted(asks) and bids[0] < asks[0]
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 
-            # The tables keep changing.
-            before = column_texts(page, "bids", 2) + column_texts(page, "asks", 2)
-            sequence = page.inner_text("[data-testid=sequence]")
-            wait_until(
-                lambda: column_texts(page, "bids", 2) + column_texts(page, "asks", 2) != before,
-                "the tables to change",
-            )
-            wait_until(lambda: page.inner_text("[data-testid=sequence]") != sequence, "the sequence to move on")
-            assert in_range(second, column_texts(page, "bids", 1))
-            page.wait_for_selector("[data-testid=trades] tbody tr td")
-            page.wait_for_selector("[data-testid=depth_chart] canvas")
-
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
-
-            # Phone width: everything stacks in one column, nothing makes the page scroll sideways.
-            page.set_viewport_size({"width": 390, "height": 844})
-            wait_until(lambda: page.evaluate("document.documentElement.scrollWidth") <= 390, "no sideways scrolling")
-            bids_box = page.locator("[data-testid=bids]").bounding_box()
-            asks_box = page.locator("[data-testid=asks]").bounding_box()
-            assert bids_box is not None and asks_box is not None
-            assert asks_box["y"] >= bids_box["y"] + bids_box["height"] - 1  # stacked, not side by side
-            page.screenshot(path=str(ARTIFACTS / "dashboard_phone.png"), full_page=True)
-        finally:
-            context.close()
+        # Phone width: everything stacks in one column, nothing makes the page scroll sideways.
+        page.set_viewport_size({"width": 390, "height": 844})
+        wait_until(lambda: page.evaluate("document.documentElement.scrollWidth") <= 390, "no sideways scrolling")
+        bids_box = page.locator("[data-testid=bids]").bounding_box()
+        asks_box = page.locator("[data-testid=asks]").bounding_box()
+        assert bids_box is not None and asks_box is not None
+        assert asks_box["y"] >= bids_box["y"] + bids_box["height"] - 1  # stacked, not side by side
+        page.screenshot(path=str(ARTIFACTS / "dashboard_phone.png"), full_page=True)
     assert errors == []
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, sync_playwright
+from playwright.sync_api import BrowserContext, Page
 
-from tests.dashboard.page_fixtures import CHROMIUM, CHROMIUM_ARGS, REPO, running_dashboard
+from tests.dashboard.page_fixtures import CHROMIUM, REPO, chromium, running_dashboard, watched_tab
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (CI installs chromium)")
 
@@ -57,11 +57,7 @@ def has_history(page: Page) -> bool:
 
 
 def open_tab(context: BrowserContext, url: str, errors: list[str]) -> Page:
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-    page.set_viewport_size({"width": 1280, "height": 1400})
+    page = watched_tab(context, errors, {"width": 1280, "height": 1400})
     page.goto(url)
     page.wait_for_selector("[data-testid=price_chart]")
     page.wait_for_selector("[data-testid=heatmap]")
@@ -70,35 +66,29 @@ def open_tab(context: BrowserContext, url: str, errors: list[str]) -> Page:
 
 def test_history_charts_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
     errors: list[str] = []
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            first = open_tab(context, dashboard_url, errors)
-            wait_until(lambda: has_history(first), "both charts to hold data", within=5.0)
-            price = chart_state(first, "price_chart")
-            assert price is not None
-            assert len(price["x"]) <= 300 and len(price["y"]) <= 100
-            assert all(len(label) == 8 and label[2] == label[5] == ":" for label in price["x"])  # HH:MM:SS
-            assert all(len(label.partition(".")[2]) == 2 for label in price["y"])  # AAPL: exact cents
-            heat = chart_state(first, "heatmap")
-            assert heat is not None and len(heat["x"]) <= 60 and len(heat["y"]) <= 40
+    with chromium(tmp_path / "profile") as context:
+        first = open_tab(context, dashboard_url, errors)
+        wait_until(lambda: has_history(first), "both charts to hold data", within=5.0)
+        price = chart_state(first, "price_chart")
+        assert price is not None
+        assert len(price["x"]) <= 300 and len(price["y"]) <= 100
+        assert all(len(label) == 8 and label[2] == label[5] == ":" for label in price["x"])  # HH:MM:SS
+        assert all(len(label.partition(".")[2]) == 2 for label in price["y"])  # AAPL: exact cents
+        heat = chart_state(first, "heatmap")
+        assert heat is not None and len(heat["x"]) <= 60 and len(heat["y"]) <= 40
 
-            time.sleep(6.0)  # the history grows while only the first tab is open
-            grown = chart_state(first, "price_chart")
-            assert grown is not None and grown["series"][0] > price["series"][0]
+        time.sleep(6.0)  # the history grows while only the first tab is open
+        grown = chart_state(first, "price_chart")
+        assert grown is not None and grown["series"][0] > price["series"][0]
 
-            second = open_tab(context, dashboard_url, errors)
-            # At once: the history gathered before this tab existed, not only what came after it opened.
-            wait_until(lambda: has_history(second), "the second tab's charts", within=2.0)
-            later = chart_state(second, "price_chart")
-            assert later is not None and later["series"][0] >= grown["series"][0] - 2
+        second = open_tab(context, dashboard_url, errors)
+        # At once: the history gathered before this tab existed, not only what came after it opened.
+        wait_until(lambda: has_history(second), "the second tab's charts", within=2.0)
+        later = chart_state(second, "price_chart")
+        assert later is not None and later["series"][0] >= grown["series"][0] - 2
 
-            ARTIFACTS.mkdir(exist_ok=True)
-            second.screenshot(path=str(ARTIFACTS / "dashboard_charts.png"), full_page=True)
-        finally:
-            context.close()
+        ARTIFACTS.mkdir(exist_ok=True)
+        second.screenshot(path=str(ARTIFACTS / "dashboard_charts.png"), full_page=True)
     assert errors == []
 
 

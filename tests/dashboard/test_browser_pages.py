@@ -12,9 +12,9 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, ViewportSize, sync_playwright
+from playwright.sync_api import BrowserContext, Page, ViewportSize
 
-from tests.dashboard.page_fixtures import CHROMIUM, CHROMIUM_ARGS, REPO, running_dashboard
+from tests.dashboard.page_fixtures import CHROMIUM, REPO, chromium, running_dashboard, watched_tab
 from tests.dashboard.test_browser import SPECS, column_texts, in_range, wait_until
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (CI installs chromium)")
@@ -33,25 +33,15 @@ def dashboard_url() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
     """One Chromium profile for the module (its cookies carry the dark-mode choice across reloads)."""
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("profile")), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+    with chromium(tmp_path_factory.mktemp("profile")) as context:
+        yield context
 
 
 @pytest.fixture
 def page(browser: BrowserContext) -> Iterator[Page]:
     """A new tab that must see no JavaScript error."""
     errors: list[str] = []
-    tab = browser.new_page()
-    tab.set_default_timeout(15_000)
-    tab.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    tab.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-    tab.set_viewport_size(LAPTOP)
+    tab = watched_tab(browser, errors, LAPTOP)
     try:
         yield tab
     finally:

@@ -16,13 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 from websockets.asyncio.client import connect
 
 from scripts.nginx_dashboards import write_config
 from tests.bus.support import NATS_SERVER, NatsServer
 from tests.dashboard.conftest import Dashboard, start_dashboard
-from tests.dashboard.page_fixtures import CHROMIUM, CHROMIUM_ARGS
+from tests.dashboard.page_fixtures import CHROMIUM, chromium, watched_tab
 from tests.dashboard.ws_helpers import SPECS, check_book, recv_book
 from tests.servers import feed_process, free_port, stop_process
 
@@ -104,30 +103,20 @@ async def test_the_json_websocket_answers_through_nginx(behind_nginx: tuple[str,
         assert later["sequence"] > first["sequence"]
 
 
-def test_the_page_loads_and_stays_live_through_nginx(
-    behind_nginx: tuple[str, list[Dashboard]], tmp_path: Path
-) -> None:
+def test_the_page_loads_and_stays_live_through_nginx(behind_nginx: tuple[str, list[Dashboard]], tmp_path: Path) -> None:
     base, _ = behind_nginx
     errors: list[str] = []
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            page = context.new_page()
-            page.set_default_timeout(15_000)
-            page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-            page.goto(f"{base}/?instrument=ETH-USD")
-            page.wait_for_selector("[data-testid=bids] tbody tr td")
-            deadline = time.monotonic() + 15
-            while page.inner_text("[data-testid=status]").strip() != "LIVE":
-                assert time.monotonic() < deadline, "never LIVE through nginx"
-                time.sleep(0.1)
-            sequence = page.inner_text("[data-testid=sequence]")
-            for _ in range(10):  # stays live for 3 s, the book moving on
-                time.sleep(0.3)
-                assert page.inner_text("[data-testid=status]").strip() == "LIVE"
-            assert page.inner_text("[data-testid=sequence]") != sequence
-        finally:
-            context.close()
+    with chromium(tmp_path / "profile") as context:
+        page = watched_tab(context, errors)
+        page.goto(f"{base}/?instrument=ETH-USD")
+        page.wait_for_selector("[data-testid=bids] tbody tr td")
+        deadline = time.monotonic() + 15
+        while page.inner_text("[data-testid=status]").strip() != "LIVE":
+            assert time.monotonic() < deadline, "never LIVE through nginx"
+            time.sleep(0.1)
+        sequence = page.inner_text("[data-testid=sequence]")
+        for _ in range(10):  # stays live for 3 s, the book moving on
+            time.sleep(0.3)
+            assert page.inner_text("[data-testid=status]").strip() == "LIVE"
+        assert page.inner_text("[data-testid=sequence]") != sequence
     assert errors == []

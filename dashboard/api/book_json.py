@@ -175,6 +175,8 @@ def instrument_json(spec: InstrumentSpec) -> dict[str, Any]:
         "lot_size": float(spec.lot_size),
         "price_decimals": spec.price_decimals,
         "size_decimals": spec.size_decimals,
+        "order_tick_size": float(spec.price_filter),
+        "order_lot_size": float(spec.size_filter),
     }
 
 

@@ -54,10 +54,21 @@ class Instrument(BaseModel):
     instrument_id: str = Field(examples=["AAPL"])
     name: str = Field(description="display name", examples=["Apple Inc."])
     kind: str = Field(description="equity, fx, crypto or future", examples=["equity"])
-    tick_size: float = Field(description="price increment, as a JSON number", examples=[0.01])
-    lot_size: float = Field(description="size increment, as a JSON number", examples=[1.0])
+    tick_size: float = Field(description="the price unit (every price is a multiple of it), as a JSON number",
+                             examples=[0.01])
+    lot_size: float = Field(description="the size unit (every size is a multiple of it), as a JSON number",
+                            examples=[1.0])
     price_decimals: int = Field(description="decimals that show a price exactly", examples=[2])
     size_decimals: int = Field(description="decimals that show a size exactly", examples=[0])
+    order_tick_size: float = Field(
+        description="the exchange's order filter for prices (new orders' increment; resting levels may be off it); "
+        "the tick size for the simulator",
+        examples=[0.01],
+    )
+    order_lot_size: float = Field(
+        description="the exchange's order filter for sizes (new orders' step); the lot size for the simulator",
+        examples=[1.0],
+    )
 
 
 class Book(BaseModel):

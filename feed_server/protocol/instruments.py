@@ -23,6 +23,12 @@ def decimals_of(step: Decimal) -> int:
 class InstrumentSpec:
     """One instrument: its contract (tick and lot size) and the simulator's parameters for it.
 
+    ``tick_size`` and ``lot_size`` are the units of the wire: every price is an integer number of ticks and every
+    size of lots. For an exchange they hold every value the exchange can print (its price and quantity
+    precision), which is finer than its order filters. ``order_tick_size`` and ``order_lot_size`` are those
+    filters (the price increment and quantity step new orders must follow today): metadata for people, never a
+    unit, since resting levels may be off them; None means the same as the unit.
+
     ``start_price`` is in price units; ``volatility`` is the annualised-looking relative volatility used by
     the simulator's random walk per simulated second; ``mean_order_lots`` is the typical resting order size.
     """
@@ -35,14 +41,38 @@ class InstrumentSpec:
     start_price: Decimal = Decimal(0)
     volatility: float = 0.0005
     mean_order_lots: int = 10
+    order_tick_size: Decimal | None = None
+    order_lot_size: Decimal | None = None
 
     @property
     def price_decimals(self) -> int:
+        """Decimals that print every price exactly (those of the tick)."""
         return decimals_of(self.tick_size)
 
     @property
     def size_decimals(self) -> int:
+        """Decimals that print every size exactly (those of the lot)."""
         return decimals_of(self.lot_size)
+
+    @property
+    def price_filter(self) -> Decimal:
+        """The order filter's price increment (the tick itself when the instrument has no other)."""
+        return self.tick_size if self.order_tick_size is None else self.order_tick_size
+
+    @property
+    def size_filter(self) -> Decimal:
+        """The order filter's quantity step (the lot itself when the instrument has no other)."""
+        return self.lot_size if self.order_lot_size is None else self.order_lot_size
+
+    @property
+    def shown_price_decimals(self) -> int:
+        """The decimals a price is shown with at least (the filter's); more only where a value needs them."""
+        return min(decimals_of(self.price_filter), self.price_decimals)
+
+    @property
+    def shown_size_decimals(self) -> int:
+        """The decimals a size is shown with at least (the filter's); more only where a value needs them."""
+        return min(decimals_of(self.size_filter), self.size_decimals)
 
     @property
     def start_price_ticks(self) -> int:

@@ -24,10 +24,14 @@ _EXACT_DIVISOR = 10**22  # powers of ten below this are exact in a float
 
 @dataclass(frozen=True, slots=True)
 class FixedPoint:
-    """Integer multiples of a positive decimal step (a tick or a lot): ``units * scale / 10**decimals``."""
+    """Integer multiples of a positive decimal step (a tick or a lot): ``units * scale / 10**decimals``.
+
+    ``text`` prints ``decimals`` decimals, trailing zeros trimmed down to ``shown`` (an exchange's units are finer
+    than its order filter: a price is shown at the filter's decimals, with more only where it needs them)."""
 
     scale: int  # the step times 10**decimals, an integer
     decimals: int
+    shown: int = -1  # the fewest decimals text() prints (-1: all ``decimals``)
     divisor: int = field(init=False, repr=False, compare=False)  # 10**decimals
     # number() divides two integers exact in a float when abs(units) <= fast_limit (-1: never)
     fast_limit: int = field(init=False, repr=False, compare=False)
@@ -38,21 +42,26 @@ class FixedPoint:
         object.__setattr__(self, "fast_limit", (_EXACT_INT - 1) // self.scale if divisor < _EXACT_DIVISOR else -1)
 
     @classmethod
-    def of(cls, step: Decimal) -> FixedPoint:
+    def of(cls, step: Decimal, shown: int = -1) -> FixedPoint:
         decimals = decimals_of(step)
         scale = step.scaleb(decimals)
         if scale != scale.to_integral_value() or scale <= 0:
             raise ValueError(f"not a positive decimal step: {step}")
-        return cls(int(scale), decimals)
+        return cls(int(scale), decimals, -1 if shown < 0 or shown >= decimals else shown)
 
     def text(self, units: int) -> str:
-        """The exact decimal with ``decimals`` decimals: ``f"{units * step:.{decimals}f}"``, without Decimal."""
+        """The exact decimal: ``f"{units * step:.{decimals}f}"`` without Decimal, zeros trimmed down to ``shown``."""
         value = units * self.scale
         if not self.decimals:
             return str(value)
         digits = str(abs(value)).rjust(self.decimals + 1, "0")
         sign = "-" if value < 0 else ""
-        return f"{sign}{digits[: -self.decimals]}.{digits[-self.decimals :]}"
+        fraction = digits[-self.decimals :]
+        if self.shown >= 0:
+            fraction = fraction.rstrip("0").ljust(self.shown, "0")
+            if not fraction:
+                return f"{sign}{digits[: -self.decimals]}"
+        return f"{sign}{digits[: -self.decimals]}.{fraction}"
 
     def number(self, units: int) -> float:
         """The float nearest the exact decimal, as ``float(units * step)``.
@@ -76,8 +85,12 @@ class SpecFormat:
     @staticmethod
     @lru_cache(maxsize=256)
     def of(spec: InstrumentSpec) -> SpecFormat:
-        tick = spec.tick_size
-        return SpecFormat(FixedPoint.of(tick), FixedPoint.of(spec.lot_size), FixedPoint.of(tick / 2))
+        tick, shown = spec.tick_size, spec.shown_price_decimals
+        return SpecFormat(
+            FixedPoint.of(tick, shown),
+            FixedPoint.of(spec.lot_size, spec.shown_size_decimals),
+            FixedPoint.of(tick / 2, shown),
+        )
 
 
 def format_mid(spec: InstrumentSpec, best_bid: int | None, best_ask: int | None) -> str:

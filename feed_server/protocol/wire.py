@@ -35,10 +35,12 @@ def instrument_to_pb(spec: InstrumentSpec) -> pb.Instrument:
         instrument_id=spec.instrument_id,
         display_name=spec.display_name,
         kind=spec.kind,
-        tick_size=str(spec.tick_size),
-        lot_size=str(spec.lot_size),
+        tick_size=format(spec.tick_size, "f"),  # never "1E-8": plain decimals for every reader
+        lot_size=format(spec.lot_size, "f"),
         price_decimals=spec.price_decimals,
         size_decimals=spec.size_decimals,
+        order_tick_size=format(spec.price_filter, "f"),
+        order_lot_size=format(spec.size_filter, "f"),
     )
 
 
@@ -50,7 +52,29 @@ def instrument_from_pb(message: pb.Instrument) -> InstrumentSpec:
         raise ValueError(f"instrument {message.instrument_id!r}: bad tick or lot size") from exc
     if not tick.is_finite() or not lot.is_finite() or tick <= 0 or lot <= 0:
         raise ValueError(f"instrument {message.instrument_id!r}: tick and lot size must be positive")
-    return InstrumentSpec(message.instrument_id, message.display_name, message.kind, tick, lot)
+    filters = [_filter(message.instrument_id, text) for text in (message.order_tick_size, message.order_lot_size)]
+    return InstrumentSpec(
+        message.instrument_id,
+        message.display_name,
+        message.kind,
+        tick,
+        lot,
+        order_tick_size=None if filters[0] == tick else filters[0],
+        order_lot_size=None if filters[1] == lot else filters[1],
+    )
+
+
+def _filter(instrument_id: str, text: str) -> Decimal | None:
+    """An order filter's exact decimal ("" from an older server: None, the unit itself)."""
+    if not text:
+        return None
+    try:
+        value = Decimal(text)
+    except InvalidOperation as exc:
+        raise ValueError(f"instrument {instrument_id!r}: bad order filter {text!r}") from exc
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"instrument {instrument_id!r}: order filter {text!r} must be positive")
+    return value
 
 
 def _levels_to_pb(levels: Iterable[Level]) -> list[pb.Level]:

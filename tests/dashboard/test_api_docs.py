@@ -72,7 +72,8 @@ def test_the_instruments_path_documents_its_list_and_503(openapi: dict[str, Any]
     assert listed["type"] == "array"
     item = resolve(openapi, listed["items"])
     assert set(item["properties"]) == {
-        "instrument_id", "name", "kind", "tick_size", "lot_size", "price_decimals", "size_decimals"
+        "instrument_id", "name", "kind", "tick_size", "lot_size", "price_decimals", "size_decimals",
+        "order_tick_size", "order_lot_size",
     }
     assert responses["503"]["content"]["application/json"]["example"]["code"] == "feed_unavailable"
 

@@ -34,6 +34,8 @@ def test_instruments_lists_every_feed_instrument_in_feed_order(dashboard: Dashbo
             "lot_size": float(spec.lot_size),
             "price_decimals": spec.price_decimals,
             "size_decimals": spec.size_decimals,
+            "order_tick_size": float(spec.tick_size),
+            "order_lot_size": float(spec.lot_size),
         }
 
 

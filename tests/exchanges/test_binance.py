@@ -246,8 +246,12 @@ def test_snapshot_first_then_the_first_event_must_straddle_it() -> None:
     assert book.on_depth(depth(90, 100)) == []  # already in the snapshot
     [changes] = book.on_depth(depth(100, 102, [["10.00", "0"]]))
     assert isinstance(changes, ChangesOut) and changes.changes == (LevelChange(Side.BID, 1000, 0),)
-    [gap] = book.on_depth(depth(102, 104))  # overlapping is only allowed for the first event
-    assert isinstance(gap, StaleOut) and "jumped from 102 to 102" in gap.reason
+    # an event overlapping the book's update id applies (absolute quantities: the ids it repeats change nothing)
+    [overlap] = book.on_depth(depth(102, 104, [["9.99", "4"]]))
+    assert isinstance(overlap, ChangesOut) and overlap.changes == (LevelChange(Side.BID, 999, 400_000),)
+    assert book.update_id == 104
+    [gap] = book.on_depth(depth(106, 107))
+    assert isinstance(gap, StaleOut) and "jumped from 104 to 106" in gap.reason
 
 
 def test_first_event_after_a_snapshot_must_not_skip() -> None:
@@ -294,7 +298,7 @@ def test_off_grid_values_stale_the_symbol_and_change_nothing() -> None:
     assert isinstance(bad_snapshot, StaleOut) and "BTCUSDT" in bad_snapshot.reason and "10.005" in bad_snapshot.reason
     book.on_snapshot(SNAPSHOT, now_ns=1)
     [bad] = book.on_depth(depth(101, 101, [["9.00", "1"]], [["10.015", "1"]]))
-    assert isinstance(bad, StaleOut) and "BTCUSDT" in bad.reason and "not a multiple of 0.01" in bad.reason
+    assert isinstance(bad, StaleOut) and "BTCUSDT" in bad.reason and "more decimals than the unit 0.01" in bad.reason
     assert book.needs_snapshot and book.bids() == ()
     [lot] = SymbolBook("BTCUSDT", TICK, LOT).on_snapshot(parse_snapshot(snap(1, [["1.00", "0.000001"]], [])), 1)
     assert isinstance(lot, StaleOut) and "quantity" in lot.reason
@@ -342,13 +346,15 @@ async def test_instruments_from_exchange_info() -> None:
     server = fake([], {})
     async with running(server, ["btcusdt", "ETHUSDT"]) as (sink, _):
         btc, eth = sink.specs["BTC-USDT"], sink.specs["ETH-USDT"]
-        assert (btc.display_name, btc.kind, str(btc.tick_size), str(btc.lot_size)) == (
+        # the units are the printed precision (8 decimals); the order filters are kept beside them
+        assert (btc.display_name, btc.kind, f"{btc.tick_size:f}", f"{btc.lot_size:f}") == (
             "BTC / USDT (Binance)",
             "crypto",
-            "0.01",
-            "0.00001",
+            "0.00000001",
+            "0.00000001",
         )
-        assert (eth.display_name, str(eth.lot_size)) == ("ETH / USDT (Binance)", "0.0001")
+        assert (str(btc.order_tick_size), str(btc.order_lot_size)) == ("0.01", "0.00001")
+        assert (eth.display_name, str(eth.order_lot_size)) == ("ETH / USDT (Binance)", "0.0001")
 
 
 async def test_unknown_symbol_is_source_unavailable_naming_it() -> None:
@@ -388,7 +394,11 @@ async def test_books_equal_an_independent_rebuild_with_a_late_snapshot() -> None
         assert server.ws_paths == [
             "/stream?streams=btcusdt@depth@100ms/btcusdt@aggTrade/ethusdt@depth@100ms/ethusdt@aggTrade"
         ]
-        assert sink.trades["BTC-USDT"] == [Trade(6725003, 1000, Side.ASK), Trade(6725001, 20000, Side.BID)]
+        units = 10**8  # the fake prints 8 decimals
+        assert sink.trades["BTC-USDT"] == [
+            Trade(6725003 * units // 100, 1000 * units // 100_000, Side.ASK),
+            Trade(6725001 * units // 100, 20000 * units // 100_000, Side.BID),
+        ]
         assert sink.transitions("BTC-USDT") == ["book"] and sink.transitions("ETH-USDT") == ["book"]
         assert server.depth_requests == {"BTCUSDT": 1, "ETHUSDT": 1}
 
@@ -437,7 +447,7 @@ async def test_a_dropped_connection_stales_every_symbol_then_rebuilds() -> None:
 
 
 async def test_an_off_tick_price_stales_that_symbol_only(caplog: pytest.LogCaptureFixture) -> None:
-    off_tick = depth_frame("ETHUSDT", 504, 504, [["3480.255", "1.0000"]], [])
+    off_tick = depth_frame("ETHUSDT", 504, 504, [["3480.255000001", "1.0000"]], [])  # 9 decimals: more than printed
     later = [depth_frame("ETHUSDT", 505, 505, [["3480.24", "0"]], []), *btc_frames()[3:]]
     eth2 = snap(504, [["3480.25", "3.0000"], ["3480.24", "0.7000"]], [["3480.40", "10.0000"]])
     sink = RecordingSink()
@@ -452,8 +462,8 @@ async def test_an_off_tick_price_stales_that_symbol_only(caplog: pytest.LogCaptu
             )
             assert sink.transitions("BTC-USDT") == ["book"]
             assert sink.transitions("ETH-USDT") == ["book", "stale", "book"]
-    [line] = [r.getMessage() for r in caplog.records if "3480.255" in r.getMessage()]
-    assert "ETHUSDT" in line and "not a multiple of 0.01" in line
+    [line] = [r.getMessage() for r in caplog.records if "3480.255000001" in r.getMessage()]
+    assert "ETHUSDT" in line and "more decimals than the unit 0.00000001 holds" in line
 
 
 async def test_a_malformed_frame_stales_and_resyncs_that_symbol_only(caplog: pytest.LogCaptureFixture) -> None:

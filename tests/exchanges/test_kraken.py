@@ -121,7 +121,7 @@ def test_book_checksum_mismatch_and_off_grid_raise() -> None:
     with pytest.raises(KrakenChecksumMismatch):
         book.apply_snapshot(element(DOC_BIDS, DOC_ASKS, DOC_CHECKSUM + 1))
     book.apply_snapshot(element(DOC_BIDS, DOC_ASKS, DOC_CHECKSUM))
-    with pytest.raises(KrakenBookError, match=r"BTC/USD: price 45283.55 is not a multiple of 0.1"):
+    with pytest.raises(KrakenBookError, match=r"BTC/USD: price 45283.55 has more decimals than the unit 0.1 holds"):
         book.apply_update(element([("45283.55", "1")], [], DOC_CHECKSUM))
     with pytest.raises(KrakenBookError, match="not a number"):
         book.apply_update(element([("45283.5", "abc")], [], DOC_CHECKSUM))
@@ -317,7 +317,7 @@ async def test_off_tick_price_stales_that_symbol_only(
     await until(sink, lambda: sink.count("book", "BTC-USD") == 2 and sink.count("changes", "ETH-USD") == 1)
     stale = [event for event in sink.events if event[0] == "stale"]
     assert [event[1] for event in stale] == ["BTC-USD"]
-    assert "45283.55 is not a multiple of 0.1" in stale[0][2]
+    assert "45283.55 has more decimals than the unit 0.1 holds" in stale[0][2]
     assert any("BTC/USD" in record.getMessage() and "45283.55" in record.getMessage() for record in caplog.records)
     assert sink.books["ETH-USD"] == expected(fake, "ETH/USD")
     assert sink.books["BTC-USD"] == expected(fake, "BTC/USD")

@@ -100,9 +100,10 @@ async def test_binance_instruments_as_listed_by_the_feed(binance_fake: FakeBinan
         specs = watched.subscriber.instruments
         assert list(specs) == ["BTC-USDT", "ETH-USDT"]
         btc, eth = specs["BTC-USDT"], specs["ETH-USDT"]
-        assert (btc.kind, btc.tick_size, btc.lot_size) == ("crypto", Decimal("0.01"), Decimal("0.00001"))
-        assert (eth.kind, eth.tick_size, eth.lot_size) == ("crypto", Decimal("0.01"), Decimal("0.0001"))
-        assert str(btc.tick_size) == "0.01" and str(eth.lot_size) == "0.0001"
+        # units: the printed precision; the order filters travel beside them (ListInstruments' order_* fields)
+        assert (btc.kind, btc.tick_size, btc.lot_size) == ("crypto", Decimal("1E-8"), Decimal("1E-8"))
+        assert (btc.order_tick_size, btc.order_lot_size) == (Decimal("0.01"), Decimal("0.00001"))
+        assert (eth.order_tick_size, eth.order_lot_size) == (Decimal("0.01"), Decimal("0.0001"))
         assert watched.subscriber.source.startswith("binance BTCUSDT,ETHUSDT"), watched.subscriber.source
 
 
@@ -248,7 +249,7 @@ async def test_binance_gap_resyncs_from_a_new_snapshot(binance_fake: FakeBinance
 async def test_binance_off_tick_price_stales_that_symbol_only(binance_fake: FakeBinance) -> None:
     fake = binance_fake
     start, both_live, seen_stale = Gate(), Gate(), Gate()
-    off_tick = depth_frame("ETHUSDT", 504, 504, [["3480.255", "1.0000"]], [])
+    off_tick = depth_frame("ETHUSDT", 504, 504, [["3480.255000001", "1.0000"]], [])  # more decimals than printed
     btc = btc_frames()
     later = [depth_frame("ETHUSDT", 505, 505, [["3480.24", "0"]], []), *btc[3:]]
     eth2 = snap(504, [["3480.25", "3.0000"], ["3480.24", "0.7000"]], [["3480.40", "10.0000"]])
@@ -264,7 +265,7 @@ async def test_binance_off_tick_price_stales_that_symbol_only(binance_fake: Fake
         both_live.open = True
         await until(lambda: "stale" in watched.transitions("ETH-USDT"), STALE_WITHIN, lambda: f"{watched.changes}")
         reason = watched.reasons("ETH-USDT")[-1]
-        assert reason.startswith(SOURCE_STALE) and "3480.255" in reason, reason
+        assert reason.startswith(SOURCE_STALE) and "3480.255000001" in reason, reason
         assert [book for iid, book in watched.stale_books if iid == "ETH-USDT"][-1] == eth_before  # nothing of it
         assert watched.live("BTC-USDT")
         seen_stale.open = True
@@ -282,9 +283,9 @@ async def test_binance_off_tick_price_stales_that_symbol_only(binance_fake: Fake
         assert watched.transitions("BTC-USDT") == ["live"]  # never stale once live
         assert watched.transitions("ETH-USDT") == ["live", "stale", "live"]
     assert_clean(feed.log_text())
-    lines = [line for line in feed.log_text().splitlines() if "3480.255" in line]
+    lines = [line for line in feed.log_text().splitlines() if "3480.255000001" in line]
     assert len(lines) == 1, feed.log_text()
-    assert "ETHUSDT" in lines[0] and "not a multiple of 0.01" in lines[0], lines
+    assert "ETHUSDT" in lines[0] and "more decimals than the unit 0.00000001 holds" in lines[0], lines
 
 
 async def test_binance_crossing_update_is_uncrossed_and_consumers_stay_live(binance_fake: FakeBinance) -> None:
@@ -417,7 +418,7 @@ async def test_kraken_off_tick_price_stales_that_symbol_only(kraken_fake: FakeKr
             await fake.update("ETH/USD", bids=[("3479.99", "2")])
         await until(lambda: "stale" in watched.transitions("BTC-USD")[1:], STALE_WITHIN, lambda: f"{watched.changes}")
         reason = watched.reasons("BTC-USD")[-1]
-        assert reason.startswith(SOURCE_STALE) and "45283.55 is not a multiple of 0.1" in reason, reason
+        assert reason.startswith(SOURCE_STALE) and "45283.55 has more decimals than the unit 0.1 holds" in reason, reason
         want_eth = to_units(kraken_book(fake, "ETH/USD"), spec["ETH-USD"])
         await until(lambda: watched.units("ETH-USD") == want_eth, 5, "ETH updated")
         await until(lambda: watched.live("BTC-USD"), HEAL_WITHIN, lambda: f"{watched.changes}")

@@ -24,47 +24,47 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)feed_server/protocol/pb/market_data.proto\x12\rmarketdata.v1\"\x9b\x01\n\nInstrument\x12\x15\n\rinstrument_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\ttick_size\x18\x04 \x01(\t\x12\x10\n\x08lot_size\x18\x05 \x01(\t\x12\x16\n\x0eprice_decimals\x18\x06 \x01(\r\x12\x15\n\rsize_decimals\x18\x07 \x01(\r\"\x18\n\x16ListInstrumentsRequest\"l\n\x17ListInstrumentsResponse\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x11\n\tmax_depth\x18\x03 \x01(\r\"9\n\x10SubscribeRequest\x12\x16\n\x0einstrument_ids\x18\x01 \x03(\t\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\r\"7\n\x0fSnapshotRequest\x12\x15\n\rinstrument_id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\r\"U\n\x11SubscribeResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12,\n\x08messages\x18\x02 \x03(\x0b\x32\x1a.marketdata.v1.BookMessage\"/\n\x05Level\x12\x13\n\x0bprice_ticks\x18\x01 \x01(\x03\x12\x11\n\tsize_lots\x18\x02 \x01(\x03\"X\n\x0bLevelChange\x12!\n\x04side\x18\x01 \x01(\x0e\x32\x13.marketdata.v1.Side\x12\x13\n\x0bprice_ticks\x18\x02 \x01(\x03\x12\x11\n\tsize_lots\x18\x03 \x01(\x03\"W\n\x05Trade\x12\x13\n\x0bprice_ticks\x18\x01 \x01(\x03\x12\x11\n\tsize_lots\x18\x02 \x01(\x03\x12&\n\taggressor\x18\x03 \x01(\x0e\x32\x13.marketdata.v1.Side\"\x81\x01\n\x08Snapshot\x12\"\n\x04\x62ids\x18\x01 \x03(\x0b\x32\x14.marketdata.v1.Level\x12\"\n\x04\x61sks\x18\x02 \x03(\x0b\x32\x14.marketdata.v1.Level\x12-\n\x06reason\x18\x03 \x01(\x0e\x32\x1d.marketdata.v1.SnapshotReason\"[\n\x06Update\x12+\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1a.marketdata.v1.LevelChange\x12$\n\x06trades\x18\x02 \x03(\x0b\x32\x14.marketdata.v1.Trade\"\x0b\n\tHeartbeat\"\xdd\x02\n\x0b\x42ookMessage\x12\x15\n\rinstrument_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x15\n\revent_time_ns\x18\x03 \x01(\x03\x12\x10\n\x08\x63hecksum\x18\x04 \x01(\r\x12+\n\x08snapshot\x18\x05 \x01(\x0b\x32\x17.marketdata.v1.SnapshotH\x00\x12\'\n\x06update\x18\x06 \x01(\x0b\x32\x15.marketdata.v1.UpdateH\x00\x12-\n\theartbeat\x18\x07 \x01(\x0b\x32\x18.marketdata.v1.HeartbeatH\x00\x12\x18\n\x0b\x62ook_digest\x18\x08 \x01(\rH\x01\x88\x01\x01\x12\x12\n\nsession_id\x18\t \x01(\t\x12\x14\n\x0csource_stale\x18\n \x01(\x08\x12\x1b\n\x13source_stale_reason\x18\x0b \x01(\tB\x06\n\x04\x62odyB\x0e\n\x0c_book_digest\"\xa5\x01\n\x0fRecordingHeader\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\r\x12\x16\n\x0esource_address\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x15\n\rstart_time_ns\x18\x05 \x01(\x03\x12\x10\n\x08recorder\x18\x06 \x01(\t\"T\n\x0cRecordedItem\x12\x14\n\x0crecv_time_ns\x18\x01 \x01(\x03\x12.\n\x04item\x18\x02 \x01(\x0b\x32 .marketdata.v1.SubscribeResponse*8\n\x04Side\x12\x14\n\x10SIDE_UNSPECIFIED\x10\x00\x12\x0c\n\x08SIDE_BID\x10\x01\x12\x0c\n\x08SIDE_ASK\x10\x02*\x87\x01\n\x0eSnapshotReason\x12\x1f\n\x1bSNAPSHOT_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17SNAPSHOT_REASON_INITIAL\x10\x01\x12\x1a\n\x16SNAPSHOT_REASON_RESYNC\x10\x02\x12\x1b\n\x17SNAPSHOT_REASON_REQUEST\x10\x03\x32\x8b\x02\n\nMarketData\x12`\n\x0fListInstruments\x12%.marketdata.v1.ListInstrumentsRequest\x1a&.marketdata.v1.ListInstrumentsResponse\x12P\n\tSubscribe\x12\x1f.marketdata.v1.SubscribeRequest\x1a .marketdata.v1.SubscribeResponse0\x01\x12I\n\x0bGetSnapshot\x12\x1e.marketdata.v1.SnapshotRequest\x1a\x1a.marketdata.v1.BookMessageb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)feed_server/protocol/pb/market_data.proto\x12\rmarketdata.v1\"\xcc\x01\n\nInstrument\x12\x15\n\rinstrument_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\ttick_size\x18\x04 \x01(\t\x12\x10\n\x08lot_size\x18\x05 \x01(\t\x12\x16\n\x0eprice_decimals\x18\x06 \x01(\r\x12\x15\n\rsize_decimals\x18\x07 \x01(\r\x12\x17\n\x0forder_tick_size\x18\x08 \x01(\t\x12\x16\n\x0eorder_lot_size\x18\t \x01(\t\"\x18\n\x16ListInstrumentsRequest\"l\n\x17ListInstrumentsResponse\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x11\n\tmax_depth\x18\x03 \x01(\r\"9\n\x10SubscribeRequest\x12\x16\n\x0einstrument_ids\x18\x01 \x03(\t\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\r\"7\n\x0fSnapshotRequest\x12\x15\n\rinstrument_id\x18\x01 \x01(\t\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\r\"U\n\x11SubscribeResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12,\n\x08messages\x18\x02 \x03(\x0b\x32\x1a.marketdata.v1.BookMessage\"/\n\x05Level\x12\x13\n\x0bprice_ticks\x18\x01 \x01(\x03\x12\x11\n\tsize_lots\x18\x02 \x01(\x03\"X\n\x0bLevelChange\x12!\n\x04side\x18\x01 \x01(\x0e\x32\x13.marketdata.v1.Side\x12\x13\n\x0bprice_ticks\x18\x02 \x01(\x03\x12\x11\n\tsize_lots\x18\x03 \x01(\x03\"W\n\x05Trade\x12\x13\n\x0bprice_ticks\x18\x01 \x01(\x03\x12\x11\n\tsize_lots\x18\x02 \x01(\x03\x12&\n\taggressor\x18\x03 \x01(\x0e\x32\x13.marketdata.v1.Side\"\x81\x01\n\x08Snapshot\x12\"\n\x04\x62ids\x18\x01 \x03(\x0b\x32\x14.marketdata.v1.Level\x12\"\n\x04\x61sks\x18\x02 \x03(\x0b\x32\x14.marketdata.v1.Level\x12-\n\x06reason\x18\x03 \x01(\x0e\x32\x1d.marketdata.v1.SnapshotReason\"[\n\x06Update\x12+\n\x07\x63hanges\x18\x01 \x03(\x0b\x32\x1a.marketdata.v1.LevelChange\x12$\n\x06trades\x18\x02 \x03(\x0b\x32\x14.marketdata.v1.Trade\"\x0b\n\tHeartbeat\"\xdd\x02\n\x0b\x42ookMessage\x12\x15\n\rinstrument_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x15\n\revent_time_ns\x18\x03 \x01(\x03\x12\x10\n\x08\x63hecksum\x18\x04 \x01(\r\x12+\n\x08snapshot\x18\x05 \x01(\x0b\x32\x17.marketdata.v1.SnapshotH\x00\x12\'\n\x06update\x18\x06 \x01(\x0b\x32\x15.marketdata.v1.UpdateH\x00\x12-\n\theartbeat\x18\x07 \x01(\x0b\x32\x18.marketdata.v1.HeartbeatH\x00\x12\x18\n\x0b\x62ook_digest\x18\x08 \x01(\rH\x01\x88\x01\x01\x12\x12\n\nsession_id\x18\t \x01(\t\x12\x14\n\x0csource_stale\x18\n \x01(\x08\x12\x1b\n\x13source_stale_reason\x18\x0b \x01(\tB\x06\n\x04\x62odyB\x0e\n\x0c_book_digest\"\xa5\x01\n\x0fRecordingHeader\x12.\n\x0binstruments\x18\x01 \x03(\x0b\x32\x19.marketdata.v1.Instrument\x12\r\n\x05\x64\x65pth\x18\x02 \x01(\r\x12\x16\n\x0esource_address\x18\x03 \x01(\t\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12\x15\n\rstart_time_ns\x18\x05 \x01(\x03\x12\x10\n\x08recorder\x18\x06 \x01(\t\"T\n\x0cRecordedItem\x12\x14\n\x0crecv_time_ns\x18\x01 \x01(\x03\x12.\n\x04item\x18\x02 \x01(\x0b\x32 .marketdata.v1.SubscribeResponse*8\n\x04Side\x12\x14\n\x10SIDE_UNSPECIFIED\x10\x00\x12\x0c\n\x08SIDE_BID\x10\x01\x12\x0c\n\x08SIDE_ASK\x10\x02*\x87\x01\n\x0eSnapshotReason\x12\x1f\n\x1bSNAPSHOT_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17SNAPSHOT_REASON_INITIAL\x10\x01\x12\x1a\n\x16SNAPSHOT_REASON_RESYNC\x10\x02\x12\x1b\n\x17SNAPSHOT_REASON_REQUEST\x10\x03\x32\x8b\x02\n\nMarketData\x12`\n\x0fListInstruments\x12%.marketdata.v1.ListInstrumentsRequest\x1a&.marketdata.v1.ListInstrumentsResponse\x12P\n\tSubscribe\x12\x1f.marketdata.v1.SubscribeRequest\x1a .marketdata.v1.SubscribeResponse0\x01\x12I\n\x0bGetSnapshot\x12\x1e.marketdata.v1.SnapshotRequest\x1a\x1a.marketdata.v1.BookMessageb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'feed_server.protocol.pb.market_data_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SIDE']._serialized_start=1629
-  _globals['_SIDE']._serialized_end=1685
-  _globals['_SNAPSHOTREASON']._serialized_start=1688
-  _globals['_SNAPSHOTREASON']._serialized_end=1823
+  _globals['_SIDE']._serialized_start=1678
+  _globals['_SIDE']._serialized_end=1734
+  _globals['_SNAPSHOTREASON']._serialized_start=1737
+  _globals['_SNAPSHOTREASON']._serialized_end=1872
   _globals['_INSTRUMENT']._serialized_start=61
-  _globals['_INSTRUMENT']._serialized_end=216
-  _globals['_LISTINSTRUMENTSREQUEST']._serialized_start=218
-  _globals['_LISTINSTRUMENTSREQUEST']._serialized_end=242
-  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_start=244
-  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_end=352
-  _globals['_SUBSCRIBEREQUEST']._serialized_start=354
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=411
-  _globals['_SNAPSHOTREQUEST']._serialized_start=413
-  _globals['_SNAPSHOTREQUEST']._serialized_end=468
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=470
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=555
-  _globals['_LEVEL']._serialized_start=557
-  _globals['_LEVEL']._serialized_end=604
-  _globals['_LEVELCHANGE']._serialized_start=606
-  _globals['_LEVELCHANGE']._serialized_end=694
-  _globals['_TRADE']._serialized_start=696
-  _globals['_TRADE']._serialized_end=783
-  _globals['_SNAPSHOT']._serialized_start=786
-  _globals['_SNAPSHOT']._serialized_end=915
-  _globals['_UPDATE']._serialized_start=917
-  _globals['_UPDATE']._serialized_end=1008
-  _globals['_HEARTBEAT']._serialized_start=1010
-  _globals['_HEARTBEAT']._serialized_end=1021
-  _globals['_BOOKMESSAGE']._serialized_start=1024
-  _globals['_BOOKMESSAGE']._serialized_end=1373
-  _globals['_RECORDINGHEADER']._serialized_start=1376
-  _globals['_RECORDINGHEADER']._serialized_end=1541
-  _globals['_RECORDEDITEM']._serialized_start=1543
-  _globals['_RECORDEDITEM']._serialized_end=1627
-  _globals['_MARKETDATA']._serialized_start=1826
-  _globals['_MARKETDATA']._serialized_end=2093
+  _globals['_INSTRUMENT']._serialized_end=265
+  _globals['_LISTINSTRUMENTSREQUEST']._serialized_start=267
+  _globals['_LISTINSTRUMENTSREQUEST']._serialized_end=291
+  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_start=293
+  _globals['_LISTINSTRUMENTSRESPONSE']._serialized_end=401
+  _globals['_SUBSCRIBEREQUEST']._serialized_start=403
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=460
+  _globals['_SNAPSHOTREQUEST']._serialized_start=462
+  _globals['_SNAPSHOTREQUEST']._serialized_end=517
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=519
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=604
+  _globals['_LEVEL']._serialized_start=606
+  _globals['_LEVEL']._serialized_end=653
+  _globals['_LEVELCHANGE']._serialized_start=655
+  _globals['_LEVELCHANGE']._serialized_end=743
+  _globals['_TRADE']._serialized_start=745
+  _globals['_TRADE']._serialized_end=832
+  _globals['_SNAPSHOT']._serialized_start=835
+  _globals['_SNAPSHOT']._serialized_end=964
+  _globals['_UPDATE']._serialized_start=966
+  _globals['_UPDATE']._serialized_end=1057
+  _globals['_HEARTBEAT']._serialized_start=1059
+  _globals['_HEARTBEAT']._serialized_end=1070
+  _globals['_BOOKMESSAGE']._serialized_start=1073
+  _globals['_BOOKMESSAGE']._serialized_end=1422
+  _globals['_RECORDINGHEADER']._serialized_start=1425
+  _globals['_RECORDINGHEADER']._serialized_end=1590
+  _globals['_RECORDEDITEM']._serialized_start=1592
+  _globals['_RECORDEDITEM']._serialized_end=1676
+  _globals['_MARKETDATA']._serialized_start=1875
+  _globals['_MARKETDATA']._serialized_end=2142
 # @@protoc_insertion_point(module_scope)

@@ -28,7 +28,7 @@ SNAPSHOT_REASON_RESYNC: SnapshotReason
 SNAPSHOT_REASON_REQUEST: SnapshotReason
 
 class Instrument(_message.Message):
-    __slots__ = ("instrument_id", "display_name", "kind", "tick_size", "lot_size", "price_decimals", "size_decimals")
+    __slots__ = ("instrument_id", "display_name", "kind", "tick_size", "lot_size", "price_decimals", "size_decimals", "order_tick_size", "order_lot_size")
     INSTRUMENT_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +36,8 @@ class Instrument(_message.Message):
     LOT_SIZE_FIELD_NUMBER: _ClassVar[int]
     PRICE_DECIMALS_FIELD_NUMBER: _ClassVar[int]
     SIZE_DECIMALS_FIELD_NUMBER: _ClassVar[int]
+    ORDER_TICK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ORDER_LOT_SIZE_FIELD_NUMBER: _ClassVar[int]
     instrument_id: str
     display_name: str
     kind: str
@@ -43,7 +45,9 @@ class Instrument(_message.Message):
     lot_size: str
     price_decimals: int
     size_decimals: int
-    def __init__(self, instrument_id: _Optional[str] = ..., display_name: _Optional[str] = ..., kind: _Optional[str] = ..., tick_size: _Optional[str] = ..., lot_size: _Optional[str] = ..., price_decimals: _Optional[int] = ..., size_decimals: _Optional[int] = ...) -> None: ...
+    order_tick_size: str
+    order_lot_size: str
+    def __init__(self, instrument_id: _Optional[str] = ..., display_name: _Optional[str] = ..., kind: _Optional[str] = ..., tick_size: _Optional[str] = ..., lot_size: _Optional[str] = ..., price_decimals: _Optional[int] = ..., size_decimals: _Optional[int] = ..., order_tick_size: _Optional[str] = ..., order_lot_size: _Optional[str] = ...) -> None: ...
 
 class ListInstrumentsRequest(_message.Message):
     __slots__ = ()

@@ -15,9 +15,17 @@ only what passed those checks:
   resynchronised, a value could not be converted): nothing more for it until its next ``book``.
 
 It never gives up: a lost connection marks every symbol stale and it reconnects with backoff and jitter,
-resubscribes and rebuilds each book from a fresh snapshot. Prices and sizes become integer ticks and lots with
-:func:`to_units`, exactly: a value that is not a whole number of ticks (lots) is an error, logged with the
-symbol, that stales the symbol, never a rounding.
+resubscribes and rebuilds each book from a fresh snapshot.
+
+Units. An instrument's tick and lot (the wire's units) come from the precision the exchange prints its numbers
+with, not from its order filters: real books break the filters (filters change, resting orders keep the
+granularity they were placed with, and a level is a sum of orders), so an off-filter value is normal input. The
+unit is ``10**-decimals`` (:func:`unit_of`) of Binance's ``quotePrecision``/``baseAssetPrecision``, Kraken's
+``price_precision``/``qty_precision``, Coinbase's most precise increment or metadata string
+(:func:`decimals_in`); the filters stay on the spec as ``order_tick_size``/``order_lot_size``. Prices and sizes
+become integers with :func:`to_units`, exactly: a value that still does not fit (more decimals than the precision,
+or beyond 64 bits) is an error, logged once with the symbol, that stales the symbol until a paced retry; never a
+rounding.
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ from feed_server.protocol.errors import MarketDataError
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.levels import Level, LevelChange, Trade
 
-__all__ = ["BookSink", "ExchangeAdapter", "NotOnGrid", "SourceUnavailable", "to_units"]
+__all__ = ["BookSink", "ExchangeAdapter", "NotOnGrid", "SourceUnavailable", "decimals_in", "to_units", "unit_of"]
+
+_INT64_MAX = 2**63 - 1  # a Level's price_ticks and size_lots are int64 on the wire
 
 
 class SourceUnavailable(MarketDataError):
@@ -41,10 +51,30 @@ class NotOnGrid(ValueError):
     """An exchange value that is not a whole number of ticks (lots), or not a number."""
 
 
+def unit_of(decimals: int) -> Decimal:
+    """The unit that holds every value printed with ``decimals`` decimals: 8 -> 0.00000001, 0 -> 1."""
+    if decimals < 0:
+        raise ValueError(f"a precision of {decimals} decimals")
+    return Decimal(1).scaleb(-decimals)
+
+
+def decimals_in(text: object) -> int:
+    """The decimals an exchange printed in ``text``, trailing zeros included ("0.01000" -> 5, "5" -> 0).
+
+    0 for anything that is not a finite decimal string or number."""
+    try:
+        value = Decimal(str(text))
+    except (InvalidOperation, ValueError):
+        return 0
+    exponent = value.as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
 def to_units(text: str, step: Decimal, what: str = "value") -> int:
     """``text`` (an exchange's decimal string, e.g. ``"67273.50000000"``) as a whole number of ``step``.
 
-    Raises NotOnGrid naming ``what`` when it is not a number or not an exact multiple of ``step``."""
+    Raises NotOnGrid naming ``what`` when it is not a number, not an exact multiple of ``step`` (more decimals
+    than the unit holds), or too large for the wire's 64 bits."""
     try:
         value = Decimal(text)
     except (InvalidOperation, TypeError, ValueError):
@@ -53,7 +83,9 @@ def to_units(text: str, step: Decimal, what: str = "value") -> int:
         raise NotOnGrid(f"{what} {text!r} is not a number")
     units, remainder = divmod(value, step)
     if remainder != 0:
-        raise NotOnGrid(f"{what} {text} is not a multiple of {step}")
+        raise NotOnGrid(f"{what} {text} has more decimals than the unit {step:f} holds")
+    if abs(units) > _INT64_MAX:
+        raise NotOnGrid(f"{what} {text} is too large for 64 bits in units of {step:f}")
     return int(units)
 
 

@@ -1,30 +1,38 @@
 """Binance spot: the public combined WebSocket streams (diff. depth and aggregate trades) and the REST snapshots.
 
-``instruments()`` reads ``/api/v3/exchangeInfo`` (tick from ``PRICE_FILTER.tickSize``, lot from
-``LOT_SIZE.stepSize``). ``run(sink)`` opens ``/stream?streams=<sym>@depth@100ms/<sym>@aggTrade/...``, keeps each
-symbol's book with :class:`~feed_server.server.exchanges.binance_book.SymbolBook` (Binance's update-id rules and
-``/api/v3/depth?limit=1000`` snapshots, one fetch task per symbol paced by a ResyncPacer) and hands the sink what
-passed. Connection rules honoured: the server pings every 20 s and ``websockets`` answers with pongs; a
-connection lives at most 24 h, after which Binance closes it and we reconnect as after any drop (every symbol
-stale, Backoff with jitter, fresh snapshots), and a ``serverShutdown`` event ends the connection at once the same
-way; at most 1024 streams per connection; no messages are sent to the server, so its 5 messages/s limit is never
-reached.
+``instruments()`` reads ``/api/v3/exchangeInfo`` (units from the printed precision, order filters kept beside,
+the weight budget from its ``rateLimits``: see :mod:`.binance_rest`). ``run(sink)`` opens
+``/stream?streams=<sym>@depth@100ms/<sym>@aggTrade/...`` (streams beyond the first ``URL_STREAMS`` are added
+with ``SUBSCRIBE`` messages, at most 4 a second: Binance allows 5), keeps each symbol's book with
+:class:`~feed_server.server.exchanges.binance_book.SymbolBook` (Binance's update-id rules and
+``/api/v3/depth?limit=1000`` snapshots, one fetch task per symbol paced by a ResyncPacer, all within the REST
+weight budget) and hands the sink what passed.
+
+Connection rules honoured: the server pings every 20 s and ``websockets`` answers each ping with a pong at once;
+at most 1024 streams per connection. A connection lives at most 24 h, so the adapter renews it before then
+(``renew_after``, default 23 h 30 min), making the new one before breaking the old: it opens and subscribes a
+second connection, and each symbol moves over as soon as the new connection's depth events reach back to the
+book's update id (update ids are the symbol's own, whatever the connection), with no snapshot and no stale
+book; a symbol still quiet after ``switch_within`` seconds moves over anyway (a gap there is detected as any
+gap). Then the old connection is closed. An unplanned drop, or a ``serverShutdown`` event, stales every symbol
+and reconnects with backoff and jitter, with fresh snapshots.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
 import time
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketException
 
 from feed_server.pacing import Backoff, ResyncPacer, Throttle
 from feed_server.protocol.instruments import InstrumentSpec
@@ -32,6 +40,7 @@ from feed_server.server.exchanges.adapter import BookSink, SourceUnavailable
 from feed_server.server.exchanges.binance_book import (
     BookOut,
     ChangesOut,
+    DepthEvent,
     MalformedEvent,
     Output,
     StaleOut,
@@ -40,33 +49,35 @@ from feed_server.server.exchanges.binance_book import (
     parse_depth,
     parse_snapshot,
 )
+from feed_server.server.exchanges.binance_rest import BinanceRest, spec_from_info
+from feed_server.server.exchanges.rest_budget import WeightBudget
 
-__all__ = ["DEFAULT_REST_URL", "DEFAULT_WS_URL", "BinanceAdapter"]
+__all__ = ["DEFAULT_REST_URL", "DEFAULT_WS_URL", "RENEW_AFTER_S", "BinanceAdapter"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"
 DEFAULT_REST_URL = "https://api.binance.com"
 MAX_STREAMS = 1024  # Binance: a single connection can listen to at most 1024 streams
-SNAPSHOT_LIMIT = 1000
+URL_STREAMS = 200  # streams named in the URL; the rest by SUBSCRIBE messages
+SUBSCRIBE_STREAMS = 200  # streams per SUBSCRIBE message
+SUBSCRIBE_GAP_S = 0.25  # between SUBSCRIBE messages (Binance: at most 5 incoming messages a second)
+RENEW_AFTER_S = 23.5 * 3600.0  # Binance ends every connection after 24 h
+RENEW_RETRY_S = 60.0  # a renewal that could not connect is tried again after this
 
 
-class _Disconnected(Exception):
-    """The WebSocket connection ended (its text is the reason)."""
+class _Shutdown(Exception):
+    """The server announced its shutdown: the connection is ending."""
 
 
-def _step(filters: list[Any], filter_type: str, key: str, symbol: str) -> Decimal:
-    for item in filters:
-        if isinstance(item, dict) and item.get("filterType") == filter_type:
-            try:
-                step = Decimal(str(item[key])).normalize()
-            except (KeyError, InvalidOperation) as exc:
-                raise SourceUnavailable(f"binance: {symbol}: bad {filter_type}.{key} in exchangeInfo") from exc
-            if step <= 0:
-                raise SourceUnavailable(f"binance: {symbol}: {filter_type}.{key} is {step}")
-            # normalize() turns "10.00" into 1E+1; keep it a plain number
-            return step.quantize(Decimal(1)) if step == step.to_integral_value() else step
-    raise SourceUnavailable(f"binance: {symbol}: no {filter_type} in exchangeInfo")
+@dataclass(eq=False)
+class _Connection:
+    """One WebSocket connection and the task reading it."""
+
+    ws: ClientConnection
+    opened: float  # monotonic
+    reader: asyncio.Task[str] | None = None
+    pending: dict[str, list[DepthEvent]] = field(default_factory=dict)  # while taking over: its early events
 
 
 class BinanceAdapter:
@@ -78,6 +89,9 @@ class BinanceAdapter:
         ws_url: str = DEFAULT_WS_URL,
         rest_url: str = DEFAULT_REST_URL,
         *,
+        weight_share: float = 0.5,
+        renew_after: float = RENEW_AFTER_S,
+        switch_within: float = 10.0,
         reconnect_initial: float = 0.5,
         reconnect_max: float = 30.0,
         resync_initial: float = 0.5,
@@ -88,16 +102,29 @@ class BinanceAdapter:
             raise ValueError("binance: no symbols")
         if 2 * len(symbols) > MAX_STREAMS:
             raise ValueError(f"binance: {len(symbols)} symbols need more than {MAX_STREAMS} streams on one connection")
+        if not 0.0 < weight_share <= 1.0:
+            raise ValueError(f"--source-rest-weight-share must be in (0, 1], not {weight_share}")
+        if renew_after <= 0:
+            raise ValueError(f"--source-renew-after must be positive, not {renew_after}")
         self.symbols = [s.upper() for s in symbols]
         self.ws_url = ws_url.rstrip("/")
-        self.rest_url = rest_url.rstrip("/")
+        self.rest = BinanceRest(rest_url, WeightBudget(weight_share))
+        self.renew_after = renew_after
+        self.switch_within = switch_within
         self._reconnect = (reconnect_initial, reconnect_max)
-        self._resync = (resync_initial, resync_max)
+        self._resync_pacing = (resync_initial, resync_max)
         self._rng = rng or random.Random()
         self._specs: dict[str, InstrumentSpec] = {}  # symbol -> spec, filled by instruments()
         self._books: dict[str, SymbolBook] = {}
         self._wanted: dict[str, asyncio.Event] = {}
+        self._route: dict[str, _Connection | None] = {}  # the connection each book follows
+        self._next: _Connection | None = None  # a renewal's new connection, while it takes over
         self._throttle = Throttle(10.0)
+        self.renewals = 0  # renewals completed
+
+    @property
+    def rest_url(self) -> str:
+        return self.rest.base_url
 
     @property
     def name(self) -> str:
@@ -116,54 +143,22 @@ class BinanceAdapter:
     async def instruments(self) -> list[InstrumentSpec]:
         """The symbols' specs from ``/api/v3/exchangeInfo``; SourceUnavailable (one line) when it cannot."""
         async with httpx.AsyncClient(timeout=10.0) as http:
-            listed = json.dumps(self.symbols, separators=(",", ":"))
-            data = await self._exchange_info(http, {"symbols": listed}, ",".join(self.symbols))
-        found = {s.get("symbol"): s for s in data.get("symbols", []) if isinstance(s, dict)}
+            found = await self.rest.exchange_info(http, self.symbols)
         specs: list[InstrumentSpec] = []
         for symbol in self.symbols:
             info = found.get(symbol)
             if info is None:
                 raise SourceUnavailable(f"binance: {symbol} is not in {self.rest_url}/api/v3/exchangeInfo")
-            filters = info.get("filters") or []
-            base, quote = info.get("baseAsset"), info.get("quoteAsset")
-            if not isinstance(base, str) or not isinstance(quote, str) or not isinstance(filters, list):
-                raise SourceUnavailable(f"binance: {symbol}: exchangeInfo has no baseAsset/quoteAsset/filters")
             if info.get("status") != "TRADING":
                 logger.warning("binance %s: status is %s, not TRADING", symbol, info.get("status"))
-            spec = InstrumentSpec(
-                f"{base}-{quote}",
-                f"{base} / {quote} (Binance)",
-                "crypto",
-                _step(filters, "PRICE_FILTER", "tickSize", symbol),
-                _step(filters, "LOT_SIZE", "stepSize", symbol),
-            )
-            self._specs[symbol] = spec
-            specs.append(spec)
+            specs.append(spec_from_info(symbol, info))
+        self._specs = dict(zip(self.symbols, specs, strict=True))
         return specs
-
-    async def _exchange_info(self, http: httpx.AsyncClient, params: dict[str, str], what: str) -> dict[str, Any]:
-        url = f"{self.rest_url}/api/v3/exchangeInfo"
-        try:
-            response = await http.get(url, params=params)
-        except httpx.HTTPError as exc:
-            raise SourceUnavailable(f"binance: cannot reach {url}: {exc!r}") from exc
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        if response.status_code == 400 and isinstance(data, dict) and data.get("code") == -1121:
-            if "symbols" in params and len(self.symbols) > 1:
-                for symbol in self.symbols:  # name the one Binance does not know
-                    await self._exchange_info(http, {"symbol": symbol}, symbol)
-            raise SourceUnavailable(f"binance: unknown symbol {what} ({data.get('msg')} code -1121 from {url})")
-        if response.status_code != 200 or not isinstance(data, dict):
-            raise SourceUnavailable(f"binance: {url} answered HTTP {response.status_code} for {what}")
-        return data
 
     # -- streaming ------------------------------------------------------------------------------------------
 
     async def run(self, sink: BookSink) -> None:
-        """Stream until cancelled; every drop stales every symbol and reconnects with backoff."""
+        """Stream until cancelled; every unplanned drop stales every symbol and reconnects with backoff."""
         backoff = Backoff(*self._reconnect, self._rng)
         while not self._specs:
             try:
@@ -175,48 +170,143 @@ class BinanceAdapter:
         backoff.reset()
         self._books = {s: SymbolBook(s, spec.tick_size, spec.lot_size) for s, spec in self._specs.items()}
         self._wanted = {s: asyncio.Event() for s in self._books}
-        streams = "/".join(f"{s.lower()}@depth@100ms/{s.lower()}@aggTrade" for s in self._books)
-        url = f"{self.ws_url}/stream?streams={streams}"
-        async with httpx.AsyncClient(timeout=10.0) as http:
-            while True:
-                reason = await self._session(url, http, sink, backoff)
+        self._route = dict.fromkeys(self._books)
+        async with httpx.AsyncClient(timeout=10.0) as http, asyncio.TaskGroup() as group:
+            for symbol in self._books:
+                group.create_task(self._snapshots(symbol, http, sink), name=f"binance-snapshot-{symbol}")
+            group.create_task(self._connections(sink, backoff), name="binance-connections")
+
+    async def _connections(self, sink: BookSink, backoff: Backoff) -> None:
+        while True:
+            opened = await self._open(sink, backoff)
+            if isinstance(opened, str):
+                reason = opened
+            else:
                 for symbol, book in self._books.items():
                     book.reset()
-                    self._wanted[symbol].clear()
-                    sink.stale(self._specs[symbol].instrument_id, f"binance: connection lost: {reason}; reconnecting")
-                delay = backoff.delay()
-                logger.warning("binance: connection lost: %s; reconnecting in %.1f s", reason, delay)
-                await asyncio.sleep(delay)
+                    self._route[symbol] = opened
+                    self._wanted[symbol].set()
+                reason = await self._serve(opened, sink)
+            for symbol, book in self._books.items():
+                book.reset()
+                self._route[symbol] = None
+                self._wanted[symbol].clear()
+                sink.stale(self._specs[symbol].instrument_id, f"binance: connection lost: {reason}; reconnecting")
+            delay = backoff.delay()
+            logger.warning("binance: connection lost: %s; reconnecting in %.1f s", reason, delay)
+            await asyncio.sleep(delay)
 
-    async def _session(self, url: str, http: httpx.AsyncClient, sink: BookSink, backoff: Backoff) -> str:
-        """One connection: read frames and fetch snapshots until it ends; returns why it ended."""
+    async def _open(self, sink: BookSink, backoff: Backoff) -> _Connection | str:
+        """A connection subscribed to every stream, its reader started; or why it could not be made."""
+        streams = [f"{s.lower()}@{kind}" for s in self._books for kind in ("depth@100ms", "aggTrade")]
+        url = f"{self.ws_url}/stream?streams={'/'.join(streams[:URL_STREAMS])}"
         try:
             ws = await connect(url, open_timeout=10.0, max_size=2**24)
         except (OSError, TimeoutError, InvalidHandshake) as exc:
             return f"cannot connect to {self.ws_url}: {exc!r}"
-        logger.info("binance: connected to %s", url)
-        reason = "the connection ended"
-        async with ws:
-            try:
-                async with asyncio.TaskGroup() as group:
-                    for symbol in self._books:
-                        self._wanted[symbol].set()
-                        group.create_task(self._snapshots(symbol, http, sink), name=f"binance-snapshot-{symbol}")
-                    group.create_task(self._read(ws, sink, backoff), name="binance-reader")
-            except* _Disconnected as group_error:
-                reason = str(group_error.exceptions[0])
-        return reason
+        connection = _Connection(ws, time.monotonic())
+        connection.reader = asyncio.create_task(self._read(connection, sink, backoff), name="binance-reader")
+        try:
+            for number, start in enumerate(range(URL_STREAMS, len(streams), SUBSCRIBE_STREAMS), start=1):
+                await asyncio.sleep(SUBSCRIBE_GAP_S)
+                params = streams[start : start + SUBSCRIBE_STREAMS]
+                await ws.send(json.dumps({"method": "SUBSCRIBE", "params": params, "id": number}))
+        except WebSocketException as exc:
+            await self._close(connection)
+            return f"subscribing failed: {exc!r}"
+        logger.info("binance: connected to %s (%d streams)", self.ws_url, len(streams))
+        return connection
 
-    async def _read(self, ws: ClientConnection, sink: BookSink, backoff: Backoff) -> None:
+    async def _close(self, connection: _Connection) -> None:
+        if connection.reader is not None and not connection.reader.done():
+            connection.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connection.reader
+        with contextlib.suppress(WebSocketException, OSError):
+            await connection.ws.close()
+
+    async def _serve(self, active: _Connection, sink: BookSink) -> str:
+        """Read ``active``, renewing it before its lifetime ends, until the active connection is lost: why."""
+        try:
+            while True:
+                assert active.reader is not None
+                remaining = active.opened + self.renew_after - time.monotonic()
+                await asyncio.wait([active.reader], timeout=max(remaining, 0.0))
+                if active.reader.done():
+                    return active.reader.result()
+                renewed = await self._renew(active, sink)
+                if renewed is None:
+                    active.opened += RENEW_RETRY_S  # keep the old one, try again later
+                else:
+                    active = renewed
+        finally:
+            await self._close(active)
+
+    async def _renew(self, old: _Connection, sink: BookSink) -> _Connection | None:
+        """Make a new connection, move every book over to it, close ``old``: the new one (None: not now)."""
+        new = await self._open(sink, Backoff(*self._reconnect, self._rng))
+        if isinstance(new, str):
+            logger.warning("binance: renewing the connection failed: %s; keeping the old one", new)
+            return None
+        assert old.reader is not None and new.reader is not None
+        self._next = new
+        moved = False
+        try:
+            deadline = time.monotonic() + self.switch_within
+            while not self._all_on(new) and not old.reader.done() and not new.reader.done():
+                await asyncio.wait([old.reader, new.reader], timeout=min(0.05, max(deadline - time.monotonic(), 0)))
+                if time.monotonic() >= deadline:
+                    break
+            if new.reader.done():  # the new one failed: the books stay with the old one, those moved resync
+                logger.warning("binance: the renewed connection ended (%s); keeping the old one", new.reader.result())
+                for symbol, route in self._route.items():
+                    if route is new:
+                        self._route[symbol] = old
+                        self._resync(symbol, sink, "binance: the renewed connection ended; fetching a new snapshot")
+                return None
+            for symbol in self._books:
+                if self._route[symbol] is not new:
+                    self._move(symbol, new, sink)
+            moved = True
+        finally:
+            self._next = None
+            await self._close(old if moved else new)
+        self.renewals += 1
+        logger.info("binance: connection renewed (renewal %d)", self.renewals)
+        return new
+
+    def _all_on(self, connection: _Connection) -> bool:
+        return all(route is connection for route in self._route.values())
+
+    def _move(self, symbol: str, connection: _Connection, sink: BookSink) -> None:
+        """``symbol``'s book follows ``connection`` from now on, starting with the events it held back."""
+        self._route[symbol] = connection
+        book = self._books[symbol]
+        for event in connection.pending.pop(symbol, []):
+            self._deliver(book, book.on_depth(event), sink)
+
+    def _resync(self, symbol: str, sink: BookSink, reason: str) -> None:
+        book = self._books[symbol]
+        was_live = book.live
+        book.reset()
+        if was_live:
+            sink.stale(self._specs[symbol].instrument_id, reason)
+        self._wanted[symbol].set()
+
+    async def _read(self, connection: _Connection, sink: BookSink, backoff: Backoff) -> str:
+        """Read frames until the connection ends; returns why it ended."""
+        ws = connection.ws
         try:
             async for raw in ws:
                 backoff.reset()  # a frame arrived: the connection works
-                self._on_frame(raw, sink)
+                self._on_frame(connection, raw, sink)
         except ConnectionClosed as exc:
-            raise _Disconnected(str(exc)) from exc
-        raise _Disconnected(f"the server closed the connection ({ws.close_code} {ws.close_reason or ''})".strip())
+            return str(exc)
+        except _Shutdown:
+            return "the server announced a shutdown (serverShutdown)"
+        return f"the server closed the connection ({ws.close_code} {ws.close_reason or ''})".strip()
 
-    def _on_frame(self, raw: str | bytes, sink: BookSink) -> None:
+    def _on_frame(self, connection: _Connection, raw: str | bytes, sink: BookSink) -> None:
         try:
             frame = json.loads(raw)
         except ValueError:
@@ -225,30 +315,46 @@ class BinanceAdapter:
         stream = frame.get("stream") if isinstance(frame, dict) else None
         data = frame.get("data") if isinstance(frame, dict) else None
         if "serverShutdown" in (_event_type(frame), _event_type(data)):
-            raise _Disconnected("the server announced a shutdown (serverShutdown)")
+            raise _Shutdown
+        if isinstance(frame, dict) and "id" in frame and "stream" not in frame:
+            if frame.get("result") is not None or "error" in frame:
+                self._complain(None, f"SUBSCRIBE {frame.get('id')} answered {str(raw)[:120]}")
+            return  # the answer to a SUBSCRIBE
         symbol, _, kind = stream.partition("@") if isinstance(stream, str) else ("", "", "")
         book = self._books.get(symbol.upper())
         if book is None:
             self._complain(None, f"a frame of no subscribed stream: {str(raw)[:80]!r}")
             return
+        route = self._route[book.symbol]
+        if connection is not route and connection is not self._next:
+            return  # the old connection, for a book that moved already
         try:
             if not isinstance(data, dict):
                 raise MalformedEvent(f"'data' is {data!r}, not an object")
             if kind.startswith("depth"):
-                outputs = book.on_depth(parse_depth(data))
+                event = parse_depth(data)
+                if connection is not route:
+                    self._take_over(book, connection, event, sink)
+                    return
+                outputs = book.on_depth(event)
             elif kind == "aggTrade":
+                if connection is not route:
+                    return  # the book's own connection passes its trades
                 outputs = book.on_trade(parse_agg_trade(data))
             else:
                 raise MalformedEvent(f"unexpected stream {stream!r}")
         except MalformedEvent as exc:
             self._complain(book.symbol, f"a malformed {stream} frame: {exc}")
-            was_live = book.live
-            book.reset()
-            if was_live:
-                sink.stale(self._specs[book.symbol].instrument_id, f"binance: malformed {stream} frame; resyncing")
-            self._wanted[book.symbol].set()
+            self._resync(book.symbol, sink, f"binance: malformed {stream} frame; resyncing")
             return
         self._deliver(book, outputs, sink)
+
+    def _take_over(self, book: SymbolBook, connection: _Connection, event: DepthEvent, sink: BookSink) -> None:
+        """A renewal's new connection: hold its events until they reach back to the book's update id, then move."""
+        pending = connection.pending.setdefault(book.symbol, [])
+        pending.append(event)
+        if not book.live or pending[0].first_id <= book.update_id + 1:
+            self._move(book.symbol, connection, sink)
 
     def _complain(self, symbol: str | None, what: str) -> None:
         held = self._throttle.allow(symbol)
@@ -263,18 +369,24 @@ class BinanceAdapter:
             elif isinstance(out, ChangesOut):
                 sink.changes(instrument_id, out.changes, out.trades, out.time_ns)
             elif isinstance(out, StaleOut):
-                named = out.reason if book.symbol in out.reason else out.reason.replace(":", f" {book.symbol}:", 1)
-                logger.warning("%s", named)
+                held = self._throttle.allow(("stale", book.symbol))
+                if held is not None:
+                    named = out.reason if book.symbol in out.reason else out.reason.replace(":", f" {book.symbol}:", 1)
+                    logger.warning("%s%s", named, held.suffix("such faults"))
                 sink.stale(instrument_id, out.reason)
-        if book.needs_snapshot:
+        if book.needs_snapshot and self._route.get(book.symbol) is not None:
             self._wanted[book.symbol].set()
 
     async def _snapshots(self, symbol: str, http: httpx.AsyncClient, sink: BookSink) -> None:
-        """Fetch a snapshot of ``symbol`` whenever its book needs one, paced against storms."""
-        pacer = ResyncPacer(*self._resync, clean_after=60.0, rng=self._rng)
+        """Fetch a snapshot of ``symbol`` whenever its book needs one: paced against storms, within the budget."""
+        pacer = ResyncPacer(*self._resync_pacing, clean_after=60.0, rng=self._rng)
         book = self._books[symbol]
-        url = f"{self.rest_url}/api/v3/depth"
+        instrument_id = self._specs[symbol].instrument_id
         first = True
+
+        def waiting(reason: str) -> None:
+            sink.stale(instrument_id, reason)
+
         while True:
             await self._wanted[symbol].wait()
             self._wanted[symbol].clear()
@@ -282,20 +394,24 @@ class BinanceAdapter:
                 continue
             delay = 0.0 if first else pacer.on_fault()
             first = False
-            while book.needs_snapshot:
+            while book.needs_snapshot and self._route[symbol] is not None:
                 if delay:
                     await asyncio.sleep(delay)
                 try:
-                    response = await http.get(url, params={"symbol": symbol, "limit": str(SNAPSHOT_LIMIT)})
-                    response.raise_for_status()
+                    response = await self.rest.depth(http, symbol, waiting)
                     payload = response.json()
                     snapshot = parse_snapshot(payload if isinstance(payload, Mapping) else {})
                 except (httpx.HTTPError, ValueError) as exc:
-                    delay = max(pacer.retry_delay(), _retry_after(exc))
-                    logger.warning(
-                        "binance %s: snapshot from %s failed: %r; retrying in %.1f s", symbol, url, exc, delay
-                    )
+                    delay = pacer.retry_delay()
+                    held = self._throttle.allow(("snapshot", symbol))
+                    if held is not None:
+                        logger.warning(
+                            "binance %s: snapshot from %s failed: %s; retrying in %.1f s%s",
+                            symbol, self.rest_url, _describe(exc), delay, held.suffix("failures"),
+                        )
                     continue
+                if self._route[symbol] is None:
+                    break  # the connection went while the snapshot was on its way: its buffer is gone
                 self._deliver(book, book.on_snapshot(snapshot, time.time_ns()), sink)
                 self._wanted[symbol].clear()  # _deliver asked again if this one could not be used
                 delay = pacer.retry_delay() if book.needs_snapshot else 0.0
@@ -305,11 +421,7 @@ def _event_type(payload: Any) -> Any:
     return payload.get("e") if isinstance(payload, dict) else None
 
 
-def _retry_after(exc: Exception) -> float:
-    """Binance's ``Retry-After`` (seconds) on a 429/418 answer, else 0."""
-    if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code in (418, 429):
-        try:
-            return float(exc.response.headers.get("Retry-After", "0"))
-        except ValueError:
-            return 0.0
-    return 0.0
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}"
+    return repr(exc)

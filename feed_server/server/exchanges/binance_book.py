@@ -7,15 +7,21 @@ Binance documents ("How to manage a local order book correctly", spot WebSocket 
 3. drop the buffered events with ``u <= lastUpdateId``; the first one applied must have
    ``U <= lastUpdateId + 1 <= u`` (otherwise the snapshot is older than the buffer: get a new one);
 4. every next event must have ``U == previous u + 1``; anything else is a gap: discard the book, start again
-   from a new snapshot (an event with ``u`` at or below the book's update id is a repeat and is ignored);
+   from a new snapshot (an event with ``u`` at or below the book's update id is a repeat and is ignored). An
+   event that overlaps the book's update id (``U <= id + 1 <= u``) is applied like the first one after a
+   snapshot: its quantities are absolute, so the ids it repeats change nothing. That is what lets a renewed
+   connection, whose events are batched on their own boundaries, take over a live book without a snapshot;
 5. quantities are absolute; ``"0"`` removes the level (removing an absent level is normal).
 
 :class:`SymbolBook` takes the parsed events (:func:`parse_depth`, :func:`parse_agg_trade`) and snapshots
 (:func:`parse_snapshot`) and answers with what a :class:`~feed_server.server.exchanges.adapter.BookSink` needs:
-:class:`BookOut`, :class:`ChangesOut` and :class:`StaleOut`. Prices and quantities become ticks and lots with
-:func:`~feed_server.server.exchanges.adapter.to_units`; a value off the grid stales the symbol (reason names
-the symbol and the value) and asks for a new snapshot. The whole book is kept, including levels beyond the
-snapshot's depth that the diffs add; :attr:`SymbolBook.needs_snapshot` tells the adapter when to fetch one.
+:class:`BookOut`, :class:`ChangesOut` and :class:`StaleOut`. Prices and quantities become integers of the
+symbol's units (its printed precision, not its order filters) with
+:func:`~feed_server.server.exchanges.adapter.to_units`; a value that does not fit stales the symbol (reason
+names the symbol and the value) and asks for a new snapshot. An aggregate trade repeated (its id ``a`` at or
+below the last one passed, as a renewed connection repeats the last trades) is dropped. The whole book is
+kept, including levels beyond the snapshot's depth that the diffs add; :attr:`SymbolBook.needs_snapshot` tells
+the adapter when to fetch one.
 """
 
 from __future__ import annotations
@@ -65,12 +71,14 @@ class DepthEvent:
 
 @dataclass(frozen=True, slots=True)
 class TradeEvent:
-    """An ``aggTrade``: price and quantity as Binance's strings; ``buyer_is_maker`` is ``m``."""
+    """An ``aggTrade``: price and quantity as Binance's strings; ``buyer_is_maker`` is ``m``; ``trade_id`` is
+    the aggregate trade id ``a`` (-1 when absent)."""
 
     time_ms: int
     price: str
     quantity: str
     buyer_is_maker: bool
+    trade_id: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +154,10 @@ def parse_agg_trade(data: Mapping[str, Any]) -> TradeEvent:
     price, quantity, maker = data.get("p"), data.get("q"), data.get("m")
     if not isinstance(price, str) or not isinstance(quantity, str) or not isinstance(maker, bool):
         raise MalformedEvent(f"aggTrade fields p={price!r} q={quantity!r} m={maker!r} are not string, string, bool")
-    return TradeEvent(_int(data, "E"), price, quantity, maker)
+    trade_id = data.get("a")
+    return TradeEvent(
+        _int(data, "E"), price, quantity, maker, trade_id if isinstance(trade_id, int) and trade_id >= 0 else -1
+    )
 
 
 def parse_snapshot(data: Mapping[str, Any]) -> Snapshot:
@@ -166,7 +177,7 @@ class SymbolBook:
         self._asks: dict[int, int] = {}
         self._live = False
         self._update_id = 0  # the book's update id once live
-        self._first_pending = False  # the next applied event is the first after the snapshot
+        self._last_trade = -1  # the aggregate id of the last trade passed on
 
     @property
     def live(self) -> bool:
@@ -196,7 +207,6 @@ class SymbolBook:
         self._asks.clear()
         self._live = False
         self._update_id = 0
-        self._first_pending = False
 
     def _fault(self, reason: str) -> list[Output]:
         """Discard the book; the caller buffers from here on and asks for a new snapshot."""
@@ -211,7 +221,7 @@ class SymbolBook:
         if event.final_id <= self._update_id:
             return []  # a repeat of what the book already holds
         expected = self._update_id + 1
-        if (event.first_id > expected) if self._first_pending else (event.first_id != expected):
+        if event.first_id > expected:
             last = self._update_id
             self._drop_book()
             self._buffer.append(event)
@@ -226,11 +236,14 @@ class SymbolBook:
         """An aggregate trade: passed on while the book is live (the aggressor sells when the buyer is maker)."""
         if not self._live:
             return []
+        if 0 <= event.trade_id <= self._last_trade:
+            return []  # passed on already (a renewed connection repeats the last trades)
         try:
             price = to_units(event.price, self.tick_size, "trade price")
             size = to_units(event.quantity, self.lot_size, "trade quantity")
         except NotOnGrid as exc:
             return self._fault(f"binance: {self.symbol}: {exc}; fetching a new snapshot")
+        self._last_trade = max(self._last_trade, event.trade_id)
         trade = Trade(price, size, Side.ASK if event.buyer_is_maker else Side.BID)
         return [ChangesOut((), (trade,), event.time_ms * 1_000_000)]
 
@@ -258,7 +271,6 @@ class SymbolBook:
         self._asks = {c.price: c.size for c in asks if c.size}
         self._live = True
         self._update_id = snapshot.last_update_id
-        self._first_pending = True
         time_ns = now_ns
         for event in events:
             for out in self.on_depth(event):
@@ -286,5 +298,4 @@ class SymbolBook:
             else:
                 book.pop(change.price, None)
         self._update_id = event.final_id
-        self._first_pending = False
         return changes

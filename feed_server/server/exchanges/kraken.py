@@ -1,7 +1,9 @@
 """Kraken spot over WebSocket v2 (``wss://ws.kraken.com/v2``): the ``instrument``, ``book`` and ``trade`` channels.
 
-One connection carries every symbol. ``instruments()`` reads the ``instrument`` channel's ``pairs`` (exact
-``price_increment`` / ``qty_increment``, and the precisions Kraken prints for its checksum). ``run(sink)``
+One connection carries every symbol. ``instruments()`` reads the ``instrument`` channel's ``pairs``: the units
+are ``10**-price_precision`` / ``10**-qty_precision`` (the precisions Kraken prints, and its checksum uses), so
+that a level off today's increments still fits; ``price_increment`` / ``qty_increment`` are kept as the order
+filters. ``run(sink)``
 subscribes ``book`` (the adapter's depth, with a snapshot) and ``trade``, keeps each book by Kraken's CRC32
 (:mod:`.kraken_book`) and hands the sink only verified books and changes. A fault on one symbol (checksum
 mismatch, off-grid value, malformed frame, refused subscription) stales that symbol alone, and its book is
@@ -30,7 +32,7 @@ from websockets.exceptions import WebSocketException
 from feed_server.pacing import Backoff, ResyncPacer, Throttle
 from feed_server.protocol.instruments import InstrumentSpec, decimals_of
 from feed_server.protocol.levels import Side, Trade
-from feed_server.server.exchanges.adapter import BookSink, NotOnGrid, SourceUnavailable, to_units
+from feed_server.server.exchanges.adapter import BookSink, NotOnGrid, SourceUnavailable, to_units, unit_of
 from feed_server.server.exchanges.kraken_book import KrakenBook, KrakenBookError, rfc3339_ns, to_decimal
 
 __all__ = ["DEFAULT_URL", "KrakenAdapter"]
@@ -55,7 +57,10 @@ class _Pair:
 
 
 def _pair_from(raw: Mapping[str, Any]) -> _Pair:
-    """One element of the instrument channel's ``pairs``; KrakenBookError when it is unusable."""
+    """One element of the instrument channel's ``pairs``; KrakenBookError when it is unusable.
+
+    The units are ``10**-price_precision`` and ``10**-qty_precision`` (the decimals Kraken prints), or finer where
+    an increment needs more; the increments are the spec's order filters."""
     symbol, base, quote = raw.get("symbol"), raw.get("base"), raw.get("quote")
     if not all(isinstance(text, str) and text for text in (symbol, base, quote)):
         raise KrakenBookError(f"pair without symbol/base/quote: {raw!r:.120}")
@@ -64,15 +69,26 @@ def _pair_from(raw: Mapping[str, Any]) -> _Pair:
     lot = to_decimal(raw.get("qty_increment"), "qty_increment")
     if tick <= 0 or lot <= 0:
         raise KrakenBookError(f"{symbol}: price_increment {tick} / qty_increment {lot} must be positive")
-    price_decimals = raw.get("price_precision")
-    qty_decimals = raw.get("qty_precision")
-    spec = InstrumentSpec(f"{base}-{quote}", f"{base} / {quote} (Kraken)", "crypto", tick, lot)
-    return _Pair(
-        symbol,
-        spec,
-        price_decimals if isinstance(price_decimals, int) else decimals_of(tick),
-        qty_decimals if isinstance(qty_decimals, int) else decimals_of(lot),
+    price_decimals = _precision(raw.get("price_precision"), tick)
+    qty_decimals = _precision(raw.get("qty_precision"), lot)
+    spec = InstrumentSpec(
+        f"{base}-{quote}",
+        f"{base} / {quote} (Kraken)",
+        "crypto",
+        unit_of(price_decimals),
+        unit_of(qty_decimals),
+        order_tick_size=tick.normalize() if tick != tick.to_integral_value() else tick.quantize(Decimal(1)),
+        order_lot_size=lot.normalize() if lot != lot.to_integral_value() else lot.quantize(Decimal(1)),
     )
+    return _Pair(symbol, spec, price_decimals, qty_decimals)
+
+
+def _precision(given: object, increment: Decimal) -> int:
+    """The decimals of a unit: Kraken's precision, or the increment's own decimals when they are more."""
+    decimals = decimals_of(increment)
+    if isinstance(given, int) and not isinstance(given, bool) and 0 <= given <= 18:
+        return max(given, decimals)
+    return decimals
 
 
 def _decode(text: str | bytes) -> Any:

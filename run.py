@@ -2,8 +2,9 @@
 
     python run.py [--host 127.0.0.1] [--port 8000] [--feed-port 50051] [--feed-address HOST:PORT]
                   [--seed 1] [--rate 50] [--feed-metrics-port N] [--replay FILE [--speed N|max] [--loop]]
-                  [--bus nats://HOST:PORT] [--source binance|kraken --symbols S1,S2 [--source-url URL]
-                  [--source-rest-url URL]]
+                  [--bus nats://HOST:PORT] [--source binance|kraken|coinbase --symbols S1,S2
+                  [--source-url URL] [--source-rest-url URL] [--source-rest-weight-share X]
+                  [--source-renew-after SECONDS]]
 
 Starts ``python -m feed_server`` (unless ``--feed-address`` names a feed that is already running) and
 ``python -m dashboard``, waits until the feed reports SERVING on the gRPC health service and the page answers,
@@ -16,8 +17,9 @@ With ``--replay FILE`` the feed plays that recording (``python -m feed_server --
 ``--loop`` passed on) instead of the simulation; a file that is not a recording, or was recorded at a depth under
 100 (the dashboard's), is one error line and exit 1 before anything starts.
 
-With ``--source binance|kraken --symbols ...`` the feed plays that exchange's public order books instead of the
-simulation (``--source-url`` and ``--source-rest-url`` passed on); an exchange that cannot give the symbols'
+With ``--source binance|kraken|coinbase --symbols ...`` the feed plays that exchange's public order books instead
+of the simulation (``--source-url``, ``--source-rest-url``, ``--source-rest-weight-share`` and
+``--source-renew-after`` passed on, the feed checks them); an exchange that cannot give the symbols'
 metadata makes the feed exit 1 with its one error line, and run.py then names it.
 
 With ``--bus nats://HOST:PORT`` the feed also publishes to that (running) NATS server (``--publish``) and the
@@ -156,17 +158,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--loop", action="store_true", help="with --replay: start again at its end")
     parser.add_argument("--source", choices=(SIMULATOR, *EXCHANGES), default=SIMULATOR,
                         help="what the feed plays: the simulation (default) or an exchange's public order books")
-    parser.add_argument("--symbols", help="with --source binance|kraken: the exchange's symbols, comma-separated")
+    parser.add_argument("--symbols", help="with --source: the exchange's symbols, comma-separated")
     parser.add_argument("--source-url", metavar="URL", help="with --source: the exchange's WebSocket endpoint")
-    parser.add_argument("--source-rest-url", metavar="URL", help="with --source binance: the exchange's REST base")
+    parser.add_argument("--source-rest-url", metavar="URL",
+                        help="with --source binance|coinbase: the exchange's REST base")
+    parser.add_argument("--source-rest-weight-share", metavar="SHARE",
+                        help="with --source binance: the share of the REST weight limit to use (default 0.5)")
+    parser.add_argument("--source-renew-after", metavar="SECONDS",
+                        help="with --source binance: renew the exchange connection after this long (default 84600)")
     parser.add_argument("--bus", type=nats_url, metavar="URL",
                         help="a running NATS server (nats://HOST:PORT): the feed publishes there and the dashboard "
                              "consumes from it (default: off, the dashboard reads the feed over gRPC)")
     parser.add_argument("--start-timeout", type=float, default=FEED_START_TIMEOUT,
                         help="seconds to wait for the feed to report SERVING (default %(default)s)")
     args = parser.parse_args(argv)
-    if args.source == SIMULATOR and (args.symbols or args.source_url or args.source_rest_url):
-        parser.error("--symbols, --source-url and --source-rest-url apply to --source binance|kraken only")
+    source_flags = (args.symbols, args.source_url, args.source_rest_url, args.source_rest_weight_share,
+                    args.source_renew_after)
+    if args.source == SIMULATOR and any(source_flags):
+        parser.error("--symbols and the --source-* options apply to --source binance|kraken|coinbase only")
     if args.source != SIMULATOR:
         if not args.symbols:
             parser.error(f"--source {args.source} needs --symbols")
@@ -196,7 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.feed_address is None:
             if args.source != SIMULATOR:
                 feed_args = ["--port", str(args.feed_port), "--source", args.source, "--symbols", args.symbols]
-                for flag, value in (("--source-url", args.source_url), ("--source-rest-url", args.source_rest_url)):
+                for flag, value in (
+                    ("--source-url", args.source_url),
+                    ("--source-rest-url", args.source_rest_url),
+                    ("--source-rest-weight-share", args.source_rest_weight_share),
+                    ("--source-renew-after", args.source_renew_after),
+                ):
                     feed_args += [flag, value] if value else []
             elif args.replay is None:
                 feed_args = ["--port", str(args.feed_port), "--seed", str(args.seed), "--rate", str(args.rate)]

@@ -3,7 +3,8 @@
 WebSocket ``/ws/market_data/{instrument_id}``: served by ``MarketDataHub.serve`` (see fanout.py).
 
 REST: ``GET /api/instruments`` -> ``[{"instrument_id", "name", "kind", "tick_size", "lot_size",
-"price_decimals", "size_decimals", "order_tick_size", "order_lot_size"}]``; ``GET /api/book/{instrument_id}?depth=N`` -> a book message (see
+"price_decimals", "size_decimals", "order_tick_size", "order_lot_size"}]``;
+``GET /api/book/{instrument_id}?depth=N`` -> a book message (see
 book_json.py); errors as JSON with status 400 (bad_request), 404 (unknown_instrument) or 503 (feed_unavailable).
 Their OpenAPI description (``/docs``, ``/openapi.json``) is in docs.py.
 """

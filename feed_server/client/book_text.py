@@ -81,7 +81,8 @@ def render_table(entry: InstrumentBook, rows: int) -> list[str]:
 
 def format_instrument(spec: InstrumentSpec) -> str:
     """One --list line: id first, then name, kind, tick and lot size (and the order filters where they differ)."""
-    line = f"{spec.instrument_id:<10} {spec.display_name:<28} {spec.kind:<8} tick {spec.tick_size:f}  lot {spec.lot_size:f}"
+    line = f"{spec.instrument_id:<10} {spec.display_name:<28} {spec.kind:<8} "
+    line += f"tick {spec.tick_size:f}  lot {spec.lot_size:f}"
     if (spec.price_filter, spec.size_filter) != (spec.tick_size, spec.lot_size):
         line += f"  (orders: tick {spec.price_filter:f}, lot {spec.size_filter:f})"
     return line

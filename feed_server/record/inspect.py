@@ -129,8 +129,8 @@ def info_text(info: RecordingInfo) -> str:
         table.append(
             (
                 iid,
-                f"{spec.tick_size:f}" if spec else "?",
-                f"{spec.lot_size:f}" if spec else "?",
+                spec.tick_size if spec else "?",
+                spec.lot_size if spec else "?",
                 str(c.messages),
                 str(c.changes),
                 str(c.trades),

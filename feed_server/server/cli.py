@@ -26,7 +26,7 @@ from feed_server.cli_args import OneLineArgumentParser, float_in, int_in, nats_u
 from feed_server.protocol.errors import BadRecording
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.server.exchanges.adapter import ExchangeAdapter, SourceUnavailable
-from feed_server.server.exchanges.choice import EXCHANGES, SIMULATOR, make_adapter, open_live_source
+from feed_server.server.exchanges.choice import EXCHANGES, SIMULATOR, SourceOptions, make_adapter, open_live_source
 from feed_server.server.fanout import DEFAULT_MAX_BACKLOG
 from feed_server.server.faults import FAULT_KINDS, parse_fault_kinds
 from feed_server.server.grpc_server import serve
@@ -90,17 +90,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--symbols",
         type=_symbols,
-        help="with --source binance|kraken: the exchange's symbols, comma-separated (BTCUSDT,ETHUSDT; BTC/USD,ETH/USD)",
+        help="with --source binance|kraken|coinbase: the exchange's symbols, comma-separated (BTCUSDT,ETHUSDT; "
+        "BTC/USD,ETH/USD; BTC-USD,ETH-USD)",
     )
     parser.add_argument(
         "--source-url",
         metavar="URL",
-        help="with --source binance|kraken: the exchange's WebSocket endpoint (default: its public one)",
+        help="with --source binance|kraken|coinbase: the exchange's WebSocket endpoint (default: its public one)",
     )
     parser.add_argument(
         "--source-rest-url",
         metavar="URL",
-        help="with --source binance: the exchange's REST base (default https://api.binance.com)",
+        help="with --source binance|coinbase: the exchange's REST base (default https://api.binance.com, "
+        "https://api.coinbase.com)",
+    )
+    parser.add_argument(
+        "--source-rest-weight-share",
+        type=float_in(0.0, 1.0, low_open=True),
+        metavar="SHARE",
+        help="with --source binance: the share of the address's REST weight limit (exchangeInfo's rateLimits, "
+        "6,000 a minute today) the feed may use, 0 < SHARE <= 1 (default 0.5)",
+    )
+    parser.add_argument(
+        "--source-renew-after",
+        type=float_in(0.0, 86_400.0, low_open=True),
+        metavar="SECONDS",
+        help="with --source binance: renew the WebSocket connection after this many seconds, new before old, "
+        "with no stale book (default 84600: Binance ends every connection after 24 h)",
     )
     parser.add_argument(
         "--replay",
@@ -216,9 +232,11 @@ def _live_adapter(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
             ("--symbols", args.symbols),
             ("--source-url", args.source_url),
             ("--source-rest-url", args.source_rest_url),
+            ("--source-rest-weight-share", args.source_rest_weight_share),
+            ("--source-renew-after", args.source_renew_after),
         ):
             if given is not None:
-                parser.error(f"{flag} applies to --source binance|kraken only")
+                parser.error(f"{flag} applies to --source binance|kraken|coinbase only")
         return None
     if args.symbols is None:
         parser.error(f"--source {args.source} needs --symbols")
@@ -226,7 +244,8 @@ def _live_adapter(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         if given is not None:
             parser.error(f"{flag} does not apply to --source {args.source}")
     try:
-        return make_adapter(args.source, args.symbols, args.source_url, args.source_rest_url)
+        options = SourceOptions(args.source_rest_weight_share, args.source_renew_after)
+        return make_adapter(args.source, args.symbols, args.source_url, args.source_rest_url, options)
     except ValueError as exc:
         parser.error(str(exc))
 

@@ -101,7 +101,7 @@ async def test_binance_instruments_as_listed_by_the_feed(binance_fake: FakeBinan
         assert list(specs) == ["BTC-USDT", "ETH-USDT"]
         btc, eth = specs["BTC-USDT"], specs["ETH-USDT"]
         # units: the printed precision; the order filters travel beside them (ListInstruments' order_* fields)
-        assert (btc.kind, btc.tick_size, btc.lot_size) == ("crypto", Decimal("1E-8"), Decimal("1E-8"))
+        assert (btc.kind, btc.tick_size, btc.lot_size) == ("crypto", Decimal("0.00000001"), Decimal("0.00000001"))
         assert (btc.order_tick_size, btc.order_lot_size) == (Decimal("0.01"), Decimal("0.00001"))
         assert (eth.order_tick_size, eth.order_lot_size) == (Decimal("0.01"), Decimal("0.0001"))
         assert watched.subscriber.source.startswith("binance BTCUSDT,ETHUSDT"), watched.subscriber.source
@@ -158,7 +158,9 @@ async def test_binance_books_over_grpc_and_the_dashboard_then_a_drop_stales_and_
             assert Decimal("67300.00") in want["BTC-USDT"][1]  # a level only the updates made
             await until(lambda: len(watched.subscriber.books["BTC-USDT"].trades) == 2, 5, "the trades")
             trades = [trade for _, trade in watched.subscriber.books["BTC-USDT"].trades]
-            assert trades == [Trade(6725003, 1000, Side.ASK), Trade(6725001, 20000, Side.BID)]  # m: the buyer made
+            unit = 10**6  # the fake prints 8 decimals: 0.01 is 10**6 units, 0.00001 is 10**3
+            made = [Trade(6725003 * unit, 1000 * 1000, Side.ASK), Trade(6725001 * unit, 20000 * 1000, Side.BID)]
+            assert trades == made  # m: the buyer made
             async with httpx.AsyncClient(base_url=dashboard.http, timeout=5.0) as http:
                 for iid, book in want.items():
                     got = await until_json(http, iid, shows(book), 10)
@@ -418,7 +420,7 @@ async def test_kraken_off_tick_price_stales_that_symbol_only(kraken_fake: FakeKr
             await fake.update("ETH/USD", bids=[("3479.99", "2")])
         await until(lambda: "stale" in watched.transitions("BTC-USD")[1:], STALE_WITHIN, lambda: f"{watched.changes}")
         reason = watched.reasons("BTC-USD")[-1]
-        assert reason.startswith(SOURCE_STALE) and "45283.55 has more decimals than the unit 0.1 holds" in reason, reason
+        assert reason.startswith(SOURCE_STALE) and "45283.55 has more decimals than the unit 0.1" in reason, reason
         want_eth = to_units(kraken_book(fake, "ETH/USD"), spec["ETH-USD"])
         await until(lambda: watched.units("ETH-USD") == want_eth, 5, "ETH updated")
         await until(lambda: watched.live("BTC-USD"), HEAL_WITHIN, lambda: f"{watched.changes}")

@@ -7,7 +7,8 @@ every value of a real book fits exactly. The order filters (``PRICE_FILTER.tickS
 are kept as the spec's ``order_tick_size`` / ``order_lot_size``: real books break them (a level of 11979.3 where
 today's step is 1), so they are metadata, never units.
 
-Requests go one after another (a FIFO lock) and each waits until the budget has room; a 429 or 418 holds them
+Requests go one after another (a FIFO lock held until the answer, so that a request is counted when it is sent,
+never queued behind others and sent in a burst) and each waits until the budget has room; a 429 or 418 holds them
 all until ``Retry-After``. The caller hears of a wait (``on_wait``) so that it can show its book as waiting.
 """
 
@@ -110,12 +111,12 @@ class BinanceRest:
         budget = self.budget
         if on_wait is not None and (self._lock.locked() or budget.delay(weight) > 0):
             on_wait(self._wait_reason())
-        async with self._lock:
+        async with self._lock:  # one request at a time: each is counted when it is sent, not queued behind others
             while (delay := budget.delay(weight)) > 0:  # noqa: ASYNC110 (the budget is the clock: nothing signals it)
                 await asyncio.sleep(delay)
             budget.spend(weight)
-        response = await http.get(f"{self.base_url}{path}", params=params)
-        budget.observe(response.status_code, response.headers)
+            response = await http.get(f"{self.base_url}{path}", params=params)
+            budget.observe(response.status_code, response.headers)
         if response.status_code in (418, 429):
             held = self._throttle.allow("held")
             if held is not None:

@@ -250,7 +250,8 @@ class _Session:
         try:
             frame = parse_frame(text)
         except CoinbaseError as exc:
-            adapter._log_throttled("frame", "coinbase: %s, ignored: %.80r", exc, text)
+            kind = str(exc).partition(" (")[0].partition(":")[0]  # "a frame that is not JSON" / "... an object"
+            adapter._log_throttled(("frame", kind), "coinbase: %s, ignored: %.80r", exc, text)
             return
         if frame.error is not None:
             named = [product for product in adapter.products if product in frame.error]
@@ -346,7 +347,7 @@ class _Session:
         for product in products:
             book = self.books[product]
             if log:
-                self.adapter._log_throttled(("fault", product), "coinbase %s: %s; resubscribing", product, reason)
+                self.adapter._log_throttled(("fault", product), "coinbase: %s; resubscribing", reason)
             if book.live or self.reasons.get(product) != stale_reason:
                 self.sink.stale(product, stale_reason)
                 self.reasons[product] = stale_reason

@@ -73,8 +73,14 @@ class _Window:
     reported: tuple[float, int] | None = None  # (time, used) the exchange last reported for its current window
     since_report: int = 0  # weight sent since that report
 
+    @property
+    def span(self) -> float:
+        """How long a request counts: the window, plus a slack for the time it takes to reach the exchange (a
+        request sent late in one window may be counted early in the next)."""
+        return self.seconds + min(1.0, 0.1 * self.seconds)
+
     def own(self, now: float) -> int:
-        while self.sent and self.sent[0][0] <= now - self.seconds:
+        while self.sent and self.sent[0][0] <= now - self.span:
             self.sent.popleft()
         return sum(weight for _, weight in self.sent)
 
@@ -92,7 +98,7 @@ class _Window:
             for sent_at, sent in self.sent:
                 own -= sent
                 if own + need <= self.budget:
-                    waits.append(sent_at + self.seconds - now)
+                    waits.append(sent_at + self.span - now)
                     break
         if self.exchange(now) + need > self.budget:
             waits.append((math.floor(now / self.seconds) + 1) * self.seconds - now)

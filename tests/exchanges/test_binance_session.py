@@ -1,0 +1,79 @@
+"""The recorded session's shape, end to end: ``python -m feed_server --source binance --symbols
+NKNUSDT,BLZETH,LRCBTC,RUNEEUR`` (and the dashboard) as real processes against the running fake market of
+tests/exchanges/fake_binance_market.py, whose NKNUSDT book holds sizes off its stepSize of 1 (11979.3) and prices
+off its tickSize, and whose connections end after a few seconds. Every book goes live, stays live across the
+renewals (no stale book and no gap for any consumer), and equals the fake's true book over gRPC and through the
+dashboard's JSON API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+import httpx
+
+from tests.dashboard.conftest import start_dashboard
+from tests.exchanges.fake_binance_market import FakeBinanceMarket, Market
+from tests.exchanges.live_support import DecimalBook, json_levels, live_feed, to_units, until, until_json, watching
+from tests.exchanges.test_binance_market import nkn_like, plain
+from tests.exchanges.test_live_feed import assert_clean
+
+IDS = {"NKNUSDT": "NKN-USDT", "BLZETH": "BLZ-ETH", "LRCBTC": "LRC-BTC", "RUNEEUR": "RUNE-EUR"}
+
+
+def session_markets() -> dict[str, Market]:
+    blz, lrc, rune = plain("BLZETH", "BLZ"), plain("LRCBTC", "LRC"), plain("RUNEEUR", "RUNE")
+    blz.quote, lrc.quote, rune.quote = "ETH", "BTC", "EUR"
+    return {"NKNUSDT": nkn_like(), "BLZETH": blz, "LRCBTC": lrc, "RUNEEUR": rune}
+
+
+def top(market: Market, depth: int = 100) -> DecimalBook:
+    bids = {p: market.bids[p] for p in sorted(market.bids, reverse=True)[:depth]}
+    asks = {p: market.asks[p] for p in sorted(market.asks)[:depth]}
+    return bids, asks
+
+
+async def test_a_real_sessions_symbols_go_live_and_stay_live_across_renewals() -> None:
+    fake = FakeBinanceMarket(session_markets(), lifetime_s=4.0, ping_s=0.5, seed=5)
+    await fake.start()
+    dashboard = None
+    urls = ("--source-url", fake.ws_url, "--source-rest-url", fake.rest_url, "--source-renew-after", "1.5")
+    try:
+        async with (
+            live_feed("--source", "binance", "--symbols", ",".join(IDS), *urls) as feed,
+            watching(feed.address, *IDS.values()) as watched,
+        ):
+            fake.trade(every_s=0.02, symbols_per_tick=2)
+            await until(lambda: watched.live(*IDS.values()), 15, lambda: f"{watched.changes}")
+            spec = watched.spec("NKN-USDT")
+            assert (spec.lot_size, spec.order_lot_size) == (Decimal("0.00000001"), Decimal("1"))
+            dashboard = await asyncio.to_thread(start_dashboard, feed.address)
+            await until(lambda: fake.connections >= 5, 20, lambda: f"{fake.connections} connections")
+            fake.pause()
+            await until(fake.quiet, 5, "the fake flushing its batches")
+            want = {iid: top(fake.markets[sym]) for sym, iid in IDS.items()}
+            await until(
+                lambda: all(watched.units(iid) == to_units(want[iid], watched.spec(iid)) for iid in want),
+                10,
+                lambda: f"books differ; {watched.changes}",
+            )
+            assert any(size % 1 for size in want["NKN-USDT"][0].values())  # sizes off the stepSize, served
+            async with httpx.AsyncClient(base_url=dashboard.http, timeout=5.0) as http:
+                for iid, book in want.items():
+                    bids, asks = json_levels(book)
+                    got = await until_json(http, iid, lambda j, b=bids, a=asks: j["bids"] == b and j["asks"] == a, 10)
+                    assert got["stale"] is False, got
+            for iid in IDS.values():
+                assert watched.transitions(iid) == ["live"], watched.changes  # never stale across the renewals
+            stats = watched.subscriber.stats
+            assert (stats.gaps, stats.checksum_errors, stats.digest_errors, stats.resyncs) == (0, 0, 0, 0)
+            assert fake.lifetime_closes == 0 and fake.ping_drops == 0
+        log = feed.log_text()
+        assert "connection renewed" in log and "fetching a new snapshot" not in log, log[-3000:]
+        assert [path for _, _, path in fake.requests].count("/api/v3/depth") == 4, fake.requests  # one each
+    finally:
+        if dashboard is not None:
+            assert_clean(await asyncio.to_thread(dashboard.stop))
+        await fake.stop()
+    assert_clean(feed.log_text())

@@ -54,6 +54,7 @@ class Market:
     asks: Book = field(default_factory=dict)
     update_id: int = 1000
     trade_id: int = 0
+    poison: tuple[str, str] | None = None  # a bid level the snapshots carry while set (e.g. more decimals than 8)
 
     def info(self) -> dict[str, Any]:
         return {
@@ -284,7 +285,8 @@ class FakeBinanceMarket:
                 return self._respond(connection, 400, {"code": -1121, "msg": "Invalid symbol."}, headers)
             depth: dict[str, Any] = {
                 "lastUpdateId": market.update_id,
-                "bids": [[text(p), text(market.bids[p])] for p in sorted(market.bids, reverse=True)[:1000]],
+                "bids": [[text(p), text(market.bids[p])] for p in sorted(market.bids, reverse=True)[:1000]]
+                + ([list(market.poison)] if market.poison else []),
                 "asks": [[text(p), text(market.asks[p])] for p in sorted(market.asks)[:1000]],
             }
             return self._respond(connection, 200, depth, headers)

@@ -7,7 +7,7 @@ with the known products only (or HTTP 404 when ``reject_unknown``), and ``.../pr
 WebSocket: each connection is a :class:`FakeConnection` that records every request. A ``subscribe`` is answered with
 a ``subscriptions`` message, then for ``level2`` one ``l2_data`` snapshot per product of the fake's current book,
 for ``market_trades`` a ``snapshot`` of past trades (history the adapter must not pass on), and for ``heartbeats``
-(when ``heartbeat_interval`` is set) a heartbeat that often. A product the fake does not know is answered with an
+(while ``heartbeat_interval`` is set) a heartbeat that often. A product the fake does not know is answered with an
 ``{"type": "error"}`` frame naming it. Every channel message carries the connection's running ``sequence_num``
 (one counter across channels, starting at 0); :meth:`FakeCoinbase.skip` makes the next one jump (a gap).
 The test drives the market: :meth:`~FakeCoinbase.update` (the levels exactly as given, applied to the fake's book
@@ -296,7 +296,7 @@ class FakeCoinbase:
             ]
             await self._send(conn, "market_trades", [{"type": "snapshot", "trades": history}])
         elif channel == "heartbeats" and self.heartbeat_interval is not None and conn.heartbeats is None:
-            conn.heartbeats = asyncio.create_task(self._beat(conn, self.heartbeat_interval), name="fake-heartbeats")
+            conn.heartbeats = asyncio.create_task(self._beat(conn), name="fake-heartbeats")
 
     def _snapshot(self, product_id: str) -> dict[str, Any]:
         book = self.books[product_id]
@@ -304,9 +304,10 @@ class FakeCoinbase:
         offers = [_level("offer", str(p), book["offer"][p]) for p in sorted(book["offer"])]
         return {"type": "snapshot", "product_id": product_id, "updates": bids + offers}
 
-    async def _beat(self, conn: FakeConnection, interval: float) -> None:
-        while conn.open:
-            await asyncio.sleep(interval)
+    async def _beat(self, conn: FakeConnection) -> None:
+        """A heartbeat every ``heartbeat_interval`` seconds, until it is set to None (then silence)."""
+        while conn.open and self.heartbeat_interval is not None:
+            await asyncio.sleep(self.heartbeat_interval)
             await self._send(conn, "heartbeats", [_heartbeat(conn.sequence)])
 
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 from collections.abc import AsyncIterator
 from decimal import Decimal
+
+import pytest
 
 from feed_server.server.exchanges.binance import BinanceAdapter
 from feed_server.server.exchanges.binance_rest import BUDGET_WAIT
@@ -148,3 +151,28 @@ async def test_renewals_move_every_book_without_a_stale_or_a_snapshot_and_pings_
         assert fake.lifetime_closes == 0  # every connection was renewed before the exchange ended it
         assert fake.ping_drops == 0  # every ping had its pong
         assert fake.connections >= 5
+
+
+async def test_a_value_beyond_the_precision_stales_with_one_line_and_paced_retries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake = FakeBinanceMarket({"NKNUSDT": nkn_like(), "BLZETH": plain("BLZETH", "BLZ")})
+    fake.markets["NKNUSDT"].poison = ("0.349990001", "1.0")  # 9 decimals: Binance prints 8
+    with caplog.at_level(logging.WARNING, logger="feed_server.server.exchanges.binance"):
+        async with adapter_on(fake, ["NKNUSDT", "BLZETH"]) as (sink, _, task):
+            fake.trade(every_s=0.02)
+            await until(lambda: sink.live.get("BLZ-USDT", False), 10, lambda: f"{sink.calls[-6:]}")
+            await until(lambda: [p for _, _, p in fake.requests].count("/api/v3/depth") >= 4, 10, "retries")
+            started = fake.requests[1][0]
+            await asyncio.sleep(2.0)  # a window to count the retries in, not a wait for a condition
+            tries = [t for t, _, p in fake.requests if p == "/api/v3/depth" and t >= started]
+            assert len(tries) <= 12, len(tries)  # paced (0.05 s doubling to 0.5 s), never a tight loop
+            assert not sink.live.get("NKN-USDT", False)
+            reasons = [r for kind, iid, r in sink.calls if kind == "stale" and iid == "NKN-USDT"]
+            assert any("0.349990001" in r and "more decimals than the unit" in r for r in reasons), reasons
+            fake.markets["NKNUSDT"].poison = None  # the exchange's next snapshot fits
+            await until(lambda: sink.live.get("NKN-USDT", False), 5, lambda: f"{sink.calls[-6:]}")
+            await settled(fake, sink, {"NKNUSDT": "NKN-USDT", "BLZETH": "BLZ-USDT"}, 10)
+            assert not task.done()
+    lines = [r.getMessage() for r in caplog.records if "0.349990001" in r.getMessage()]
+    assert len(lines) == 1, lines  # one line (the throttle counts the rest)

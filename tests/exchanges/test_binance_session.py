@@ -15,7 +15,7 @@ import httpx
 
 from tests.dashboard.conftest import start_dashboard
 from tests.exchanges.fake_binance_market import FakeBinanceMarket, Market
-from tests.exchanges.live_support import DecimalBook, json_levels, live_feed, to_units, until, until_json, watching
+from tests.exchanges.live_support import DecimalBook, live_feed, shows, to_units, until, until_json, watching
 from tests.exchanges.test_binance_market import nkn_like, plain
 from tests.exchanges.test_live_feed import assert_clean
 
@@ -61,8 +61,7 @@ async def test_a_real_sessions_symbols_go_live_and_stay_live_across_renewals() -
             assert any(size % 1 for size in want["NKN-USDT"][0].values())  # sizes off the stepSize, served
             async with httpx.AsyncClient(base_url=dashboard.http, timeout=5.0) as http:
                 for iid, book in want.items():
-                    bids, asks = json_levels(book)
-                    got = await until_json(http, iid, lambda j, b=bids, a=asks: j["bids"] == b and j["asks"] == a, 10)
+                    got = await until_json(http, iid, shows(book), 10)
                     assert got["stale"] is False, got
             for iid in IDS.values():
                 assert watched.transitions(iid) == ["live"], watched.changes  # never stale across the renewals

@@ -52,3 +52,43 @@ def test_fixed_point_refuses_a_step_that_is_not_positive() -> None:
 def test_the_aggressor_is_named_by_the_incoming_side() -> None:
     assert aggressor_name(Side.BID) == "buy"
     assert aggressor_name(Side.ASK) == "sell"
+
+
+# -- an exchange's units are finer than its order filter: shown at the filter's decimals, more where needed --
+
+NKN = InstrumentSpec(
+    "NKN-USDT",
+    "NKN / USDT (Binance)",
+    "crypto",
+    Decimal("0.00000001"),
+    Decimal("0.00000001"),
+    order_tick_size=Decimal("0.0001"),
+    order_lot_size=Decimal("1"),
+)
+
+
+def test_exchange_values_show_the_filters_decimals_and_more_only_where_needed() -> None:
+    fmt = SpecFormat.of(NKN)
+    assert fmt.price.text(35_000_000) == "0.3500"  # on the filter: its 4 decimals
+    assert fmt.price.text(35_001_000) == "0.35001"  # off it (a resting order of an older filter): what it needs
+    assert fmt.size.text(1_197_930_000_000) == "11979.3"  # the level that broke the old feed: exact, not rounded
+    assert fmt.size.text(500 * 10**8) == "500"
+    assert fmt.size.text(0) == "0"
+    assert format_mid(NKN, 35_000_000, 35_000_001) == "0.350000005"  # half a unit: one more decimal
+    assert format_spread(NKN, 10_000) == "0.0001 (10000 ticks)"
+
+
+def test_trimmed_text_is_the_exact_value() -> None:
+    fmt = SpecFormat.of(NKN)
+    rng = random.Random(5)
+    for units in [0, 1, -1, 10**8, -(10**8), *(rng.randrange(-(10**14), 10**14) for _ in range(2000))]:
+        price, size = fmt.price.text(units), fmt.size.text(units)
+        assert Decimal(price) == units * NKN.tick_size and Decimal(size) == units * NKN.lot_size, units
+        assert len(price.partition(".")[2]) >= 4 and (price.partition(".")[2][-1:] != "0" or price.endswith(".0000"))
+        assert "e" not in price.lower() and "e" not in size.lower()
+
+
+def test_a_spec_without_filters_shows_its_units_decimals() -> None:
+    aapl = SPECS["AAPL"]
+    assert (aapl.price_filter, aapl.size_filter) == (aapl.tick_size, aapl.lot_size)
+    assert SpecFormat.of(aapl).price.text(18950) == "189.50"

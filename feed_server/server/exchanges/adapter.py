@@ -81,7 +81,10 @@ def to_units(text: str, step: Decimal, what: str = "value") -> int:
         raise NotOnGrid(f"{what} {text!r} is not a number") from None
     if not value.is_finite():
         raise NotOnGrid(f"{what} {text!r} is not a number")
-    units, remainder = divmod(value, step)
+    try:
+        units, remainder = divmod(value, step)
+    except InvalidOperation:  # a quotient of more digits than Decimal's context holds: far beyond 64 bits
+        raise NotOnGrid(f"{what} {text} is too large for 64 bits in units of {step:f}") from None
     if remainder != 0:
         raise NotOnGrid(f"{what} {text} has more decimals than the unit {step:f} holds")
     if abs(units) > _INT64_MAX:

@@ -90,6 +90,20 @@ def spec_from_info(symbol: str, info: dict[str, Any]) -> InstrumentSpec:
     )
 
 
+class _Waiter:
+    """One queued request's ``on_wait``, called at most once."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self, callback: Callable[[str], None] | None) -> None:
+        self.callback = callback
+
+    def notify(self, reason: str) -> None:
+        if self.callback is not None:
+            callback, self.callback = self.callback, None
+            callback(reason)
+
+
 class BinanceRest:
     """The REST requests of one adapter, within one :class:`WeightBudget`."""
 
@@ -97,6 +111,7 @@ class BinanceRest:
         self.base_url = base_url.rstrip("/")
         self.budget = budget
         self._lock = asyncio.Lock()
+        self._queue: list[_Waiter] = []  # the requests waiting for the lock, in order
         self._throttle = Throttle(10.0)
 
     async def get(
@@ -107,21 +122,39 @@ class BinanceRest:
         weight: int,
         on_wait: Callable[[str], None] | None = None,
     ) -> httpx.Response:
-        """One GET once the budget has room (``on_wait(reason)`` first if it must wait); httpx errors raise."""
+        """One GET once the budget has room; httpx errors raise.
+
+        ``on_wait(reason)`` is called once if this request has to wait for the budget (or a 429/418 hold): at
+        once if it must, or as soon as the request ahead of it in the queue starts waiting."""
         budget = self.budget
-        if on_wait is not None and (self._lock.locked() or budget.delay(weight) > 0):
-            on_wait(self._wait_reason())
-        async with self._lock:  # one request at a time: each is counted when it is sent, not queued behind others
-            while (delay := budget.delay(weight)) > 0:  # noqa: ASYNC110 (the budget is the clock: nothing signals it)
-                await asyncio.sleep(delay)
-            budget.spend(weight)
-            response = await http.get(f"{self.base_url}{path}", params=params)
-            budget.observe(response.status_code, response.headers)
+        waiter = _Waiter(on_wait)
+        self._queue.append(waiter)
+        if budget.delay(weight) > 0:
+            self._notify()
+        try:
+            async with self._lock:  # one request at a time: each is counted when it is sent, never in a burst
+                self._queue.remove(waiter)
+                while (delay := budget.delay(weight)) > 0:  # the budget is the clock: nothing to signal
+                    waiter.notify(self._wait_reason())
+                    self._notify()
+                    await asyncio.sleep(delay)
+                budget.spend(weight)
+                response = await http.get(f"{self.base_url}{path}", params=params)
+                budget.observe(response.status_code, response.headers)
+        finally:
+            if waiter in self._queue:
+                self._queue.remove(waiter)
         if response.status_code in (418, 429):
             held = self._throttle.allow("held")
             if held is not None:
                 logger.warning("binance: %s%s", budget.held_reason, held.suffix("such answers"))
         return response
+
+    def _notify(self) -> None:
+        """The requests queued: they wait for the budget too."""
+        reason = self._wait_reason()
+        for waiter in self._queue:
+            waiter.notify(reason)
 
     def _wait_reason(self) -> str:
         return f"{BUDGET_WAIT}: {self.budget.held_reason}" if self.budget.holding() else BUDGET_WAIT

@@ -242,14 +242,6 @@ def parse_trade(raw: object) -> RawTrade:
 # -- one product's book -----------------------------------------------------------------------------------------
 
 
-def _units(text: str, step: Decimal, what: str) -> int:
-    """:func:`to_units`, with a quotient beyond Decimal's precision (``"1E+30"``) a NotOnGrid too."""
-    try:
-        return to_units(text, step, what)
-    except ArithmeticError:  # decimal.InvalidOperation (DivisionImpossible) from divmod
-        raise NotOnGrid(f"{what} {text} is too large for 64 bits in units of {step}") from None
-
-
 class ProductBook:
     """One product's level2 book in ticks and lots (``tick``/``lot``: the spec's units); see the module docstring."""
 
@@ -300,8 +292,8 @@ class ProductBook:
     def trade(self, raw: RawTrade) -> Trade:
         """A trade in ticks and lots, with the aggressor's side; CoinbaseError when a value does not fit."""
         try:
-            price = _units(raw.price, self.tick, "trade price")
-            size = _units(raw.size, self.lot, "trade size")
+            price = to_units(raw.price, self.tick, "trade price")
+            size = to_units(raw.size, self.lot, "trade size")
         except NotOnGrid as exc:
             self.reset()
             raise CoinbaseError(f"{self.product_id}: {exc}", self.product_id) from None
@@ -320,8 +312,8 @@ class ProductBook:
         out: list[tuple[Side, int, int]] = []
         try:
             for level in levels:
-                price = _units(level.price, self.tick, "price")
-                size = _units(level.quantity, self.lot, "quantity")
+                price = to_units(level.price, self.tick, "price")
+                size = to_units(level.quantity, self.lot, "quantity")
                 if price <= 0 or size < 0:
                     raise NotOnGrid(f"level {level.quantity} at {level.price} is out of range")
                 out.append((level.side, price, size))

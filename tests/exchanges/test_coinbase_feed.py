@@ -8,12 +8,14 @@ precision stale the books with the source's reason and heal by themselves; a qui
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
 
 import httpx
+import psutil
 import pytest
 
 from feed_server.protocol.levels import Side, Trade
@@ -31,6 +33,8 @@ from tests.exchanges.live_support import (
 )
 from tests.exchanges.test_coinbase import BTC, ETH, SEEDS
 from tests.exchanges.test_live_feed import HEAL_WITHIN, SOURCE_STALE, STALE_WITHIN, assert_clean
+from tests.servers import free_port
+from tests.test_run import kill_all, start_run, text_of, wait_for_line
 
 IDS = ("BTC-USD", "ETH-USD")
 
@@ -250,3 +254,28 @@ async def test_coinbase_unreachable_rest_exits_1(coinbase_fake: FakeCoinbase) ->
     )
     assert code == 1, err
     assert len(err.splitlines()) == 1 and err.startswith(f"python -m feed_server: error: coinbase: cannot reach {rest}")
+
+
+async def test_run_py_with_a_coinbase_source(coinbase_fake: FakeCoinbase) -> None:
+    port, feed_port = free_port(), free_port()
+    process, output = start_run(
+        "--source", "coinbase", "--symbols", "BTC-USD", "--source-url", coinbase_fake.ws_url,
+        "--source-rest-url", coinbase_fake.rest_url, "--port", str(port), "--feed-port", str(feed_port),
+    )  # fmt: skip
+    children: list[psutil.Process] = []
+    try:
+        line = await asyncio.to_thread(wait_for_line, process, output, "Dashboard:", 60.0)
+        assert line.startswith(f"Dashboard: http://127.0.0.1:{port}/")
+        children = psutil.Process(process.pid).children(recursive=True)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as http:
+            [item] = (await http.get("/api/instruments")).json()
+            assert (item["instrument_id"], item["kind"]) == ("BTC-USD", "crypto"), item
+            assert item["order_tick_size"] >= item["tick_size"], item
+            got = await until_json(http, "BTC-USD", shows(seeded()["BTC-USD"].book, live=True), 15)
+            assert got["reason"] is None
+        process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.wait, 30.0)
+        assert process.returncode == 0, text_of(output)
+    finally:
+        await asyncio.to_thread(kill_all, process, children)
+        output.close()

@@ -365,3 +365,42 @@ async def test_refused_subscription_stales_only_that_symbol(
         with pytest.raises(asyncio.CancelledError):
             async with asyncio.timeout(5):
                 await task
+
+
+# -- units from the printed precision: levels off today's increments are normal input -------------------------
+
+NKN = FakePair("NKN/USD", "NKN", "USD", 5, 8, "0.0001", "1")  # increments coarser than what Kraken prints
+
+
+async def test_levels_off_the_increments_fit_the_precision_units() -> None:
+    server = FakeKraken([NKN])
+    # a size of 11979.3 where qty_increment is 1, a price of 0.35001 where price_increment is 0.0001
+    server.seed("NKN/USD", [("0.35001", "11979.3"), ("0.3500", "500")], [("0.3502", "0.5"), ("0.3510", "2")])
+    await server.start()
+    try:
+        adapter = KrakenAdapter(["NKN/USD"], ws_url=server.url, depth=10, rng=random.Random(7))
+        async with asyncio.timeout(5):
+            [spec] = await adapter.instruments()
+        assert (spec.tick_size, spec.lot_size) == (Decimal("0.00001"), Decimal("0.00000001"))
+        assert (spec.order_tick_size, spec.order_lot_size) == (Decimal("0.0001"), Decimal("1"))
+        sink = RecordingSink()
+        task = asyncio.create_task(adapter.run(sink))
+        try:
+            await until(sink, lambda: "NKN-USD" in sink.books)
+            async with asyncio.timeout(5):
+                await server.update("NKN/USD", bids=[("0.34999", "0.25")])
+            book = server.books["NKN/USD"]
+            want = tuple(
+                {int(Decimal(p) / spec.tick_size): int(Decimal(q) / spec.lot_size) for p, q in book.top(side, 10)}
+                for side in ("bids", "asks")
+            )
+            await until(sink, lambda: sink.books["NKN-USD"] == want)
+            assert sink.books["NKN-USD"][0][35001] == 1_197_930_000_000
+            assert sink.count("stale", "NKN-USD") == 0
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                async with asyncio.timeout(5):
+                    await task
+    finally:
+        await server.stop()

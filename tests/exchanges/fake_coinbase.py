@@ -114,6 +114,7 @@ class FakeCoinbase:
         self.rest_requests: list[str] = []
         self.reject_unknown = False  # True: the products list answers 404 when it names an unknown product
         self.heartbeat_interval: float | None = None
+        self.withhold_snapshots: dict[str, int] = {}  # product -> level2 subscriptions answered without a snapshot
         self._server: Server | None = None
         self._trade_id = 1000
 
@@ -288,6 +289,9 @@ class FakeCoinbase:
             return
         if channel == "level2":
             for product_id in known:
+                if self.withhold_snapshots.get(product_id, 0) > 0:
+                    self.withhold_snapshots[product_id] -= 1
+                    continue
                 await self._send(conn, "l2_data", [self._snapshot(product_id)])
         elif channel == "market_trades":
             history = [

@@ -489,3 +489,15 @@ async def test_bad_frames_are_logged_and_ignored_but_a_malformed_l2_event_faults
     assert "ETH-USD: malformed l2_data level" in sink.reasons("ETH-USD")[0]
     assert sink.kinds("BTC-USD") == ["book"]
     assert sink.books == {"BTC-USD": expected(fake, "BTC-USD"), "ETH-USD": expected(fake, "ETH-USD")}
+
+
+async def test_a_subscription_answered_without_a_snapshot_is_tried_again(fake: FakeCoinbase) -> None:
+    fake.withhold_snapshots["ETH-USD"] = 2  # the first two level2 subscriptions of ETH-USD bring no snapshot
+    fake.heartbeat_interval = 0.1  # the connection stays open meanwhile
+    async with running(adapter_for(fake, snapshot_within=0.3), "BTC-USD", "ETH-USD") as sink:
+        assert fake.asked("subscribe", "level2", "ETH-USD") == 3
+        assert sink.kinds("ETH-USD")[-1] == "book" and sink.books["ETH-USD"] == expected(fake, "ETH-USD")
+        assert sink.reasons("ETH-USD")[0] == (
+            "coinbase: no level2 snapshot within 0.3 s of subscribing; resubscribing"
+        )
+        assert sink.kinds("BTC-USD") == ["book"]

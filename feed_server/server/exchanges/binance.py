@@ -1,9 +1,9 @@
 """Binance spot: the public combined WebSocket streams (diff. depth and aggregate trades) and the REST snapshots.
 
 ``instruments()`` reads ``/api/v3/exchangeInfo`` (units from the printed precision, order filters kept beside,
-the weight budget from its ``rateLimits``: see :mod:`.binance_rest`). ``run(sink)`` opens
-``/stream?streams=<sym>@depth@100ms/<sym>@aggTrade/...`` (streams beyond the first ``URL_STREAMS`` are added
-with ``SUBSCRIBE`` messages, at most 4 a second: Binance allows 5), keeps each symbol's book with
+the weight budget from its ``rateLimits``: see :mod:`.binance_rest`). ``run(sink)`` opens a combined-stream
+connection (``<sym>@depth@100ms`` and ``<sym>@aggTrade`` of every symbol: :mod:`.binance_stream`), keeps each
+symbol's book with
 :class:`~feed_server.server.exchanges.binance_book.SymbolBook` (Binance's update-id rules and
 ``/api/v3/depth?limit=1000`` snapshots, one fetch task per symbol paced by a ResyncPacer, all within the REST
 weight budget) and hands the sink what passed.
@@ -21,18 +21,14 @@ and reconnects with backoff and jitter, with fresh snapshots.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketException
 
 from feed_server.pacing import Backoff, ResyncPacer, Throttle
 from feed_server.protocol.instruments import InstrumentSpec
@@ -50,6 +46,7 @@ from feed_server.server.exchanges.binance_book import (
     parse_snapshot,
 )
 from feed_server.server.exchanges.binance_rest import BinanceRest, spec_from_info
+from feed_server.server.exchanges.binance_stream import Connection, Shutdown, close_stream, open_stream
 from feed_server.server.exchanges.rest_budget import WeightBudget
 
 __all__ = ["DEFAULT_REST_URL", "DEFAULT_WS_URL", "RENEW_AFTER_S", "BinanceAdapter"]
@@ -59,25 +56,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_WS_URL = "wss://stream.binance.com:9443"
 DEFAULT_REST_URL = "https://api.binance.com"
 MAX_STREAMS = 1024  # Binance: a single connection can listen to at most 1024 streams
-URL_STREAMS = 200  # streams named in the URL; the rest by SUBSCRIBE messages
-SUBSCRIBE_STREAMS = 200  # streams per SUBSCRIBE message
-SUBSCRIBE_GAP_S = 0.25  # between SUBSCRIBE messages (Binance: at most 5 incoming messages a second)
 RENEW_AFTER_S = 23.5 * 3600.0  # Binance ends every connection after 24 h
 RENEW_RETRY_S = 60.0  # a renewal that could not connect is tried again after this
-
-
-class _Shutdown(Exception):
-    """The server announced its shutdown: the connection is ending."""
-
-
-@dataclass(eq=False)
-class _Connection:
-    """One WebSocket connection and the task reading it."""
-
-    ws: ClientConnection
-    opened: float  # monotonic
-    reader: asyncio.Task[str] | None = None
-    pending: dict[str, list[DepthEvent]] = field(default_factory=dict)  # while taking over: its early events
 
 
 class BinanceAdapter:
@@ -117,8 +97,8 @@ class BinanceAdapter:
         self._specs: dict[str, InstrumentSpec] = {}  # symbol -> spec, filled by instruments()
         self._books: dict[str, SymbolBook] = {}
         self._wanted: dict[str, asyncio.Event] = {}
-        self._route: dict[str, _Connection | None] = {}  # the connection each book follows
-        self._next: _Connection | None = None  # a renewal's new connection, while it takes over
+        self._route: dict[str, Connection | None] = {}  # the connection each book follows
+        self._next: Connection | None = None  # a renewal's new connection, while it takes over
         self._throttle = Throttle(10.0)
         self.renewals = 0  # renewals completed
 
@@ -196,36 +176,14 @@ class BinanceAdapter:
             logger.warning("binance: connection lost: %s; reconnecting in %.1f s", reason, delay)
             await asyncio.sleep(delay)
 
-    async def _open(self, sink: BookSink, backoff: Backoff) -> _Connection | str:
-        """A connection subscribed to every stream, its reader started; or why it could not be made."""
-        streams = [f"{s.lower()}@{kind}" for s in self._books for kind in ("depth@100ms", "aggTrade")]
-        url = f"{self.ws_url}/stream?streams={'/'.join(streams[:URL_STREAMS])}"
-        try:
-            ws = await connect(url, open_timeout=10.0, max_size=2**24)
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
-            return f"cannot connect to {self.ws_url}: {exc!r}"
-        connection = _Connection(ws, time.monotonic())
-        connection.reader = asyncio.create_task(self._read(connection, sink, backoff), name="binance-reader")
-        try:
-            for number, start in enumerate(range(URL_STREAMS, len(streams), SUBSCRIBE_STREAMS), start=1):
-                await asyncio.sleep(SUBSCRIBE_GAP_S)
-                params = streams[start : start + SUBSCRIBE_STREAMS]
-                await ws.send(json.dumps({"method": "SUBSCRIBE", "params": params, "id": number}))
-        except WebSocketException as exc:
-            await self._close(connection)
-            return f"subscribing failed: {exc!r}"
-        logger.info("binance: connected to %s (%d streams)", self.ws_url, len(streams))
-        return connection
+    async def _open(self, sink: BookSink, backoff: Backoff) -> Connection | str:
+        def on_frame(connection: Connection, raw: str | bytes) -> None:
+            backoff.reset()  # a frame arrived: the connection works
+            self._on_frame(connection, raw, sink)
 
-    async def _close(self, connection: _Connection) -> None:
-        if connection.reader is not None and not connection.reader.done():
-            connection.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await connection.reader
-        with contextlib.suppress(WebSocketException, OSError):
-            await connection.ws.close()
+        return await open_stream(self.ws_url, list(self._books), on_frame)
 
-    async def _serve(self, active: _Connection, sink: BookSink) -> str:
+    async def _serve(self, active: Connection, sink: BookSink) -> str:
         """Read ``active``, renewing it before its lifetime ends, until the active connection is lost: why."""
         try:
             while True:
@@ -240,9 +198,9 @@ class BinanceAdapter:
                 else:
                     active = renewed
         finally:
-            await self._close(active)
+            await close_stream(active)
 
-    async def _renew(self, old: _Connection, sink: BookSink) -> _Connection | None:
+    async def _renew(self, old: Connection, sink: BookSink) -> Connection | None:
         """Make a new connection, move every book over to it, close ``old``: the new one (None: not now)."""
         new = await self._open(sink, Backoff(*self._reconnect, self._rng))
         if isinstance(new, str):
@@ -270,15 +228,15 @@ class BinanceAdapter:
             moved = True
         finally:
             self._next = None
-            await self._close(old if moved else new)
+            await close_stream(old if moved else new)
         self.renewals += 1
         logger.info("binance: connection renewed (renewal %d)", self.renewals)
         return new
 
-    def _all_on(self, connection: _Connection) -> bool:
+    def _all_on(self, connection: Connection) -> bool:
         return all(route is connection for route in self._route.values())
 
-    def _move(self, symbol: str, connection: _Connection, sink: BookSink) -> None:
+    def _move(self, symbol: str, connection: Connection, sink: BookSink) -> None:
         """``symbol``'s book follows ``connection`` from now on, starting with the events it held back."""
         self._route[symbol] = connection
         book = self._books[symbol]
@@ -293,20 +251,7 @@ class BinanceAdapter:
             sink.stale(self._specs[symbol].instrument_id, reason)
         self._wanted[symbol].set()
 
-    async def _read(self, connection: _Connection, sink: BookSink, backoff: Backoff) -> str:
-        """Read frames until the connection ends; returns why it ended."""
-        ws = connection.ws
-        try:
-            async for raw in ws:
-                backoff.reset()  # a frame arrived: the connection works
-                self._on_frame(connection, raw, sink)
-        except ConnectionClosed as exc:
-            return str(exc)
-        except _Shutdown:
-            return "the server announced a shutdown (serverShutdown)"
-        return f"the server closed the connection ({ws.close_code} {ws.close_reason or ''})".strip()
-
-    def _on_frame(self, connection: _Connection, raw: str | bytes, sink: BookSink) -> None:
+    def _on_frame(self, connection: Connection, raw: str | bytes, sink: BookSink) -> None:
         try:
             frame = json.loads(raw)
         except ValueError:
@@ -315,7 +260,7 @@ class BinanceAdapter:
         stream = frame.get("stream") if isinstance(frame, dict) else None
         data = frame.get("data") if isinstance(frame, dict) else None
         if "serverShutdown" in (_event_type(frame), _event_type(data)):
-            raise _Shutdown
+            raise Shutdown
         if isinstance(frame, dict) and "id" in frame and "stream" not in frame:
             if frame.get("result") is not None or "error" in frame:
                 self._complain(None, f"SUBSCRIBE {frame.get('id')} answered {str(raw)[:120]}")
@@ -349,7 +294,7 @@ class BinanceAdapter:
             return
         self._deliver(book, outputs, sink)
 
-    def _take_over(self, book: SymbolBook, connection: _Connection, event: DepthEvent, sink: BookSink) -> None:
+    def _take_over(self, book: SymbolBook, connection: Connection, event: DepthEvent, sink: BookSink) -> None:
         """A renewal's new connection: hold its events until they reach back to the book's update id, then move."""
         pending = connection.pending.setdefault(book.symbol, [])
         pending.append(event)

@@ -59,6 +59,7 @@ DEFAULT_REST_URL = "https://api.coinbase.com"
 PRODUCTS_PATH = "/api/v3/brokerage/market/products"
 CHANNELS = ("level2", "market_trades", "heartbeats")
 MAX_FRAME = 64 * 1024 * 1024  # a level2 snapshot is the whole book
+SNAPSHOT_WITHIN = 10.0  # seconds from a level2 subscription to its snapshot before it is tried again
 
 
 class _ConnectionLost(Exception):
@@ -80,6 +81,7 @@ class CoinbaseAdapter:
         resync_initial: float = 0.5,
         resync_max: float = 30.0,
         silence_timeout: float = 10.0,
+        snapshot_within: float = SNAPSHOT_WITHIN,
         open_timeout: float = 10.0,
         http_timeout: float = 10.0,
     ) -> None:
@@ -92,6 +94,7 @@ class CoinbaseAdapter:
         self._backoff = (backoff_initial, backoff_max)
         self._resync = (resync_initial, resync_max)
         self._silence_timeout = silence_timeout
+        self._snapshot_within = snapshot_within
         self._open_timeout = open_timeout
         self._http_timeout = http_timeout
         self._specs: dict[str, InstrumentSpec] = {}  # product id -> spec, filled by instruments()
@@ -222,6 +225,7 @@ class _Session:
         self.books = {p: ProductBook(p, specs[p].tick_size, specs[p].lot_size) for p in adapter.products}
         self.reasons: dict[str, str] = {}  # product -> the stale reason last given (none while live)
         self.due: dict[str, float] = {}  # product -> loop time its level2 resubscription is due
+        self.awaiting: dict[str, float] = {}  # product -> loop time by which its subscription's snapshot is due
         self.wake = asyncio.Event()
         self.resubscriber: asyncio.Task[None] | None = None
 
@@ -231,6 +235,8 @@ class _Session:
             await asyncio.gather(self.resubscriber, return_exceptions=True)
 
     async def run(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self.adapter._snapshot_within
+        self.awaiting = dict.fromkeys(self.adapter.products, deadline)
         for channel in CHANNELS:
             await self._send("subscribe", channel, self.adapter.products)
         self.resubscriber = asyncio.create_task(self._resubscribe(), name="coinbase-resubscribe")
@@ -293,6 +299,7 @@ class _Session:
                     if event.product_id in self.due:
                         continue  # faulted: only the snapshot of the resubscription counts
                     bids, asks = book.snapshot(event.levels)
+                    self.awaiting.pop(event.product_id, None)
                     self.reasons.pop(event.product_id, None)
                     self.backoff.reset()  # a whole book arrived: the connection works
                     self.sink.book(event.product_id, bids, asks, time_ns)
@@ -357,28 +364,36 @@ class _Session:
         self.wake.set()
 
     async def _resubscribe(self) -> None:
-        """Unsubscribe and subscribe level2 again for the products whose time has come, together."""
+        """Unsubscribe and subscribe level2 again for the products whose time has come, together; a subscription
+        whose snapshot has not come within ``snapshot_within`` is a fault too (never stale forever)."""
         loop = asyncio.get_running_loop()
+        within = self.adapter._snapshot_within
         while True:
             self.wake.clear()
-            if not self.due:
+            now = loop.time()
+            late = [product for product, deadline in self.awaiting.items() if deadline <= now]
+            for product in late:
+                del self.awaiting[product]
+            if late:
+                self._fault(late, f"no level2 snapshot within {within:g} s of subscribing")
+            deadlines = [*self.due.values(), *self.awaiting.values()]
+            if not deadlines:
                 await self.wake.wait()
                 continue
-            wait = min(self.due.values()) - loop.time()
-            if wait > 0:
+            ready = [product for product, due in self.due.items() if due <= now]
+            if not ready:
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(wait):
+                    async with asyncio.timeout(min(deadlines) - now):
                         await self.wake.wait()
                 continue
-            now = loop.time()
-            ready = [product for product, due in self.due.items() if due <= now]
+            for product in ready:  # before sending: the snapshot that answers may be read before send returns
+                del self.due[product]
+                self.awaiting[product] = now + within
             try:
                 await self._send("unsubscribe", "level2", ready)
                 await self._send("subscribe", "level2", ready)
             except ConnectionClosed:
                 return  # the reading loop sees the end and reconnects, subscribing everything
-            for product in ready:
-                del self.due[product]
 
     async def _send(self, kind: str, channel: str, products: Sequence[str]) -> None:
         await self.ws.send(json.dumps({"type": kind, "product_ids": list(products), "channel": channel}))

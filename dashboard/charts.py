@@ -23,6 +23,7 @@ from nicegui import ui
 
 from dashboard.history import InstrumentHistory, MarketHistory
 from feed_server.protocol.book import Side
+from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.units import SpecFormat
 
 __all__ = [
@@ -79,15 +80,24 @@ def _time_label(seconds: int) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(seconds))
 
 
-def _rows(low: int, high: int, max_rows: int) -> tuple[int, int, int]:
-    """Price rows covering ``low..high`` ticks: (first row's price, ticks per row, row count)."""
+def _grain(spec: InstrumentSpec) -> int:
+    """Ticks per order-filter tick: rows are whole multiples of it, so that their labels read at the filter's
+    decimals (an exchange's tick is its printed precision, finer than its filter); 1 without a filter."""
+    ratio = spec.price_filter / spec.tick_size
+    return int(ratio) if ratio == ratio.to_integral_value() and ratio >= 1 else 1
+
+
+def _rows(low: int, high: int, max_rows: int, grain: int = 1) -> tuple[int, int, int]:
+    """Price rows covering ``low..high`` ticks: (first row's price, ticks per row, row count); the ticks per row a
+    multiple of ``grain``."""
     step = max(1, math.ceil((high - low + 1) / max_rows))
+    step = -(-step // grain) * grain
     while True:  # aligning the first row to the step may need one row more: then wider rows
         base = low - low % step
         count = (high - base) // step + 1
         if count <= max_rows:
             return base, step, count
-        step += 1
+        step += grain
 
 
 def _row(price: float, base: int, step: int, count: int) -> int:
@@ -113,7 +123,7 @@ def price_data(history: InstrumentHistory, now_ns: int, columns: int = PRICE_COL
     prices = [m for m in mids if m is not None] + [p for _, p, _, _ in trades]
     if not prices:
         return PriceData(tuple(_time_label(first + i) for i in range(columns)), (), ("-",) * columns, (), ())
-    base, step, count = _rows(math.floor(min(prices)), math.ceil(max(prices)), PRICE_ROWS)
+    base, step, count = _rows(math.floor(min(prices)), math.ceil(max(prices)), PRICE_ROWS, _grain(history.spec))
     mid_rows = tuple("-" if m is None else _row(m, base, step, count) for m in mids)
     sides: tuple[dict[tuple[int, int], int], dict[tuple[int, int], int]] = ({}, {})
     for column, price, size, aggressor in trades:
@@ -146,7 +156,7 @@ def heatmap_data(
     prices = [p for _, levels in chosen.values() for p, _ in levels]
     if not prices:
         return HeatmapData(times, (), (), ("-",) * columns, 0)
-    base, step, count = _rows(min(prices), max(prices), HEATMAP_ROWS)
+    base, step, count = _rows(min(prices), max(prices), HEATMAP_ROWS, _grain(history.spec))
     cells: dict[tuple[int, int], int] = {}
     mid: list[int | str] = ["-"] * columns
     for column, (column_mid, levels) in chosen.items():

@@ -30,15 +30,29 @@ rounding.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Protocol
 
+from feed_server.pacing import Backoff
 from feed_server.protocol.errors import MarketDataError
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.levels import Level, LevelChange, Trade
 
-__all__ = ["BookSink", "ExchangeAdapter", "NotOnGrid", "SourceUnavailable", "decimals_in", "to_units", "unit_of"]
+__all__ = [
+    "BookSink",
+    "ExchangeAdapter",
+    "NotOnGrid",
+    "SourceUnavailable",
+    "decimals_in",
+    "retry_until_listed",
+    "to_units",
+    "unit_of",
+]
+
+logger = logging.getLogger(__name__)
 
 _INT64_MAX = 2**63 - 1  # a Level's price_ticks and size_lots are int64 on the wire
 
@@ -119,3 +133,18 @@ class ExchangeAdapter(Protocol):
     async def instruments(self) -> list[InstrumentSpec]: ...  # SourceUnavailable (one line) when it cannot
 
     async def run(self, sink: BookSink) -> None: ...  # until cancelled; never gives up
+
+
+async def retry_until_listed(load: Callable[[], Awaitable[object]], backoff: Backoff) -> None:
+    """``load()`` (an adapter's ``instruments()``) until it succeeds: each SourceUnavailable logged, then retried
+    after the backoff's next delay (an adapter run without its metadata read first never gives up)."""
+    while True:
+        try:
+            await load()
+        except SourceUnavailable as exc:
+            delay = backoff.delay()
+            logger.warning("%s; retrying in %.1f s", exc, delay)
+            await asyncio.sleep(delay)
+        else:
+            backoff.reset()
+            return

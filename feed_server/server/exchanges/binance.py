@@ -32,7 +32,7 @@ import httpx
 
 from feed_server.pacing import Backoff, ResyncPacer, Throttle
 from feed_server.protocol.instruments import InstrumentSpec
-from feed_server.server.exchanges.adapter import BookSink, SourceUnavailable
+from feed_server.server.exchanges.adapter import BookSink, SourceUnavailable, retry_until_listed
 from feed_server.server.exchanges.binance_book import (
     BookOut,
     ChangesOut,
@@ -140,14 +140,8 @@ class BinanceAdapter:
     async def run(self, sink: BookSink) -> None:
         """Stream until cancelled; every unplanned drop stales every symbol and reconnects with backoff."""
         backoff = Backoff(*self._reconnect, self._rng)
-        while not self._specs:
-            try:
-                await self.instruments()
-            except SourceUnavailable as exc:
-                delay = backoff.delay()
-                logger.warning("%s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-        backoff.reset()
+        if not self._specs:
+            await retry_until_listed(self.instruments, backoff)
         self._books = {s: SymbolBook(s, spec.tick_size, spec.lot_size) for s, spec in self._specs.items()}
         self._wanted = {s: asyncio.Event() for s in self._books}
         self._route = dict.fromkeys(self._books)

@@ -38,7 +38,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 from feed_server.pacing import Backoff, ResyncPacer, Throttle
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.levels import Trade
-from feed_server.server.exchanges.adapter import BookSink, SourceUnavailable
+from feed_server.server.exchanges.adapter import BookSink, SourceUnavailable, retry_until_listed
 from feed_server.server.exchanges.coinbase_book import (
     CoinbaseError,
     Frame,
@@ -171,14 +171,8 @@ class CoinbaseAdapter:
     async def run(self, sink: BookSink) -> None:
         """Until cancelled: connect, subscribe, check, hand over; on any loss stale everything and reconnect."""
         backoff = Backoff(*self._backoff, self._rng)
-        while not self._specs:
-            try:
-                await self.instruments()
-            except SourceUnavailable as exc:
-                delay = backoff.delay()
-                logger.warning("%s; retrying in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
-        backoff.reset()
+        if not self._specs:
+            await retry_until_listed(self.instruments, backoff)
         pacers = {product: ResyncPacer(*self._resync, 60.0, self._rng) for product in self.products}
         while True:
             try:

@@ -1,11 +1,11 @@
 """What an exchange adapter gives the feed, and the exact conversion of exchange numbers into ticks and lots.
 
-An adapter (``binance.BinanceAdapter``, ``kraken.KrakenAdapter``) knows one exchange's public WebSocket/REST
-feed. At start-up ``instruments()`` reads the symbols' metadata and returns one :class:`InstrumentSpec` per
-symbol (id ``<BASE>-<QUOTE>`` from the exchange's own metadata, exact tick and lot size, kind ``crypto``).
-Then ``run(sink)`` runs until cancelled: it connects, subscribes, keeps each symbol's book by the exchange's
-rules (Binance's update-id sequencing with a REST snapshot, Kraken's CRC32), and tells the :class:`BookSink`
-only what passed those checks:
+An adapter (``binance.BinanceAdapter``, ``kraken.KrakenAdapter``, ``coinbase.CoinbaseAdapter``) knows one
+exchange's public WebSocket/REST feed. At start-up ``instruments()`` reads the symbols' metadata and returns one
+:class:`InstrumentSpec` per symbol (id ``<BASE>-<QUOTE>`` from the exchange's own metadata, exact units and the
+order filters, kind ``crypto``). Then ``run(sink)`` runs until cancelled: it connects, subscribes, keeps each
+symbol's book by the exchange's rules (Binance's update-id sequencing with a REST snapshot, Kraken's CRC32,
+Coinbase's sequence numbers), and tells the :class:`BookSink` only what passed those checks:
 
 - ``book(id, bids, asks, time_ns)``: a whole verified book (the first one, or one rebuilt after a resync); the
   instrument is live from here;

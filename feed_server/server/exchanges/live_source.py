@@ -1,4 +1,4 @@
-"""A live exchange as the engine's source (``python -m feed_server --source binance|kraken``).
+"""A live exchange as the engine's source (``python -m feed_server --source binance|kraken|coinbase``).
 
 :class:`LiveSource` is the :class:`~feed_server.server.exchanges.adapter.BookSink` of one exchange adapter and
 an :class:`~feed_server.server.sources.EventSource` of the engine. What the adapter hands it has passed the

@@ -54,6 +54,7 @@ class Market:
     asks: Book = field(default_factory=dict)
     update_id: int = 1000
     trade_id: int = 0
+    trades: list[tuple[Decimal, Decimal]] = field(default_factory=list)  # (price, size) of every trade, in order
     poison: tuple[str, str] | None = None  # a bid level the snapshots carry while set (e.g. more decimals than 8)
 
     def info(self) -> dict[str, Any]:
@@ -82,6 +83,8 @@ class _Client:
     connection: ServerConnection
     streams: set[str]
     opened: float
+    latency: float = 0.0  # each connection's own delay (frames keep their order): trades reach two apart
+    outbox: asyncio.Queue[tuple[float, str]] = field(default_factory=asyncio.Queue)
     pending: dict[str, tuple[int, int, dict[Decimal, Decimal], dict[Decimal, Decimal]]] = field(default_factory=dict)
 
 
@@ -198,8 +201,9 @@ class FakeBinanceMarket:
                     client.pending[market.symbol] = (held[0], market.update_id, held[2], held[3])
         if self._rng.random() < 0.3:
             market.trade_id += 1
-            price = market.mid + market.price_grain * self._rng.randint(-5, 5)
-            frame = trade_frame(market.symbol, market.trade_id, text(price), text(self._size(market)), True)
+            price, size = market.mid + market.price_grain * self._rng.randint(-5, 5), self._size(market)
+            market.trades.append((price, size))
+            frame = trade_frame(market.symbol, market.trade_id, text(price), text(size), True)
             for client in self._clients:
                 if f"{market.symbol.lower()}@aggtrade" in {s.lower() for s in client.streams}:
                     self._send(client, frame)
@@ -221,19 +225,22 @@ class FakeBinanceMarket:
                 self._send(client, frame)
 
     def _send(self, client: _Client, frame: str) -> None:
-        task = asyncio.create_task(self._send_one(client, frame))
-        self._tasks.append(task)
-        task.add_done_callback(self._tasks.remove)
+        client.outbox.put_nowait((time.monotonic() + client.latency, frame))
 
-    async def _send_one(self, client: _Client, frame: str) -> None:
-        try:
-            await client.connection.send(frame)
-        except ConnectionClosed:
-            pass
+    async def _sender(self, client: _Client) -> None:
+        """One connection's frames in order, each ``latency`` after it was made."""
+        while True:
+            due, frame = await client.outbox.get()
+            if (wait := due - time.monotonic()) > 0:
+                await asyncio.sleep(wait)
+            try:
+                await client.connection.send(frame)
+            except ConnectionClosed:
+                return
 
     def quiet(self) -> bool:
         """No batch is held back for any connection."""
-        return not any(client.pending for client in self._clients)
+        return not any(client.pending or not client.outbox.empty() for client in self._clients)
 
     # -- REST -----------------------------------------------------------------------------------------------
 
@@ -297,8 +304,9 @@ class FakeBinanceMarket:
     async def _handle(self, connection: ServerConnection) -> None:
         path = connection.request.path if connection.request else ""
         streams = set(parse_qs(urlsplit(path).query).get("streams", [""])[0].split("/")) - {""}
-        client = _Client(connection, streams, time.monotonic())
+        client = _Client(connection, streams, time.monotonic(), self._rng.uniform(0.0, 0.05))
         self._clients.append(client)
+        sender = asyncio.create_task(self._sender(client))
         self.connections += 1
         try:
             async with asyncio.timeout(self.lifetime_s):
@@ -313,6 +321,7 @@ class FakeBinanceMarket:
         except ConnectionClosed:
             pass
         finally:
+            sender.cancel()
             self._clients.remove(client)
             if connection.close_code == 1011:
                 self.ping_drops += 1

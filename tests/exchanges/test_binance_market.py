@@ -148,6 +148,11 @@ async def test_renewals_move_every_book_without_a_stale_or_a_snapshot_and_pings_
         for iid in ids.values():
             assert stale_after_live(sink, iid) == [], (iid, sink.calls)
         assert [path for _, _, path in fake.requests].count("/api/v3/depth") == snapshots  # no snapshot to renew
+        for symbol, iid in ids.items():  # every trade once, none lost or repeated across the renewals
+            spec = sink.specs[iid]
+            got = [(t.price * spec.tick_size, t.size * spec.lot_size) for t in sink.trades.get(iid, [])]
+            made = fake.markets[symbol].trades
+            assert got and got == made[len(made) - len(got) :], (iid, len(got), len(made))
         assert fake.lifetime_closes == 0  # every connection was renewed before the exchange ended it
         assert fake.ping_drops == 0  # every ping had its pong
         assert fake.connections >= 5

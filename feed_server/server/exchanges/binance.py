@@ -25,6 +25,7 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -57,6 +58,7 @@ DEFAULT_WS_URL = "wss://stream.binance.com:9443"
 DEFAULT_REST_URL = "https://api.binance.com"
 MAX_STREAMS = 1024  # Binance: a single connection can listen to at most 1024 streams
 RENEW_AFTER_S = 23.5 * 3600.0  # Binance ends every connection after 24 h
+MAX_HELD_TRADES = 1000  # a renewal's new connection holds at most this many trades per symbol before the move
 RENEW_RETRY_S = 60.0  # a renewal that could not connect is tried again after this
 
 
@@ -236,6 +238,8 @@ class BinanceAdapter:
         book = self._books[symbol]
         for event in connection.pending.pop(symbol, []):
             self._deliver(book, book.on_depth(event), sink)
+        for trade in connection.pending_trades.pop(symbol, []):  # those the old one passed already are dropped
+            self._deliver(book, book.on_trade(trade), sink)
 
     def _resync(self, symbol: str, sink: BookSink, reason: str) -> None:
         book = self._books[symbol]
@@ -277,9 +281,12 @@ class BinanceAdapter:
                     return
                 outputs = book.on_depth(event)
             elif kind == "aggTrade":
-                if connection is not route:
-                    return  # the book's own connection passes its trades
-                outputs = book.on_trade(parse_agg_trade(data))
+                trade = parse_agg_trade(data)
+                if connection is not route:  # the book's own connection passes its trades; held for the move
+                    held = connection.pending_trades.setdefault(book.symbol, deque(maxlen=MAX_HELD_TRADES))
+                    held.append(trade)
+                    return
+                outputs = book.on_trade(trade)
             else:
                 raise MalformedEvent(f"unexpected stream {stream!r}")
         except MalformedEvent as exc:

@@ -14,13 +14,14 @@ import contextlib
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, WebSocketException
 
-from feed_server.server.exchanges.binance_book import DepthEvent
+from feed_server.server.exchanges.binance_book import DepthEvent, TradeEvent
 
 __all__ = ["Connection", "Shutdown", "close_stream", "open_stream", "stream_names"]
 
@@ -43,6 +44,7 @@ class Connection:
     opened: float  # monotonic
     reader: asyncio.Task[str] | None = None
     pending: dict[str, list[DepthEvent]] = field(default_factory=dict)  # while taking over: its early events
+    pending_trades: dict[str, deque[TradeEvent]] = field(default_factory=dict)  # and its early trades
 
 
 FrameHandler = Callable[[Connection, str | bytes], None]

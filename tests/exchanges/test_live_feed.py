@@ -472,6 +472,11 @@ async def test_kraken_unknown_symbol_exits_1_naming_it(kraken_fake: FakeKraken, 
             ("--source", "kraken", "--symbols", "BTC/USD", "--source-rest-url", "http://127.0.0.1:1"),
             "--source-rest-url",
         ),
+        (("--source", "kraken", "--symbols", "BTC/USD", "--source-renew-after", "5"), "--source-renew-after"),
+        (("--source", "coinbase", "--symbols", "BTC-USD", "--source-rest-weight-share", "0.5"), "binance only"),
+        (("--source", "binance", "--symbols", "BTCUSDT", "--source-rest-weight-share", "2"), "(0, 1]"),
+        (("--source", "binance", "--symbols", "BTCUSDT", "--source-renew-after", "0"), "--source-renew-after"),
+        (("--source-renew-after", "5",), "--source-renew-after"),
     ],
 )
 async def test_bad_flag_combinations_are_one_line_exit_1(args: tuple[str, ...], words: str) -> None:

@@ -23,6 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from tests.exchanges.loopback import LoopbackServer
+
 
 @dataclass(frozen=True)
 class Release:
@@ -88,7 +90,7 @@ def trade_frame(symbol: str, trade_id: int, price: str, qty: str, buyer_is_maker
 
 
 @dataclass
-class FakeBinance:
+class FakeBinance(LoopbackServer):
     """``markets``: symbol -> (baseAsset, quoteAsset, tickSize, stepSize). ``snapshots``: per symbol, the depth
     answers in order (the last one repeats). ``sessions``: per connection, its script."""
 
@@ -110,23 +112,7 @@ class FakeBinance:
 
     async def stop(self) -> None:
         self._release.set()  # a depth request still held would keep its handler, and so the server, open
-        if self._server is not None:
-            self._server.close()
-            async with asyncio.timeout(5):
-                await self._server.wait_closed()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        await self.close_server()
 
     async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)

@@ -34,6 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from tests.exchanges.fake_binance import depth_frame, trade_frame
+from tests.exchanges.loopback import LoopbackServer
 
 Book = dict[Decimal, Decimal]
 
@@ -89,7 +90,7 @@ class _Client:
 
 
 @dataclass
-class FakeBinanceMarket:
+class FakeBinanceMarket(LoopbackServer):
     markets: dict[str, Market]
     window_s: int = 60
     weight_limit: int = 6000
@@ -123,23 +124,7 @@ class FakeBinanceMarket:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._server is not None:
-            self._server.close()
-            async with asyncio.timeout(5):
-                await self._server.wait_closed()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(self._server.sockets[0].getsockname()[1])
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        await self.close_server()
 
     def trade(self, every_s: float = 0.05, symbols_per_tick: int = 3) -> None:
         """Start changing the books (and trading) every ``every_s``, a few symbols at a time."""

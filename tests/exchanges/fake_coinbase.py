@@ -30,6 +30,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from tests.exchanges.loopback import LoopbackServer
+
 PRODUCTS_PATH = "/api/v3/brokerage/market/products"
 TIME = "2023-10-06T17:35:55.440295123Z"
 TIME_NS = 1696613755_440295123
@@ -102,7 +104,7 @@ class FakeConnection:
         )
 
 
-class FakeCoinbase:
+class FakeCoinbase(LoopbackServer):
     """Start with :meth:`start` (127.0.0.1, a free port), stop with :meth:`stop` (in a ``finally``)."""
 
     def __init__(self, products: Sequence[FakeProduct]) -> None:
@@ -124,24 +126,7 @@ class FakeCoinbase:
         self._server = await serve(self._handle, "127.0.0.1", port, process_request=self._process_request)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
-                    await self._server.wait_closed()
-
-    @property
-    def port(self) -> int:
-        assert self._server is not None
-        return int(next(iter(self._server.sockets)).getsockname()[1])
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        await self.close_server()
 
     @property
     def open_connections(self) -> list[FakeConnection]:

@@ -9,15 +9,19 @@ dashboard's JSON API.
 from __future__ import annotations
 
 import asyncio
+import signal
 from decimal import Decimal
 
 import httpx
+import psutil
 
 from tests.dashboard.conftest import start_dashboard
 from tests.exchanges.fake_binance_market import FakeBinanceMarket, Market
 from tests.exchanges.live_support import DecimalBook, live_feed, shows, to_units, until, until_json, watching
 from tests.exchanges.test_binance_market import nkn_like, plain
 from tests.exchanges.test_live_feed import assert_clean
+from tests.servers import free_port
+from tests.test_run import kill_all, start_run, text_of, wait_for_line
 
 IDS = {"NKNUSDT": "NKN-USDT", "BLZETH": "BLZ-ETH", "LRCBTC": "LRC-BTC", "RUNEEUR": "RUNE-EUR"}
 
@@ -76,3 +80,39 @@ async def test_a_real_sessions_symbols_go_live_and_stay_live_across_renewals() -
             assert_clean(await asyncio.to_thread(dashboard.stop))
         await fake.stop()
     assert_clean(feed.log_text())
+
+
+async def test_the_issues_command_line_shows_every_symbol_live_on_the_dashboard() -> None:
+    """``python run.py --source binance --symbols NKNUSDT,BLZETH,LRCBTC,RUNEEUR --source-url ... --source-rest-url
+    ...``, as the defect was reported: every book live on the dashboard, NKN-USDT with its 11979.3-like sizes."""
+    fake = FakeBinanceMarket(session_markets(), seed=7)
+    await fake.start()
+    port, feed_port = free_port(), free_port()
+    process, output = start_run(
+        "--source", "binance", "--symbols", ",".join(IDS), "--source-url", fake.ws_url,
+        "--source-rest-url", fake.rest_url, "--source-renew-after", "2", "--port", str(port),
+        "--feed-port", str(feed_port),
+    )  # fmt: skip
+    children: list[psutil.Process] = []
+    try:
+        line = await asyncio.to_thread(wait_for_line, process, output, "Dashboard:", 60.0)
+        children = psutil.Process(process.pid).children(recursive=True)
+        fake.trade(every_s=0.05, symbols_per_tick=2)
+        assert line.startswith(f"Dashboard: http://127.0.0.1:{port}/"), line
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as http:
+            listed = {item["instrument_id"]: item for item in (await http.get("/api/instruments")).json()}
+            assert set(listed) == set(IDS.values())
+            assert (listed["NKN-USDT"]["lot_size"], listed["NKN-USDT"]["order_lot_size"]) == (1e-8, 1.0)
+            for iid in IDS.values():
+                await until_json(http, iid, lambda j: j["stale"] is False and bool(j["bids"]), 20)
+            fake.pause()
+            await until(fake.quiet, 5, "the fake flushing its batches")
+            nkn = await until_json(http, "NKN-USDT", shows(top(fake.markets["NKNUSDT"]), live=True), 10)
+            assert any(size != int(size) for _, size in nkn["bids"]), nkn["bids"][:5]  # off the stepSize of 1
+        process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.wait, 30.0)
+        assert process.returncode == 0, text_of(output)
+    finally:
+        await asyncio.to_thread(kill_all, process, children)
+        output.close()
+        await fake.stop()

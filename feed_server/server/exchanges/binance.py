@@ -101,6 +101,7 @@ class BinanceAdapter:
         self._wanted: dict[str, asyncio.Event] = {}
         self._route: dict[str, Connection | None] = {}  # the connection each book follows
         self._next: Connection | None = None  # a renewal's new connection, while it takes over
+        self._all_moved = asyncio.Event()  # set when every book follows the renewal's new connection
         self._throttle = Throttle(10.0)
         self.renewals = 0  # renewals completed
 
@@ -204,13 +205,12 @@ class BinanceAdapter:
             return None
         assert old.reader is not None and new.reader is not None
         self._next = new
+        self._all_moved.clear()
         moved = False
+        all_moved = asyncio.create_task(self._all_moved.wait(), name="binance-all-moved")
         try:
-            deadline = time.monotonic() + self.switch_within
-            while not self._all_on(new) and not old.reader.done() and not new.reader.done():
-                await asyncio.wait([old.reader, new.reader], timeout=min(0.05, max(deadline - time.monotonic(), 0)))
-                if time.monotonic() >= deadline:
-                    break
+            waits = [old.reader, new.reader, all_moved]
+            await asyncio.wait(waits, timeout=self.switch_within, return_when=asyncio.FIRST_COMPLETED)
             if new.reader.done():  # the new one failed: the books stay with the old one, those moved resync
                 logger.warning("binance: the renewed connection ended (%s); keeping the old one", new.reader.result())
                 for symbol, route in self._route.items():
@@ -223,18 +223,18 @@ class BinanceAdapter:
                     self._move(symbol, new, sink)
             moved = True
         finally:
+            all_moved.cancel()
             self._next = None
             await close_stream(old if moved else new)
         self.renewals += 1
         logger.info("binance: connection renewed (renewal %d)", self.renewals)
         return new
 
-    def _all_on(self, connection: Connection) -> bool:
-        return all(route is connection for route in self._route.values())
-
     def _move(self, symbol: str, connection: Connection, sink: BookSink) -> None:
         """``symbol``'s book follows ``connection`` from now on, starting with the events it held back."""
         self._route[symbol] = connection
+        if all(route is connection for route in self._route.values()):
+            self._all_moved.set()
         book = self._books[symbol]
         for event in connection.pending.pop(symbol, []):
             self._deliver(book, book.on_depth(event), sink)

@@ -97,4 +97,7 @@ async def _read(connection: Connection, on_frame: FrameHandler) -> str:
         return str(exc)
     except Shutdown:
         return "the server announced a shutdown (serverShutdown)"
+    except Exception as exc:  # a bug in the frame handling: logged, and the connection made again (never give up)
+        logger.exception("binance: unexpected error while reading the stream")
+        return f"an unexpected error ({exc!r})"
     return f"the server closed the connection ({ws.close_code} {ws.close_reason or ''})".strip()

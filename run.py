@@ -41,10 +41,9 @@ from types import FrameType
 from feed_server.bus.connection import BusUnavailable, connect
 from feed_server.cli_args import OneLineArgumentParser, host_port, int_in, nats_url, port_number
 from feed_server.client.health import feed_serving
-from feed_server.launch import child_env, http_ok, wait_ready
+from feed_server.launch import StartupError, child_env, http_ok, wait_ready
 from feed_server.protocol.book import MAX_DEPTH
-from feed_server.protocol.errors import BadRecording, StartupError
-from feed_server.record.format import RecordingReader
+from feed_server.record.format import BadRecording, RecordingReader
 from feed_server.server.exchanges.choice import EXCHANGES, SIMULATOR
 
 FEED_START_TIMEOUT = 15.0

@@ -21,8 +21,7 @@ from typing import Any
 import psutil
 
 from feed_server.client.health import feed_serving
-from feed_server.launch import REPO_ROOT, child_env, http_ok, wait_ready
-from feed_server.protocol.errors import StartupError
+from feed_server.launch import REPO_ROOT, StartupError, child_env, http_ok, wait_ready
 from tests.servers import free_port
 
 __all__ = [

@@ -18,9 +18,15 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from feed_server.protocol.errors import StartupError
+from feed_server.protocol.errors import MarketDataError
 
-__all__ = ["REPO_ROOT", "child_env", "http_ok", "wait_ready"]
+__all__ = ["REPO_ROOT", "StartupError", "child_env", "http_ok", "wait_ready"]
+
+
+
+class StartupError(MarketDataError):
+    """A process started by the launcher (run.py) did not come up: it exited, or was not ready in time."""
+
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

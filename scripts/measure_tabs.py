@@ -26,8 +26,7 @@ from playwright.sync_api import Error as PlaywrightError
 
 from bench.procs import free_port
 from bench.tabs import CHROMIUM, CHROMIUM_FLAGS
-from feed_server.launch import http_ok, wait_ready
-from feed_server.protocol.errors import StartupError
+from feed_server.launch import StartupError, http_ok, wait_ready
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = [

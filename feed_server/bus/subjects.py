@@ -3,7 +3,8 @@
 - ``marketdata.v1.book.<id>``: every message of one instrument, at full depth, as ``BookMessage`` bytes (the same
   bytes as on gRPC), with the feed's session id in the ``Marketdata-Session`` header; heartbeats included.
 - ``marketdata.v1.snapshot.<id>``: request/reply; the request is ``SnapshotRequest`` bytes, the reply a
-  ``BookMessage`` snapshot (its ``session_id`` set), or an error: no payload, the gRPC status name in the
+  ``BookMessage`` snapshot (its ``session_id`` set), or an error: no payload, the project's code
+  (feed_server.protocol.errors.Code: ``unknown_instrument``, ``bad_request``, ``unavailable``, ...) in the
   ``Marketdata-Error`` header and its message in ``Marketdata-Error-Message``.
 - ``marketdata.v1.instruments``: request/reply; any payload; every feed answers with ``ListInstrumentsResponse``
   bytes (its session in ``Marketdata-Session``), so a requester gathers the answers of all the feeds.

@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-import grpc
 import nats
 from google.protobuf.message import DecodeError
 from nats.aio.msg import Msg
@@ -50,10 +49,10 @@ from feed_server.bus.subjects import (
 )
 from feed_server.client.keeper import BookKeeper, ConnectionState
 from feed_server.client.resync import SNAPSHOT_TIMEOUT
-from feed_server.client.rpc import decode, status_error
+from feed_server.client.rpc import decode
 from feed_server.client.sync import WAITING_FOR_SNAPSHOT, InstrumentSync, SyncState
 from feed_server.protocol.book import MAX_DEPTH
-from feed_server.protocol.errors import FeedUnavailable, InvalidMessage
+from feed_server.protocol.errors import Code, FeedUnavailable, InvalidMessage, feed_error
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import instrument_from_pb
@@ -216,8 +215,8 @@ class BusSubscriber(BookKeeper):
         headers = reply.headers or {}
         status = headers.get(ERROR_HEADER)
         if status is not None:
-            code = getattr(grpc.StatusCode, status, grpc.StatusCode.UNKNOWN)
-            raise status_error(code, headers.get(ERROR_MESSAGE_HEADER) or f"{status} ({subject})")
+            code = Code(status) if status in Code.__members__.values() else Code.INTERNAL
+            raise feed_error(code, headers.get(ERROR_MESSAGE_HEADER) or f"{status} ({subject})")
         return decode(pb.BookMessage, reply.data, self.address, subject)
 
     # ------------------------------------------------------------------ watching

@@ -10,7 +10,7 @@ feed_server.client.bus_subscriber the NATS one.
 With ``reconnect=True`` (the default) ``run()`` never gives up until cancelled: any failure of a connection (a
 FeedError of any kind, the end of the stream, ``heartbeat_timeout`` seconds of silence, a message that does not
 decode, an unexpected exception while handling the stream) marks every book stale and it reconnects with
-exponential backoff and jitter; a status that retrying cannot heal soon (feed_server.client.rpc.PERMANENT_CODES)
+exponential backoff and jitter; a status that retrying cannot heal soon (feed_server.protocol.errors.Code.permanent)
 is retried every ``backoff_max`` seconds. ``problem`` says in one line why the books are not live; each distinct
 problem is logged once (a bug at ERROR with its traceback), its repeats at INFO. With ``reconnect=False`` the
 first failure is raised (the CLI's first connection).
@@ -24,15 +24,13 @@ import random
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 
-import grpc
-
 from feed_server.client.resync import Resyncs
 from feed_server.client.rpc import describe_failure
 from feed_server.client.stats import SubscriberStats
 from feed_server.client.sync import InstrumentBook, InstrumentSync, Step, SyncState
 from feed_server.pacing import Backoff, ReportOnce, Throttle
 from feed_server.protocol.book import MAX_DEPTH, OrderBook, Trade
-from feed_server.protocol.errors import BookError, FeedError, FeedUnavailable, UnknownInstrument
+from feed_server.protocol.errors import BookError, Code, FeedError, FeedUnavailable, UnknownInstrument
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 
@@ -249,7 +247,7 @@ class BookKeeper:
         for instrument_id in wanted:
             spec = self.instruments.get(instrument_id)
             if spec is None:
-                raise UnknownInstrument(f"unknown instrument id {instrument_id!r}", grpc.StatusCode.NOT_FOUND)
+                raise UnknownInstrument(f"unknown instrument id {instrument_id!r}", Code.UNKNOWN_INSTRUMENT)
             entry = self.books.get(instrument_id)
             if entry is None:
                 entry = InstrumentBook(spec, OrderBook(instrument_id, self._book_depth(instrument_id)))

@@ -16,16 +16,15 @@ import grpc.aio
 from google.protobuf.message import DecodeError, Message
 
 from feed_server.protocol.book import MAX_DEPTH
-from feed_server.protocol.errors import BadRequest, FeedError, FeedUnavailable, UnknownInstrument
+from feed_server.protocol.errors import Code, FeedError, FeedUnavailable, feed_error
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import instrument_from_pb
+from feed_server.rpc.status import from_grpc
 
 __all__ = [
     "CHANNEL_OPTIONS",
     "MAX_MESSAGE_BYTES",
-    "PERMANENT_CODES",
-    "RETRYABLE_CODES",
     "Failure",
     "FeedListing",
     "FeedStub",
@@ -33,9 +32,7 @@ __all__ = [
     "describe_failure",
     "fetch_instruments",
     "fetch_snapshot",
-    "heals_by_retrying",
     "list_instruments",
-    "status_error",
     "translate_rpc_error",
 ]
 
@@ -50,39 +47,8 @@ CHANNEL_OPTIONS: list[tuple[str, int]] = [
     # rather than reusing the one a process-wide subchannel pool may keep.
     ("grpc.use_local_subchannel_pool", 1),
 ]
-# Status codes of a lost or refused connection: translated into FeedUnavailable.
-RETRYABLE_CODES = frozenset(
-    {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.CANCELLED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-    }
-)
-# Status codes that the same request to the same server will get again: a retry cannot heal them soon (an
-# instrument the feed does not have, the wrong server, a refused request). The subscriber still retries them,
-# at its slowest pace. Every other status (INTERNAL from a corrupt frame or a reset stream, UNKNOWN, ABORTED,
-# DATA_LOSS, the codes above) and a failure without a status may heal on a new connection.
-PERMANENT_CODES = frozenset(
-    {
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.OUT_OF_RANGE,
-        grpc.StatusCode.ALREADY_EXISTS,
-    }
-)
-
 _SERVICE = "/marketdata.v1.MarketData/"
 M = TypeVar("M", bound=Message)
-
-
-def heals_by_retrying(error: FeedError) -> bool:
-    """Whether a new attempt may succeed soon, decided on the status code alone (see PERMANENT_CODES)."""
-    return error.code not in PERMANENT_CODES
 
 
 def decode(message_type: type[M], data: bytes, address: str, what: str) -> M:
@@ -112,17 +78,18 @@ class FeedStub:
 
 
 def translate_rpc_error(exc: grpc.aio.AioRpcError, address: str, what: str = "") -> FeedError:
-    """The feed_server.protocol.errors equivalent of a gRPC error, carrying the call's status as ``code``.
+    """The feed_server.protocol.errors equivalent of a gRPC error, carrying the project's code of its status.
 
-    The class follows the status code alone; the status details only word the message (a refused connection is
-    said in plain words)."""
-    code = exc.code()
+    The class follows the status alone; the status details only word the message (a refused connection is said
+    in plain words)."""
+    status = exc.code()
+    code = from_grpc(status)
     details = exc.details() or ""
-    if code == grpc.StatusCode.NOT_FOUND:
-        return status_error(code, details or f"unknown instrument ({what})")
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return status_error(code, details or f"bad request ({what})")
-    if code == grpc.StatusCode.UNAVAILABLE:
+    if code is Code.UNKNOWN_INSTRUMENT:
+        return feed_error(code, details or f"unknown instrument ({what})")
+    if code is Code.BAD_REQUEST:
+        return feed_error(code, details or f"bad request ({what})")
+    if status == grpc.StatusCode.UNAVAILABLE:
         lowered = details.lower()
         if "refused" in lowered:
             message = f"no feed server at {address} (connection refused)"
@@ -131,23 +98,12 @@ def translate_rpc_error(exc: grpc.aio.AioRpcError, address: str, what: str = "")
         else:
             message = f"feed server at {address} unavailable: {details or 'connection lost'}"
         return FeedUnavailable(message, code)
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+    if code is Code.TIMEOUT:
         return FeedUnavailable(f"feed server at {address} did not answer in time{f' ({what})' if what else ''}", code)
-    name = code.name if code is not None else "UNKNOWN"
-    if code in RETRYABLE_CODES:
+    name = status.name if status is not None else "UNKNOWN"
+    if code in (Code.UNAVAILABLE, Code.OVERLOADED) or code is Code.INTERNAL:
         return FeedUnavailable(f"stream from {address} ended: {name}: {details}", code)
     return FeedError(f"feed server at {address} failed: {name}: {details}", code)
-
-
-def status_error(code: grpc.StatusCode | None, message: str) -> FeedError:
-    """The error a feed's refusal with status ``code`` is (over gRPC, or in a NATS reply's error header)."""
-    if code == grpc.StatusCode.NOT_FOUND:
-        return UnknownInstrument(message, code)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return BadRequest(message, code)
-    if code in RETRYABLE_CODES:
-        return FeedUnavailable(message, code)
-    return FeedError(message, code)
 
 
 class FeedListing(NamedTuple):
@@ -195,11 +151,11 @@ def describe_failure(error: Exception, address: str, retry_every: float) -> Fail
     if not isinstance(error, FeedError):  # a bug, most likely to happen again
         text = f"unexpected error reading the feed at {address}: {type(error).__name__}: {error}"
         return Failure(text, f"{text}; reconnecting", f"{text}; reconnecting", False)
-    if heals_by_retrying(error):
+    if not error.permanent:
         text = str(error)
         return Failure(text, f"{text}; reconnecting", f"feed connection lost: {text}", False)
     text = str(error) if address in str(error) else f"feed at {address}: {error}"
-    code = error.code.name if error.code is not None else "no status"
+    code = error.code.value if error.code is not None else "no code"
     text = text if code in text else f"{text} ({code})"
     problem = f"{text}; retrying every {retry_every:g} s"
     return Failure(text, problem, problem, True)

@@ -1,4 +1,4 @@
-"""Every exception the product raises on purpose, in one tree.
+"""Every exception the product raises on purpose, in one tree, and the project's own status codes.
 
 ::
 
@@ -10,29 +10,91 @@
     │   ├── CrossedBook           the book after the message would have best bid >= best ask
     │   └── InvalidMessage        a malformed message (unknown side, negative size, ...)
     │       └── SnapshotMissing   an update or heartbeat came before any snapshot of its instrument
-    ├── RequestError              server side: the feed refuses a request; ``status`` names the gRPC status
-    │   ├── NoSuchInstrument      an instrument id the feed does not have (NOT_FOUND)
-    │   ├── InvalidRequest        a bad depth, a repeated id, too many ids (INVALID_ARGUMENT)
+    ├── RequestError              server side: the feed refuses a request; ``code`` says why (a Code)
+    │   ├── NoSuchInstrument      an instrument id the feed does not have (UNKNOWN_INSTRUMENT)
+    │   ├── InvalidRequest        a bad depth, a repeated id, too many ids (BAD_REQUEST)
     │   └── FeedStopped           the feed is shutting down or its engine failed (UNAVAILABLE)
-    ├── FeedError                 client side: talking to a feed server failed; ``code`` is the gRPC status
-    │   ├── FeedUnavailable       no server at the address, or the connection broke or went quiet
-    │   ├── UnknownInstrument     the server does not know an instrument id (NOT_FOUND)
-    │   └── BadRequest            the server refused the request (INVALID_ARGUMENT)
-    ├── StartupError              a process the launcher started did not come up (exited, or not ready in time)
-    └── BadRecording              a file is not a recording, has an unknown format version, or holds nothing
+    └── FeedError                 client side: talking to a feed failed; ``code`` is the Code, or None
+        ├── FeedUnavailable       no feed at the address, or the connection broke or went quiet
+        ├── UnknownInstrument     the feed does not know an instrument id (UNKNOWN_INSTRUMENT)
+        └── BadRequest            the feed refused the request (BAD_REQUEST)
 
-The server raises only RequestError; the service ends the call with its status. The consumer side raises only
-FeedError: feed_server.client.rpc translates a ``grpc.aio.AioRpcError`` into one at the boundary and keeps the
-call's status code on it (``code``, a ``grpc.StatusCode``, or None when no status ended the call, such as a
-stream that went quiet), so callers decide on the code, never on the message text.
+(The launcher's StartupError is in feed_server.launch, the recordings' BadRecording in feed_server.record.format.)
+
+:class:`Code` is the project's enum of refusal kinds. It is what travels: a NATS reply's error header carries
+its value, and the gRPC adapters alone (feed_server.rpc.status) map it to and from a ``grpc.StatusCode``. The
+server raises only RequestError, and its adapters end the call with the code's status. The consumer side raises
+only FeedError, translated at each transport's boundary, so callers decide on ``code``, never on the message
+text.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from enum import StrEnum
 
-if TYPE_CHECKING:
-    import grpc
+__all__ = [
+    "BadRequest",
+    "BookError",
+    "ChecksumMismatch",
+    "Code",
+    "CrossedBook",
+    "DigestMismatch",
+    "FeedError",
+    "FeedStopped",
+    "FeedUnavailable",
+    "InvalidMessage",
+    "InvalidRequest",
+    "MarketDataError",
+    "NoSuchInstrument",
+    "RequestError",
+    "SequenceGap",
+    "SnapshotMissing",
+    "UnknownInstrument",
+    "feed_error",
+]
+
+
+class Code(StrEnum):
+    """Why a feed refused or failed a call, in the project's own terms (whatever the transport)."""
+
+    UNKNOWN_INSTRUMENT = "unknown_instrument"
+    """The feed does not have an instrument the request names."""
+    BAD_REQUEST = "bad_request"
+    """The request is malformed (a depth out of range, a repeated id, too many ids)."""
+    REFUSED = "refused"
+    """The feed refuses the request for another reason the same request will meet again."""
+    UNAUTHENTICATED = "unauthenticated"
+    """The call carries no valid credentials."""
+    PERMISSION_DENIED = "permission_denied"
+    """The credentials do not allow the call."""
+    UNSUPPORTED = "unsupported"
+    """The server does not offer the call (another server at the address, or an older feed)."""
+    UNAVAILABLE = "unavailable"
+    """No feed answers, the connection broke, or the feed is shutting down."""
+    TIMEOUT = "timeout"
+    """The feed did not answer in time."""
+    OVERLOADED = "overloaded"
+    """The feed or a limit on the way is out of a resource (too many subscriptions, a message too large)."""
+    INTERNAL = "internal"
+    """The call failed in the server or on the way for another reason (a reset stream, a corrupt frame)."""
+
+    @property
+    def permanent(self) -> bool:
+        """Whether the same request to the same feed will meet the same answer for a while (retrying cannot heal
+        it soon; subscribers still retry it, at their slowest pace)."""
+        return self in _PERMANENT
+
+
+_PERMANENT = frozenset(
+    {
+        Code.UNKNOWN_INSTRUMENT,
+        Code.BAD_REQUEST,
+        Code.REFUSED,
+        Code.UNAUTHENTICATED,
+        Code.PERMISSION_DENIED,
+        Code.UNSUPPORTED,
+    }
+)
 
 
 class MarketDataError(Exception):
@@ -100,37 +162,43 @@ class SnapshotMissing(InvalidMessage):
 
 
 class RequestError(MarketDataError):
-    """The feed refuses a request (server side). ``status`` is the name of the gRPC status to end the call with."""
+    """The feed refuses a request (server side). ``code`` says why; the adapters end the call with it."""
 
-    status = "INVALID_ARGUMENT"
+    code = Code.BAD_REQUEST
 
 
 class NoSuchInstrument(RequestError):
     """The request names an instrument the feed does not have."""
 
-    status = "NOT_FOUND"
+    code = Code.UNKNOWN_INSTRUMENT
 
 
 class InvalidRequest(RequestError):
     """The request is malformed: a depth out of range, a repeated id, too many ids."""
 
-    status = "INVALID_ARGUMENT"
+    code = Code.BAD_REQUEST
 
 
 class FeedStopped(RequestError):
     """The feed takes no new subscription: it is shutting down, or its engine failed."""
 
-    status = "UNAVAILABLE"
+    code = Code.UNAVAILABLE
 
 
 class FeedError(MarketDataError):
-    """Talking to the feed server failed (client side).
+    """Talking to the feed failed (client side).
 
-    ``code`` is the ``grpc.StatusCode`` that ended the call, or None when none did (a stream that went quiet)."""
+    ``code`` is the Code of the feed's answer that ended the call, or None when none did (a stream that went
+    quiet, a message that does not decode)."""
 
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+    def __init__(self, message: str, code: Code | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+    @property
+    def permanent(self) -> bool:
+        """Whether retrying cannot heal it soon, decided on the code alone (:attr:`Code.permanent`)."""
+        return self.code is not None and self.code.permanent
 
 
 class FeedUnavailable(FeedError):
@@ -145,9 +213,12 @@ class BadRequest(FeedError):
     """The feed server refused the request as invalid."""
 
 
-class StartupError(MarketDataError):
-    """A process started by the launcher (run.py) did not come up: it exited, or was not ready in time."""
-
-
-class BadRecording(MarketDataError):
-    """A file is not a recording (feed_server.record), has a format version this code cannot read, or is empty."""
+def feed_error(code: Code | None, message: str) -> FeedError:
+    """The FeedError a feed's answer with ``code`` is, whatever the transport that carried it."""
+    if code is Code.UNKNOWN_INSTRUMENT:
+        return UnknownInstrument(message, code)
+    if code is Code.BAD_REQUEST:
+        return BadRequest(message, code)
+    if code in (Code.UNAVAILABLE, Code.TIMEOUT, Code.OVERLOADED):
+        return FeedUnavailable(message, code)
+    return FeedError(message, code)

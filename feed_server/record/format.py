@@ -28,7 +28,7 @@ from typing import BinaryIO
 
 import zstandard
 
-from feed_server.protocol.errors import BadRecording
+from feed_server.protocol.errors import MarketDataError
 from feed_server.protocol.pb import market_data_pb2 as pb
 
 __all__ = [
@@ -37,10 +37,15 @@ __all__ = [
     "FRAME_RECORDS",
     "FRAME_SECONDS",
     "MAGIC",
+    "BadRecording",
     "RecordingReader",
     "RecordingWriter",
     "encode_record",
 ]
+
+
+class BadRecording(MarketDataError):
+    """A file is not a recording, has a format version this code cannot read, or is empty."""
 
 logger = logging.getLogger(__name__)
 

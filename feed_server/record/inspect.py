@@ -16,11 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from feed_server.protocol.book import Side
-from feed_server.protocol.errors import BadRecording
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.units import SpecFormat, aggressor_name
 from feed_server.protocol.wire import instrument_from_pb
-from feed_server.record.format import FORMAT_VERSION, RecordingReader
+from feed_server.record.format import FORMAT_VERSION, BadRecording, RecordingReader
 
 __all__ = [
     "BOOK_COLUMNS",

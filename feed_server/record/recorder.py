@@ -26,7 +26,6 @@ from feed_server.client.rpc import (
     FeedStub,
     decode,
     fetch_instruments,
-    heals_by_retrying,
     translate_rpc_error,
 )
 from feed_server.pacing import Backoff
@@ -167,7 +166,7 @@ class _Session:
                 error: FeedError = FeedUnavailable(f"the feed at {self.options.address} ended the stream")
             except grpc.aio.AioRpcError as exc:
                 error = translate_rpc_error(exc, self.options.address, "Subscribe")
-                if not heals_by_retrying(error):
+                if error.permanent:
                     raise error from exc
             except FeedUnavailable as exc:  # a first item that does not decode
                 error = exc

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from feed_server.bus.connection import BusUnavailable
 from feed_server.cli_args import OneLineArgumentParser, float_in, int_in, nats_url, port_number
-from feed_server.protocol.errors import BadRecording
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
+from feed_server.record.format import BadRecording
 from feed_server.server.exchanges.adapter import ExchangeAdapter, SourceUnavailable
 from feed_server.server.exchanges.choice import EXCHANGES, SIMULATOR, SourceOptions, make_adapter, open_live_source
 from feed_server.server.fanout import DEFAULT_MAX_BACKLOG

@@ -158,7 +158,7 @@ class NatsPublisher:
             ids, depth = validate_request([instrument_id], request.depth, fanout.sources, fanout.max_depth)
             snapshot = fanout.get_snapshot(ids[0], depth)
         except RequestError as exc:
-            await self._reply(msg, b"", {ERROR_HEADER: exc.status, ERROR_MESSAGE_HEADER: str(exc)})
+            await self._reply(msg, b"", {ERROR_HEADER: exc.code.value, ERROR_MESSAGE_HEADER: str(exc)})
             return
         snapshot.session_id = fanout.session_id
         await self._reply(msg, snapshot.SerializeToString(), {SESSION_HEADER: fanout.session_id})

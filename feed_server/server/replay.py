@@ -36,11 +36,11 @@ from pathlib import Path
 from time import monotonic_ns
 
 from feed_server.protocol.book import MAX_DEPTH, LevelChange, OrderBook, Side, Trade
-from feed_server.protocol.errors import BadRecording, BookError
+from feed_server.protocol.errors import BookError
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import apply_body, instrument_from_pb
-from feed_server.record.format import RecordingReader
+from feed_server.record.format import BadRecording, RecordingReader
 from feed_server.server.fanout import Fanout
 from feed_server.server.simulator import Event
 from feed_server.server.sources import END_NS

@@ -34,6 +34,7 @@ from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.protocol.wire import instrument_to_pb
+from feed_server.rpc.status import to_grpc
 from feed_server.server.fanout import Fanout
 from feed_server.server.faults import FAULT_KINDS, FaultInjector
 
@@ -167,4 +168,4 @@ class MarketDataServicer(market_data_pb2_grpc.MarketDataServicer):  # type: igno
 
 async def _abort(context: grpc.aio.ServicerContext, error: RequestError) -> None:
     """End the call with the error's status and message (the boundary where RequestError becomes a status)."""
-    await context.abort(grpc.StatusCode[error.status], str(error))
+    await context.abort(to_grpc(error.code), str(error))

@@ -159,7 +159,7 @@ async def test_once_live_it_survives_a_feed_restart_and_exits_0_at_the_end_of_it
 
 
 async def test_an_instrument_the_restarted_feed_dropped_is_shown_stale_and_retried() -> None:
-    """Live on a feed with AAPL; the feed restarts without it: STALE, the client keeps trying (NOT_FOUND is
+    """Live on a feed with AAPL; the feed restarts without it: STALE, the client keeps trying (unknown_instrument is
     reported once), and when the feed has it again the book is live again."""
     port = free_port()
     address = f"127.0.0.1:{port}"
@@ -189,7 +189,7 @@ async def test_an_instrument_the_restarted_feed_dropped_is_shown_stale_and_retri
         await without.start()
         servers.append(without)
         async with asyncio.timeout(15):
-            while b"NOT_FOUND" not in (logged := await process.stderr.readline()):
+            while b"unknown_instrument" not in (logged := await process.stderr.readline()):
                 assert logged, "the client ended"
         assert process.returncode is None
         await without.stop(grace=0.1)

@@ -75,7 +75,7 @@ def subscriber_records(caplog: pytest.LogCaptureFixture, level: int) -> list[log
         ("raise", "UNKNOWN", False),
         ("RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED", False),
         ("live-then-internal", "INTERNAL", False),  # live for a moment, then the stream fails
-        ("NOT_FOUND", "NOT_FOUND", True),  # an instrument a restarted feed dropped
+        ("NOT_FOUND", "unknown_instrument", True),  # an instrument a restarted feed dropped
         ("FAILED_PRECONDITION", "FAILED_PRECONDITION", True),
         (None, "UNIMPLEMENTED", True),  # the wrong server: no MarketData service at all
     ],
@@ -135,7 +135,7 @@ async def test_a_permanent_problem_is_retried_at_the_backoff_cap(caplog: pytest.
             # Every 0.3 s from the first attempt: 3 retries in 1 s (an exponential 0.01 s start would make 6+).
             assert 2 <= subscriber.stats.reconnects <= 4, subscriber.stats.reconnects
             assert subscriber.problem == (
-                f"feed at 127.0.0.1:{port}: unknown instrument id 'XYZ' (NOT_FOUND); retrying every 0.3 s"
+                f"feed at 127.0.0.1:{port}: unknown instrument id 'XYZ' (unknown_instrument); retrying every 0.3 s"
             )
             assert subscriber.books["AAPL"].stale_reason == subscriber.problem
             assert len(subscriber_records(caplog, logging.WARNING)) == 1

@@ -17,7 +17,7 @@ from feed_server.client.rpc import list_instruments
 from feed_server.client.subscriber import ConnectionState, FeedSubscriber
 from feed_server.protocol.book import Trade
 from feed_server.protocol.checksum import compute_checksum
-from feed_server.protocol.errors import BadRequest, FeedUnavailable, UnknownInstrument
+from feed_server.protocol.errors import BadRequest, Code, FeedUnavailable, UnknownInstrument
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
@@ -261,13 +261,13 @@ async def test_without_reconnect_request_errors_are_raised_translated() -> None:
         with pytest.raises(UnknownInstrument, match="NOPE") as not_found:
             async with asyncio.timeout(5):
                 await unknown.run()
-        assert not_found.value.code == grpc.StatusCode.NOT_FOUND
+        assert not_found.value.code is Code.UNKNOWN_INSTRUMENT
         assert unknown.state is ConnectionState.STOPPED
         duplicate = FeedSubscriber(server.address, ["AAPL", "AAPL"], reconnect=False)
         with pytest.raises(BadRequest) as refused:
             async with asyncio.timeout(5):
                 await duplicate.run()
-        assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT  # the status travels on the error
+        assert refused.value.code is Code.BAD_REQUEST  # the code travels on the error
         with pytest.raises(UnknownInstrument):  # wait_live reports why the subscriber stopped
             await unknown.wait_live(timeout=1)
     with pytest.raises(ValueError):
@@ -278,7 +278,7 @@ async def test_nobody_listening() -> None:
     address = f"127.0.0.1:{free_port()}"
     with pytest.raises(FeedUnavailable, match="connection refused") as refused:
         await list_instruments(address, timeout=3)
-    assert refused.value.code == grpc.StatusCode.UNAVAILABLE
+    assert refused.value.code is Code.UNAVAILABLE
     subscriber = FeedSubscriber(address, reconnect=False)
     with pytest.raises(FeedUnavailable, match=f"no feed server at {address}"):
         async with asyncio.timeout(5):

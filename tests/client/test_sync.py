@@ -438,8 +438,8 @@ def test_a_stale_book_says_why() -> None:
     assert sync.entry.stale_reason == "feed connection lost: no message for 2 s" and len(step.notifications) == 1
     assert not sync.reset("feed connection lost: no message for 2 s").notifications
     version, levels_version = sync.entry.version, sync.entry.levels_version
-    step = sync.reset("feed at x: unknown instrument id 'TEST' (NOT_FOUND); retrying every 5 s")
-    assert len(step.notifications) == 1 and "NOT_FOUND" in (sync.entry.stale_reason or "")
+    step = sync.reset("feed at x: unknown instrument id 'TEST' (unknown_instrument); retrying every 5 s")
+    assert len(step.notifications) == 1 and "unknown_instrument" in (sync.entry.stale_reason or "")
     assert sync.entry.version == version + 1 and sync.entry.levels_version == levels_version + 1
     sync.reset()
     assert sync.entry.stale_reason == WAITING_FOR_SNAPSHOT

@@ -14,8 +14,7 @@ from typing import IO
 import pytest
 from playwright.sync_api import BrowserContext, Page, ViewportSize, sync_playwright
 
-from feed_server.launch import http_ok, wait_ready
-from feed_server.protocol.errors import StartupError
+from feed_server.launch import StartupError, http_ok, wait_ready
 from tests.servers import CHROMIUM, child_env, free_port, start_feed_process, stop_process, wait_for_health
 from tests.servers import CHROMIUM_FLAGS as CHROMIUM_ARGS
 

@@ -9,10 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from feed_server.protocol.errors import BadRecording
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.record import format as recording_format
-from feed_server.record.format import FORMAT_VERSION, MAGIC, RecordingReader, RecordingWriter, encode_record
+from feed_server.record.format import (
+    FORMAT_VERSION,
+    MAGIC,
+    BadRecording,
+    RecordingReader,
+    RecordingWriter,
+    encode_record,
+)
 
 HEADER = pb.RecordingHeader(depth=100, source_address="127.0.0.1:50051", session_id="s1", start_time_ns=123)
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from feed_server.protocol.book import OrderBook
-from feed_server.protocol.errors import FeedStopped
+from feed_server.protocol.errors import Code, FeedStopped
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.wire import apply_message
 from feed_server.server.engine import Engine
@@ -68,7 +68,7 @@ async def test_a_failed_engine_ends_every_subscription_and_refuses_new_ones():
     assert reason is not None and reason.startswith("the feed's engine failed: RuntimeError: crashed on purpose")
     with pytest.raises(FeedStopped, match="crashed on purpose") as info:
         engine.fanout.subscribe(["AAPL"], 5)
-    assert info.value.status == "UNAVAILABLE"
+    assert info.value.code is Code.UNAVAILABLE
     with pytest.raises(FeedStopped, match="crashed on purpose"):
         engine.fanout.get_snapshot("AAPL", 5)
 

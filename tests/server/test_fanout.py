@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from feed_server.protocol.errors import FeedError, InvalidRequest, NoSuchInstrument, RequestError
+from feed_server.protocol.errors import Code, FeedError, InvalidRequest, NoSuchInstrument, RequestError
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.server.engine import Engine
@@ -17,10 +17,10 @@ def test_bad_subscriptions_raise_request_errors_with_their_status() -> None:
     fanout = Engine(DEFAULT_INSTRUMENTS[:2], seed=1, rate=50.0).fanout
     with pytest.raises(NoSuchInstrument) as unknown:
         fanout.subscribe(["NOPE"], 10)
-    assert unknown.value.status == "NOT_FOUND" and not isinstance(unknown.value, FeedError)
+    assert unknown.value.code is Code.UNKNOWN_INSTRUMENT and not isinstance(unknown.value, FeedError)
     with pytest.raises(InvalidRequest) as depth:
         fanout.get_snapshot("AAPL", 101)
-    assert depth.value.status == "INVALID_ARGUMENT" and "101" in str(depth.value)
+    assert depth.value.code is Code.BAD_REQUEST and "101" in str(depth.value)
     with pytest.raises(RequestError):
         fanout.subscribe(["AAPL", "AAPL"], 10)
     assert fanout.subscriber_count == 0

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from feed_server.protocol.book import MAX_DEPTH, OrderBook
-from feed_server.protocol.errors import BadRecording, InvalidRequest
+from feed_server.protocol.errors import InvalidRequest
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import apply_message, instrument_to_pb
-from feed_server.record.format import RecordingReader, RecordingWriter
+from feed_server.record.format import BadRecording, RecordingReader, RecordingWriter
 from feed_server.server.engine import Engine
 from feed_server.server.replay import ReplaySource
 

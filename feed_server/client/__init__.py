@@ -1,9 +1,36 @@
-"""The consumer side of the feed, used by the CLI and the dashboard; it never imports the server side.
+"""The consumer library: verified order books of a feed, for scripts, the CLI and the dashboard.
 
-``sync`` (the per-instrument sync state machine, pure), ``keeper`` (BookKeeper: the books, listeners and
-never-give-up reconnect loop every transport shares), its transport adapters ``subscriber`` (FeedSubscriber,
-gRPC) and ``bus_subscriber`` (BusSubscriber, NATS), ``addresses`` (the adapter for an address: ``HOST:PORT`` or
-``nats://HOST:PORT``), ``resync`` (the paced snapshot requests of broken instruments), ``rpc`` (channel options,
-the calls, gRPC error translation, the instrument list), ``health`` (the gRPC health probe), ``book_text`` (the CLI's
-text rendering of a book), ``cli`` (``python -m feed_server.client``).
+The public API (the README's "Scripts in Python" teaches it)::
+
+    from feed_server.client import connect, FeedError, FeedUnavailable, UnknownInstrument
+
+    async with connect("127.0.0.1:50051", instruments=["BTC-USD"], depth=10) as feed:  # or "nats://HOST:PORT"
+        await feed.wait_live(timeout=10.0)
+        book = feed.book("BTC-USD")          # Book: .bids .asks (Decimal pairs, best first) .mid .live ...
+        async for update in feed.updates():  # every verified message, in order per instrument
+            ...
+
+Every name in ``__all__`` is the public API, guarded by tests/client/test_exports.py. The modules behind it:
+``feed`` (connect, Feed, the bounded updates), ``views`` (Instrument, Book, Trade, Update), ``keeper`` (the
+books and the never-give-up connection life), ``sync`` (the per-instrument sync state machine, pure), the
+transports ``subscriber`` (gRPC) and ``bus_subscriber`` (NATS), ``addresses`` (an address picks its transport),
+``resync``, ``rpc``, ``health``, ``book_text`` and ``cli`` (``python -m feed_server.client``).
 """
+
+from feed_server.client.feed import Feed, connect
+from feed_server.client.views import Book, Instrument, Trade, Update
+from feed_server.protocol.errors import BadRequest, Code, FeedError, FeedUnavailable, UnknownInstrument
+
+__all__ = [
+    "BadRequest",
+    "Book",
+    "Code",
+    "Feed",
+    "FeedError",
+    "FeedUnavailable",
+    "Instrument",
+    "Trade",
+    "UnknownInstrument",
+    "Update",
+    "connect",
+]

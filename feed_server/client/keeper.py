@@ -108,6 +108,10 @@ class BookKeeper:
             session=self._session_of,
         )
         self._live = asyncio.Event()
+        self.failure: Exception | None = None
+        """The error that ended the last failed connection (None before any failure)."""
+        self.changed = asyncio.Event()
+        """Set when the instruments are taken from a listing and when a connection fails; its waiter clears it."""
         self._stopped = asyncio.Event()
         self._error: BaseException | None = None
         self._running = False
@@ -204,6 +208,8 @@ class BookKeeper:
             self._backoff.reset()  # the connection had succeeded: this is a new outage
             self._reported.clear()
         self._live_since = None
+        self.failure = error
+        self.changed.set()
         failure = describe_failure(error, self.address, self._backoff.maximum)
         # The same request would be refused again for a while: retried at the slowest pace.
         delay = self._backoff.maximum if failure.permanent else self._backoff.delay()
@@ -255,6 +261,7 @@ class BookKeeper:
                 self._syncs[instrument_id] = InstrumentSync(entry)
             else:
                 entry.spec = spec
+        self.changed.set()
 
     def _connection_lost(self, reason: str) -> None:
         self._resyncs.cancel_all()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from decimal import Decimal
@@ -18,6 +19,7 @@ import pytest
 
 import feed_server.client
 from feed_server.client import Book, FeedUnavailable, Instrument, UnknownInstrument, Update, connect
+from feed_server.launch import REPO_ROOT, child_env
 from feed_server.protocol.book import OrderBook
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
@@ -240,3 +242,31 @@ async def test_nats_books_are_verified_in_order_and_equal_an_independent_consume
                     assert (update.book.bids, update.book.asks) == (other.bids, other.asks)
                     shared += 1
             assert shared >= 100
+
+
+async def test_the_example_script_runs_against_a_real_feed() -> None:
+    """scripts/book_example.py, the README's example, uses only the public API and prints verified updates."""
+    async with running_feed_server(rate=200.0) as server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "book_example.py"),
+            server.address,
+            "ETH-USD",
+            "5",
+            cwd="/",  # from another directory than the checkout
+            env=child_env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(30):
+            out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    lines = out.decode().splitlines()
+    assert lines[0].startswith("ETH-USD: bid ") and len(lines) == 6, lines
+    assert all(line.startswith("seq ") and " live best " in line for line in lines[1:]), lines
+    source = (REPO_ROOT / "scripts" / "book_example.py").read_text()
+    imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
+    assert all(
+        line in ("import asyncio", "import sys") or line.startswith("from feed_server.client import")
+        for line in imports
+    )

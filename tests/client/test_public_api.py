@@ -270,3 +270,36 @@ async def test_the_example_script_runs_against_a_real_feed() -> None:
         line in ("import asyncio", "import sys") or line.startswith("from feed_server.client import")
         for line in imports
     )
+
+
+async def test_the_readme_example_runs_as_written() -> None:
+    """The README's "Scripts in Python" block, run against a real feed (its address swapped in) until it has
+    printed the tick size, the top of the book, live updates and a trade."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("### Scripts in Python") :]
+    code = section[section.index("```python\n") + len("```python\n") : section.index("\n```\n")]
+    async with running_feed_server(rate=400.0) as server:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            code.replace("127.0.0.1:50051", server.address),
+            cwd="/",
+            env=child_env(),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        lines: list[str] = []
+        try:
+            async with asyncio.timeout(30):
+                while not any(line.startswith(("buy ", "sell ")) for line in lines) or len(lines) < 5:
+                    line = (await process.stdout.readline()).decode()
+                    assert line, (lines, await process.stderr.read() if process.stderr else b"")
+                    lines.append(line.rstrip("\n"))
+        finally:
+            process.kill()
+            await process.communicate()
+    assert lines[0] == str(SPECS["BTC-USD"].tick_size)
+    bid, ask, mid, sequence, checksum = lines[1].split()
+    assert Decimal(bid) < Decimal(mid) < Decimal(ask) and int(sequence) > 0 and checksum.isdigit()
+    assert any(line.startswith("BTC-USD ") and line.endswith(" True None") for line in lines[2:])

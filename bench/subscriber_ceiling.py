@@ -13,7 +13,7 @@ event, which costs more per change (the work per message is shared by fewer chan
 
 Timed with ``time.process_time()`` (this process's CPU only: the machine is shared), over every item: the decoding
 (``SubscribeResponse.FromString``) and the consumer's per-message path as
-:class:`~feed_server.client.subscriber.FeedSubscriber` runs it (``InstrumentSync.on_live_message``, and
+:class:`~feed_server.client.keeper.Subscriber` runs it (``InstrumentSync.on_live_message``, and
 ``on_stream`` for what that declines: the first snapshots), so the sequence, the checksum, the book digest and
 the crossing are verified on every message, and every message must be applied. The subscriber's own counters and
 listener calls are not in it. The baseline is the decoding alone, with the same walk over the messages: the

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from dashboard.bridge import FeedBridge
 from dashboard.owned_task import OwnedTask
-from feed_server.client.subscriber import InstrumentBook
+from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.book import Level, Side, Trade
 from feed_server.protocol.instruments import InstrumentSpec
 

@@ -15,7 +15,8 @@ from nicegui import events, ui
 from dashboard.bridge import NOT_LIVE_YET, FeedBridge
 from dashboard.formatting import Row, format_last_trade
 from dashboard.page_parts import assign_rows, header_controls, marked, status_text
-from feed_server.client.subscriber import ConnectionState, InstrumentBook
+from feed_server.client.keeper import ConnectionState
+from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.units import SpecFormat, format_spread
 

@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 from nicegui import app, ui
 
-from feed_server.client.subscriber import ConnectionState, InstrumentBook
+from feed_server.client.keeper import ConnectionState
+from feed_server.client.sync import InstrumentBook
 
 __all__ = [
     "DARK_MODE_KEY",

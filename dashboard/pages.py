@@ -31,7 +31,7 @@ from dashboard.history import get_history
 from dashboard.ladder import group_levels, grouping_label, grouping_options, ladder_rows, levels_needed
 from dashboard.overview import OverviewPage, book_link
 from dashboard.page_parts import STATUS_CLASSES, assign_rows, header_controls, marked, status_text
-from feed_server.client.subscriber import InstrumentBook
+from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.book import MAX_DEPTH, Side, Trade
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.units import format_mid, format_spread

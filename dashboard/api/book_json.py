@@ -33,7 +33,7 @@ from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.units import FixedPoint, SpecFormat, aggressor_name
 
 if TYPE_CHECKING:
-    from feed_server.client.subscriber import InstrumentBook
+    from feed_server.client.sync import InstrumentBook
 
 __all__ = [
     "NOT_LIVE",

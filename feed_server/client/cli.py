@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--address",
         type=feed_address,
         default=DEFAULT_ADDRESS,
-        help=f"feed server HOST:PORT, or nats://HOST:PORT for the feeds on NATS (default {DEFAULT_ADDRESS})"
+        help=f"feed server HOST:PORT, or nats://HOST:PORT for the feeds on NATS (default {DEFAULT_ADDRESS})",
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--instrument", metavar="ID", help="the instrument to subscribe to")

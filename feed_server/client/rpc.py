@@ -25,11 +25,9 @@ from feed_server.rpc.status import from_grpc
 __all__ = [
     "CHANNEL_OPTIONS",
     "MAX_MESSAGE_BYTES",
-    "Failure",
     "FeedListing",
     "FeedStub",
     "decode",
-    "describe_failure",
     "fetch_instruments",
     "fetch_snapshot",
     "list_instruments",
@@ -136,33 +134,12 @@ async def list_instruments(address: str, timeout: float = 5.0) -> list[Instrumen
         return (await fetch_instruments(FeedStub(channel), address, timeout)).specs
 
 
-class Failure(NamedTuple):
-    """How a failed connection is told: ``text`` what happened, ``problem`` the subscriber's one-line state,
-    ``book_reason`` each book's stale reason, and whether retrying cannot heal it soon (``permanent``)."""
-
-    text: str
-    problem: str
-    book_reason: str
-    permanent: bool
-
-
-def describe_failure(error: Exception, address: str, retry_every: float) -> Failure:
-    """The words for a connection that ended with ``error`` (a FeedError, or a bug's exception)."""
-    if not isinstance(error, FeedError):  # a bug, most likely to happen again
-        text = f"unexpected error reading the feed at {address}: {type(error).__name__}: {error}"
-        return Failure(text, f"{text}; reconnecting", f"{text}; reconnecting", False)
-    if not error.permanent:
-        text = str(error)
-        return Failure(text, f"{text}; reconnecting", f"feed connection lost: {text}", False)
-    text = str(error) if address in str(error) else f"feed at {address}: {error}"
-    code = error.code.value if error.code is not None else "no code"
-    text = text if code in text else f"{text} ({code})"
-    problem = f"{text}; retrying every {retry_every:g} s"
-    return Failure(text, problem, problem, True)
-
-
 async def fetch_snapshot(
-    stub: FeedStub, address: str, request: pb.SnapshotRequest, *, timeout: float  # noqa: ASYNC109 (the RPC deadline)
+    stub: FeedStub,
+    address: str,
+    request: pb.SnapshotRequest,
+    *,
+    timeout: float,  # noqa: ASYNC109 (the RPC deadline)
 ) -> pb.BookMessage:
     """GetSnapshot, decoded; FeedError (translated) when it fails. (A resync's ``fetch`` over gRPC.)"""
     what = f"GetSnapshot {request.instrument_id}"

@@ -3,7 +3,7 @@
 An :class:`InstrumentSync` takes the instrument's stream messages (``on_stream``) and the answers to its
 own snapshot requests (``on_snapshot``) and tells its caller what happened in a :class:`Step`: which
 messages were applied (one listener call each), whether the stale flag flipped, which fault was detected,
-and whether a fresh snapshot must be requested. The caller (feed_server.client.subscriber) does the I/O.
+and whether a fresh snapshot must be requested. The caller (feed_server.client.keeper, over a transport) does the I/O.
 
 States::
 

@@ -17,7 +17,7 @@ from contextlib import ExitStack, closing
 
 from websockets.asyncio.client import connect
 
-from feed_server.client.subscriber import FeedSubscriber
+from feed_server.client.grpc_transport import FeedSubscriber
 from feed_server.protocol.book import MAX_DEPTH, Level
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from tests.bus.dashboards import PublishingFeed, RestView, dashboard_on, wait_for

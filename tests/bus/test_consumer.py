@@ -1,4 +1,4 @@
-"""The NATS consumer (feed_server.client.bus_subscriber) against a real nats-server and real in-process feeds: its
+"""The NATS consumer (feed_server.client.nats_transport) against a real nats-server and real in-process feeds: its
 books equal a gRPC subscriber's at every shared sequence (full depth and depth 5, two consumers at once), injected
 faults on the published stream are detected and repaired, sharded feeds go stale and come back alone, a NATS
 restart stales then revives every book, and the first connection's errors are the right FeedErrors."""
@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from feed_server.client.bus_subscriber import BusSubscriber
+from feed_server.client.grpc_transport import FeedSubscriber
 from feed_server.client.keeper import BookKeeper, ConnectionState
-from feed_server.client.subscriber import FeedSubscriber
+from feed_server.client.nats_transport import BusSubscriber
 from feed_server.protocol.book import Level, Trade
 from feed_server.protocol.errors import FeedUnavailable, UnknownInstrument
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec

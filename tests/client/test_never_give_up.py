@@ -13,7 +13,8 @@ import grpc
 import grpc.aio
 import pytest
 
-from feed_server.client.subscriber import ConnectionState, FeedSubscriber
+from feed_server.client.grpc_transport import FeedSubscriber
+from feed_server.client.keeper import ConnectionState
 from feed_server.client.sync import InstrumentSync
 from feed_server.protocol.checksum import compute_checksum
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS

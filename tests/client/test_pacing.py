@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from feed_server.client.subscriber import FeedSubscriber
+from feed_server.client.grpc_transport import FeedSubscriber
 from feed_server.pacing import ResyncPacer, Throttle
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from tests.client.support import running

@@ -13,8 +13,9 @@ import grpc
 import grpc.aio
 import pytest
 
+from feed_server.client.grpc_transport import FeedSubscriber
+from feed_server.client.keeper import ConnectionState, Subscriber
 from feed_server.client.rpc import list_instruments
-from feed_server.client.subscriber import ConnectionState, FeedSubscriber
 from feed_server.protocol.book import Trade
 from feed_server.protocol.checksum import compute_checksum
 from feed_server.protocol.errors import BadRequest, Code, FeedUnavailable, UnknownInstrument
@@ -43,7 +44,7 @@ class Record:
 class Recorder:
     """A listener that records what every call exposes: the book as it is at that call, and whether it is stale."""
 
-    def __init__(self, subscriber: FeedSubscriber) -> None:
+    def __init__(self, subscriber: Subscriber) -> None:
         self.subscriber = subscriber
         self.records: list[Record] = []
         self.trades = 0
@@ -80,7 +81,7 @@ def assert_records_true(records: list[Record], seed: int, rate: float, depth: in
     return checked
 
 
-def state_of(subscriber: FeedSubscriber) -> ConnectionState:
+def state_of(subscriber: Subscriber) -> ConnectionState:
     """The subscriber's state now (a call, so that type checkers do not narrow it across awaits)."""
     return subscriber.state
 

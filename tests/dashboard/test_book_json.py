@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dashboard.api.book_json import BookJsonCache, encode_book
-from feed_server.client.subscriber import InstrumentBook
+from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.book import OrderBook, Side
 from feed_server.protocol.instruments import InstrumentSpec
 

@@ -21,7 +21,7 @@ from nicegui.testing import User
 from dashboard.bridge import FeedBridge, get_bridge
 from dashboard.ladder import group_levels, grouping_label, grouping_options, ladder_rows
 from dashboard.pages import BookPage
-from feed_server.client.subscriber import InstrumentBook
+from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.book import Side
 from feed_server.protocol.checksum import compute_checksum
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec

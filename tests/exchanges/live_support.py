@@ -20,8 +20,9 @@ from typing import IO, Any
 import httpx
 from websockets.asyncio.client import ClientConnection
 
+from feed_server.client.grpc_transport import FeedSubscriber
 from feed_server.client.health import feed_serving
-from feed_server.client.subscriber import FeedSubscriber
+from feed_server.client.keeper import Subscriber
 from feed_server.launch import wait_ready
 from feed_server.protocol.instruments import InstrumentSpec
 from tests.client.support import running
@@ -83,7 +84,7 @@ async def live_feed(*args: str, within: float = 20.0) -> AsyncIterator[FeedProce
 class Watched:
     """A FeedSubscriber at depth 100 and every change of each book's stale flag/reason it notified, in order."""
 
-    subscriber: FeedSubscriber
+    subscriber: Subscriber
     changes: list[tuple[float, str, bool, str | None]] = field(default_factory=list)
     stale_books: list[tuple[str, UnitBook]] = field(default_factory=list)  # each book as it was when it went stale
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
-from feed_server.client.subscriber import FeedSubscriber
+from feed_server.client.grpc_transport import FeedSubscriber
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.levels import LevelChange, Side, Trade
 from feed_server.server.exchanges.adapter import BookSink

@@ -1,8 +1,8 @@
-"""The feed subscriber over NATS (``nats://HOST:PORT``): the same books, syncs and resyncs as over gRPC.
+"""The NATS transport of the subscriber core (``nats://HOST:PORT``): the same books, syncs and resyncs as gRPC.
 
 Feeds started with ``--publish`` publish every message of every instrument once, at full depth, to the
-instrument's subject (feed_server.bus.subjects). :class:`BusSubscriber` is the transport adapter of
-feed_server.client.keeper for that stream; every check is the gRPC path's own (feed_server.client.sync):
+instrument's subject (feed_server.bus.subjects). :class:`NatsTransport` is everything NATS on the consumer side;
+every check is the core's own (feed_server.client.keeper, feed_server.client.sync):
 
 - **Instruments**: a request on ``marketdata.v1.instruments`` gathers every feed's answer for ``list_window``
   seconds (sharded feeds each answer for their own instruments). No answer at all is a failed connection, retried
@@ -29,8 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from functools import partial
-from typing import Any
+from typing import Unpack
 
 import nats
 from google.protobuf.message import DecodeError
@@ -47,114 +46,97 @@ from feed_server.bus.subjects import (
     instrument_of,
     snapshot_subject,
 )
-from feed_server.client.keeper import BookKeeper, ConnectionState
+from feed_server.client.grpc_transport import SubscriberOptions
+from feed_server.client.keeper import Subscriber
 from feed_server.client.resync import SNAPSHOT_TIMEOUT
 from feed_server.client.rpc import decode
-from feed_server.client.sync import WAITING_FOR_SNAPSHOT, InstrumentSync, SyncState
+from feed_server.client.transport import BookPort
 from feed_server.protocol.book import MAX_DEPTH
-from feed_server.protocol.errors import Code, FeedUnavailable, InvalidMessage, feed_error
+from feed_server.protocol.errors import Code, FeedUnavailable, feed_error
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import instrument_from_pb
 
-__all__ = ["LIST_WINDOW", "BusSubscriber", "list_bus_instruments"]
+__all__ = ["LIST_WINDOW", "BusSubscriber", "NatsTransport", "list_bus_instruments"]
 
 log = logging.getLogger("feed_server.client.subscriber")  # the subscriber's log lines, as users grep them
 
 LIST_WINDOW = 0.3  # seconds during which the feeds' answers to an instrument-list request are gathered
 WATCH_INTERVAL = 0.1  # seconds between two checks of the connection and of each instrument's silence
-RELIST_INTERVAL = 2.0  # at most one new instrument-list request this often (an unknown instrument was seen)
-JOINING = "joining the stream: waiting for a snapshot"
 PENDING_LIMIT = 100_000  # messages received and not yet handled, per subscription; NATS drops the ones beyond
 PENDING_BYTES_LIMIT = 64 * 1024 * 1024  # the same, in bytes
+_CODES = {code.value: code for code in Code}
 
 
-class BusSubscriber(BookKeeper):
-    """Subscribes to instruments published on NATS and keeps their books. See the module docstring."""
+class NatsTransport:
+    """The feeds publishing on the NATS server at ``address``. See the module docstring."""
 
-    def __init__(
-        self,
-        address: str,
-        instrument_ids: Sequence[str] = (),
-        depth: int = MAX_DEPTH,
-        *,
-        list_window: float = LIST_WINDOW,
-        pending_limit: int = PENDING_LIMIT,
-        **options: Any,
-    ) -> None:
-        """``options`` are BookKeeper's (``reconnect``, ``heartbeat_timeout``, the backoffs, ``seed``)."""
-        super().__init__(address, instrument_ids, depth, **options)
+    def __init__(self, address: str, *, list_window: float = LIST_WINDOW, pending_limit: int = PENDING_LIMIT) -> None:
+        self._address = address
         self.list_window = list_window
         self.pending_limit = pending_limit
-        self._depths: dict[str, int] = {}  # per instrument: the depth its feed publishes
-        self._last_seen: dict[str, float] = {}  # per instrument: when its last message arrived (loop time)
+        self._link: BusLink | None = None  # while a connection is open
         self._ids: dict[str, str] = {}  # subject -> instrument id, for the subjects seen
-        self._unknown: set[str] = set()  # instruments seen on the stream that no listing named
-        self._link: BusLink | None = None
 
-    # ------------------------------------------------------------------ BookKeeper's transport hooks
-    def _session_of(self, instrument_id: str) -> str | None:
-        entry = self.books.get(instrument_id)
-        return entry.session_id if entry is not None else None
+    @property
+    def address(self) -> str:
+        return self._address
 
-    def _book_depth(self, instrument_id: str) -> int:
-        return self._depths.get(instrument_id, MAX_DEPTH)
+    async def list_instruments(self, timeout: float) -> list[InstrumentSpec]:  # noqa: ASYNC109 (the deadline)
+        return await list_bus_instruments(self._address, timeout)
 
-    async def _connect_once(self) -> None:
-        self._live_since = None
+    async def stream(self, books: BookPort) -> None:
         try:
-            link = await connect(self.address, name="marketdata-consumer", timeout=max(self.heartbeat_timeout, 2.0))
+            link = await connect(self._address, name="marketdata-consumer", timeout=max(books.heartbeat_timeout, 2.0))
         except BusUnavailable as exc:
             raise FeedUnavailable(str(exc)) from None
         self._link = link
         try:
-            await self._list(link, first=True)
-            # Before subscribing: a message may arrive during the awaits below, and its snapshot request must start.
-            self._resyncs.fetch = partial(self._fetch_snapshot, link)
-            subjects = [book_subject(iid) for iid in self.instrument_ids] or [BOOK_PREFIX + ">"]
+            await self._list(link, books, first=True)
+            # Subscribing last: a message may arrive during the awaits below, and its snapshot request must start.
+
+            async def on_message(msg: Msg) -> None:
+                self._on_message(msg, books)
+
+            subjects = [book_subject(iid) for iid in books.instrument_ids] or [BOOK_PREFIX + ">"]
             for subject in subjects:
                 await link.client.subscribe(
                     subject,
-                    cb=self._on_message,
+                    cb=on_message,
                     pending_msgs_limit=self.pending_limit,
                     pending_bytes_limit=PENDING_BYTES_LIMIT,
                 )
             await link.client.flush()
-            self.state = ConnectionState.LIVE
-            self.problem = None
-            self._live_since = asyncio.get_running_loop().time()
-            await self._watch(link)
+            books.stream_opened()
+            await self._watch(link, books)
         finally:
-            self._resyncs.fetch = None
-            self._resyncs.cancel_all()
             self._link = None
             await link.close()
 
-    # ------------------------------------------------------------------ instruments
-    async def _list(self, link: BusLink, *, first: bool = False) -> None:
-        """Gather the feeds' instrument lists and take their union (the instruments known already are kept:
-        a feed that is down still has its books, stale)."""
+    async def _list(self, link: BusLink, books: BookPort, *, first: bool = False) -> None:
+        """Gather the feeds' instrument lists and hand over their union with the instruments known already (a
+        feed that is down still has its books, stale)."""
         listings = await _gather_listings(link, self.list_window)
         if not listings and first:
             raise FeedUnavailable(
-                f"no feed publishes on the NATS server at {self.address} "
+                f"no feed publishes on the NATS server at {self._address} "
                 f"(no answer to {INSTRUMENTS_SUBJECT} within {self.list_window:g} s)"
             )
         listed: dict[str, InstrumentSpec] = {}
+        depths: dict[str, int] = {}
         sources: list[str] = []
         for specs, source, depth in listings:
             for spec in specs:
                 listed.setdefault(spec.instrument_id, spec)
-                self._depths.setdefault(spec.instrument_id, depth)
+                depths.setdefault(spec.instrument_id, depth)
             if source and source not in sources:
                 sources.append(source)
-        if sources:
-            self.source = f"{'; '.join(sources)}, via {self.address}"  # the page shows "Source: ..."
-        self._unknown.difference_update(listed)
-        self._take_instruments({**listed, **self.instruments})  # the known specs win, as within a session
+        # The page shows "Source: ...".
+        shown = f"{'; '.join(sources)}, via {self._address}" if sources else ""
+        known = {**listed, **books.instruments}  # the known specs win, as within a session
+        books.take_listing(list(known.values()), shown or books.source, depths)
 
-    # ------------------------------------------------------------------ the stream
-    async def _on_message(self, msg: Msg) -> None:
+    def _on_message(self, msg: Msg, books: BookPort) -> None:
         subject = msg.subject
         instrument_id = self._ids.get(subject)
         if instrument_id is None:
@@ -164,46 +146,16 @@ class BusSubscriber(BookKeeper):
                 return  # not a subject this contract writes
             if len(self._ids) < 100_000:
                 self._ids[subject] = instrument_id
-        sync = self._syncs.get(instrument_id)
-        if sync is None:
-            if not self.instrument_ids:
-                self._unknown.add(instrument_id)
-            return
-        self._last_seen[instrument_id] = asyncio.get_running_loop().time()
         headers = msg.headers
         session = headers.get(SESSION_HEADER, "") if headers else ""
-        if session != sync.entry.session_id:
-            self._new_session(sync, session)
-        try:
-            message = pb.BookMessage.FromString(msg.data)
-            problem = "" if message.instrument_id == instrument_id else f"a message of {message.instrument_id!r}"
-        except DecodeError as exc:
-            problem = f"a message that does not decode ({exc})"
-        if problem:
-            sequence = sync.entry.book.sequence or 0
-            self._handle(sync, sync.on_unreadable(InvalidMessage(instrument_id, sequence, problem)))
-            return
-        if sync.state is SyncState.WAITING:
-            self._handle(sync, sync.request_resync(_joining(sync)))
-        trades = sync.on_live_message(message)
-        if trades is None:
-            self._handle(sync, sync.on_stream(message))
-            return
-        self.stats.messages += 1
-        self._notify(instrument_id, trades)
+        books.instrument_message(instrument_id, session, msg.data)
 
-    def _new_session(self, sync: InstrumentSync, session: str) -> None:
-        entry = sync.entry
-        if entry.session_id is not None:
-            log.info("%s: new feed session %s (was %s)", sync.instrument_id, session, entry.session_id)
-        entry.session_id = session
-        self.stats.sessions += 1
-        self._resyncs.cancel(sync.instrument_id)
-        self._handle(sync, sync.reset(_joining(sync)))
-
-    async def _fetch_snapshot(self, link: BusLink, request: pb.SnapshotRequest) -> pb.BookMessage:
+    async def fetch_snapshot(self, request: pb.SnapshotRequest) -> pb.BookMessage:
+        link = self._link
         subject = snapshot_subject(request.instrument_id)
-        where = f"the NATS server at {self.address}"
+        where = f"the NATS server at {self._address}"
+        if link is None:
+            raise FeedUnavailable(f"no connection to {where}")
         try:
             reply = await link.client.request(subject, request.SerializeToString(), timeout=SNAPSHOT_TIMEOUT)
         except nats.errors.NoRespondersError:
@@ -215,56 +167,30 @@ class BusSubscriber(BookKeeper):
         headers = reply.headers or {}
         status = headers.get(ERROR_HEADER)
         if status is not None:
-            code = Code(status) if status in Code.__members__.values() else Code.INTERNAL
+            code = _CODES.get(status, Code.INTERNAL)
             raise feed_error(code, headers.get(ERROR_MESSAGE_HEADER) or f"{status} ({subject})")
-        return decode(pb.BookMessage, reply.data, self.address, subject)
+        return decode(pb.BookMessage, reply.data, self._address, subject)
 
-    # ------------------------------------------------------------------ watching
-    async def _watch(self, link: BusLink) -> None:
+    async def _watch(self, link: BusLink, books: BookPort) -> None:
         """Until the connection closes: follow the NATS connection, stale each silent instrument, and list the
         instruments again when unknown ones appear."""
         loop = asyncio.get_running_loop()
-        timeout = self.heartbeat_timeout
-        lost = f"lost the NATS server at {self.address}; reconnecting"
-        last_list = loop.time()
+        lost = f"lost the NATS server at {self._address}; reconnecting"
         while True:
             due = loop.time() + WATCH_INTERVAL
             await asyncio.sleep(WATCH_INTERVAL)
             late = loop.time() - due
-            if late > WATCH_INTERVAL:
-                # This process was busy (its messages may still wait unread in the client's queue): the time it
-                # could not read is no silence of the feeds.
-                for instrument_id in self._last_seen:
-                    self._last_seen[instrument_id] += late
             if link.client.is_closed:
-                raise FeedUnavailable(f"the connection to the NATS server at {self.address} closed")
+                raise FeedUnavailable(f"the connection to the NATS server at {self._address} closed")
             if not link.connected:
-                if self.problem != lost:
-                    self.problem = lost
-                    self.state = ConnectionState.RECONNECTING
-                    self._connection_lost(f"feed connection lost: {lost}")
+                books.link_lost(lost)
                 continue
-            if self.problem is not None:
-                self.problem = None
-                self.state = ConnectionState.LIVE
-                self.stats.reconnects += 1
-            now = loop.time()
-            for instrument_id, sync in self._syncs.items():
-                if sync.state is SyncState.WAITING:
-                    continue
-                seen = self._last_seen.get(instrument_id)
-                if seen is None or now - seen > timeout:
-                    self.stats.watchdog_timeouts += 1
-                    self._handle(sync, sync.reset(f"no message for {instrument_id} on NATS for {timeout:g} s"))
-            if self._unknown and now - last_list >= RELIST_INTERVAL:
-                last_list = now
-                await self._list(link)
-
-
-def _joining(sync: InstrumentSync) -> str:
-    """The stale reason while joining the stream: a book still waiting for its first snapshot keeps saying so
-    (no listener call for a change of words only, as on gRPC, where the first snapshot comes on the stream)."""
-    return WAITING_FOR_SNAPSHOT if sync.entry.stale_reason == WAITING_FOR_SNAPSHOT else JOINING
+            books.link_back()
+            # This process may have been busy (its messages may still wait unread in the client's queue): the
+            # time it could not read is no silence of the feeds.
+            books.check_silence(late if late > WATCH_INTERVAL else 0.0, "on NATS")
+            if books.wants_listing():
+                await self._list(link, books)
 
 
 async def _gather_listings(link: BusLink, window: float) -> list[tuple[list[InstrumentSpec], str, int]]:
@@ -303,3 +229,17 @@ async def list_bus_instruments(url: str, timeout: float = 5.0) -> list[Instrumen
     if not listings:
         raise FeedUnavailable(f"no feed publishes on the NATS server at {url} (no answer within {LIST_WINDOW:g} s)")
     return [spec for specs, _, _ in listings for spec in specs]
+
+
+def BusSubscriber(
+    address: str,
+    instrument_ids: Sequence[str] = (),
+    depth: int = MAX_DEPTH,
+    *,
+    list_window: float = LIST_WINDOW,
+    pending_limit: int = PENDING_LIMIT,
+    **options: Unpack[SubscriberOptions],
+) -> Subscriber:
+    """A subscriber core over NATS to the feeds publishing on the NATS server at ``address``."""
+    transport = NatsTransport(address, list_window=list_window, pending_limit=pending_limit)
+    return Subscriber(transport, instrument_ids, depth, **options)

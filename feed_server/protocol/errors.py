@@ -51,6 +51,7 @@ __all__ = [
     "SnapshotMissing",
     "UnknownInstrument",
     "feed_error",
+    "quoted",
 ]
 
 
@@ -95,6 +96,17 @@ _PERMANENT = frozenset(
         Code.UNSUPPORTED,
     }
 )
+
+
+QUOTED_LIMIT = 64  # characters of a value an error message quotes; longer ones are cut and their length said
+
+
+def quoted(value: str, limit: int = QUOTED_LIMIT) -> str:
+    """A value as every error message quotes it (an id, a parameter): its repr, cut at ``limit`` characters
+    with the full length said (``'AAAA...'... (5000 characters)``), so a huge input never makes a huge message."""
+    if len(value) > limit:
+        return repr(value[:limit]) + f"... ({len(value)} characters)"
+    return repr(value)
 
 
 class MarketDataError(Exception):

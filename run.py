@@ -41,6 +41,7 @@ from types import FrameType
 from feed_server.bus.connection import BusUnavailable, connect
 from feed_server.cli_args import OneLineArgumentParser, host_port, int_in, nats_url, port_number
 from feed_server.client.health import feed_serving
+from feed_server.defaults import DEFAULT_PORT
 from feed_server.launch import StartupError, child_env, http_ok, wait_ready
 from feed_server.protocol.book import MAX_DEPTH
 from feed_server.record.format import BadRecording, RecordingReader
@@ -144,7 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = OneLineArgumentParser(prog="python run.py", description="Run the feed server and the dashboard.")
     parser.add_argument("--host", default="127.0.0.1", help="dashboard address (default %(default)s)")
     parser.add_argument("--port", type=port_number, default=8000, help="dashboard port (default %(default)s)")
-    parser.add_argument("--feed-port", type=port_number, default=50051, help="feed server port (default %(default)s)")
+    parser.add_argument(
+        "--feed-port", type=port_number, default=DEFAULT_PORT, help="feed server port (default %(default)s)"
+    )
     parser.add_argument(
         "--feed-address", type=host_port, help="HOST:PORT of a running feed server (then none is started)"
     )

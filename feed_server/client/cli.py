@@ -23,12 +23,13 @@ from feed_server.cli_args import OneLineArgumentParser, feed_address, float_in, 
 from feed_server.client.addresses import list_instruments, make_subscriber
 from feed_server.client.book_text import format_instrument, render_table, summary_line
 from feed_server.client.sync import InstrumentBook
+from feed_server.defaults import DEFAULT_FEED_ADDRESS
 from feed_server.protocol.book import MAX_DEPTH, Trade
 from feed_server.protocol.errors import MarketDataError
 
 __all__ = ["main"]
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
+DEFAULT_ADDRESS = DEFAULT_FEED_ADDRESS
 DEFAULT_DEPTH = 10
 REDRAW_INTERVAL = 0.05  # at most 20 redraws a second on a terminal
 

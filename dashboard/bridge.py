@@ -19,7 +19,7 @@ from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.book import MAX_DEPTH, Trade
 from feed_server.protocol.instruments import InstrumentSpec
 
-__all__ = ["FeedBridge", "get_bridge", "set_bridge"]
+__all__ = ["FeedBridge"]
 
 log = logging.getLogger(__name__)
 
@@ -150,18 +150,3 @@ class FeedBridge:
         if not samples or now - samples[-1][0] >= _SAMPLE_EVERY:
             samples.append((now, ibook.messages_applied))
 
-
-_bridge: FeedBridge | None = None
-
-
-def set_bridge(bridge: FeedBridge) -> None:
-    """Make ``bridge`` the app's bridge (dashboard/main.py does this when it builds the app)."""
-    global _bridge
-    _bridge = bridge
-
-
-def get_bridge() -> FeedBridge:
-    """The app's bridge, set up by dashboard/main.py."""
-    if _bridge is None:
-        raise RuntimeError("the dashboard's feed bridge is not set up (dashboard/main.py builds it)")
-    return _bridge

@@ -39,8 +39,6 @@ __all__ = [
     "InstrumentHistory",
     "MarketHistory",
     "TradePoint",
-    "get_history",
-    "set_history",
 ]
 
 log = logging.getLogger(__name__)
@@ -231,18 +229,3 @@ class MarketHistory:
         while depth and depth[0].time_ns < depth_from:
             depth.popleft()
 
-
-_history: MarketHistory | None = None
-
-
-def set_history(history: MarketHistory) -> None:
-    """Make ``history`` the app's market history (dashboard/main.py does this when it builds the app)."""
-    global _history
-    _history = history
-
-
-def get_history() -> MarketHistory:
-    """The app's market history, set up by dashboard/main.py."""
-    if _history is None:
-        raise RuntimeError("the dashboard's market history is not set up (dashboard/main.py builds it)")
-    return _history

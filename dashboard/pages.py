@@ -22,15 +22,16 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from nicegui import ui
+from nicegui import app, ui
 
-from dashboard.bridge import NOT_LIVE_YET, FeedBridge, get_bridge
+from dashboard.bridge import NOT_LIVE_YET, FeedBridge
 from dashboard.charts import HistoryCharts
 from dashboard.formatting import depth_series, format_last_trade, instrument_label, trade_rows
-from dashboard.history import get_history
+from dashboard.history import MarketHistory
 from dashboard.ladder import group_levels, grouping_label, grouping_options, ladder_rows, levels_needed
 from dashboard.overview import OverviewPage, book_link
 from dashboard.page_parts import STATUS_CLASSES, assign_rows, header_controls, marked, status_text
+from dashboard.parts import parts_of
 from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.book import MAX_DEPTH, Side, Trade
 from feed_server.protocol.instruments import InstrumentSpec
@@ -91,15 +92,18 @@ TRADE_COLUMNS: list[dict[str, Any]] = [
 
 
 def register_pages() -> None:
-    """Define the pages ``/`` and ``/overview`` on NiceGUI's app (called once by dashboard/main.py)."""
+    """Define the pages ``/`` and ``/overview`` on NiceGUI's app (called once by dashboard/main.py).
+
+    Each page reads the app's parts (``parts_of(app)``, stored by dashboard/main.py) when a tab opens it."""
 
     @ui.page("/", title="Market data", reconnect_timeout=RECONNECT_TIMEOUT)
     def index(instrument: str | None = None) -> None:
-        BookPage(get_bridge(), instrument)
+        parts = parts_of(app)
+        BookPage(parts.bridge, parts.history, instrument)
 
     @ui.page("/overview", title="Market overview", reconnect_timeout=RECONNECT_TIMEOUT)
     def overview() -> None:
-        OverviewPage(get_bridge())
+        OverviewPage(parts_of(app).bridge)
 
 
 def reason_text(bridge: FeedBridge, instrument_id: str | None, book: InstrumentBook | None, status: str) -> str | None:
@@ -137,8 +141,9 @@ def _depth_chart_options() -> dict[str, Any]:
 class BookPage:
     """One tab's view: its own instrument choice, grouping and elements, refreshed in place by one timer."""
 
-    def __init__(self, bridge: FeedBridge, requested: str | None = None) -> None:
+    def __init__(self, bridge: FeedBridge, history: MarketHistory, requested: str | None = None) -> None:
         self.bridge = bridge
+        self.history = history
         specs = bridge.instruments()
         # A link's instrument waits for the feed's list to be confirmed (or refuted, see _resolve_link).
         self._requested = requested
@@ -220,7 +225,7 @@ class BookPage:
                         "trades",
                     )
                 # The mid price and trades over time, and the heatmap (dashboard/charts.py), full width.
-                self.history_charts = HistoryCharts(get_history())
+                self.history_charts = HistoryCharts(self.history)
 
     @staticmethod
     def _stat(title: str, marker: str) -> ui.label:

@@ -2,7 +2,8 @@
 
 The handlers in routes.py keep returning their pre-encoded JSON bytes; the pydantic models here only describe
 those bodies in the schema (nothing is validated or encoded with them). The WebSocket
-``/ws/market_data/{instrument_id}`` cannot be described by OpenAPI: :data:`DESCRIPTION` does it in words.
+``/ws/market_data/{instrument_id}`` cannot be described by OpenAPI: :data:`DESCRIPTION` does it in words, and
+is the one place its contract is written down (its numbers come from the constants that enforce them).
 NiceGUI creates its app with the docs switched off and hides its own routes from the schema (``ui.run``'s
 ``endpoint_documentation="none"``); :func:`document_api` switches the docs on for the JSON API alone.
 """
@@ -14,35 +15,49 @@ from typing import Any, Literal
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-from dashboard.api.params import DEFAULT_DEPTH
+from dashboard.api.fanout import CLOSE_BAD_REQUEST, CLOSE_TRY_AGAIN_LATER, CLOSE_UNKNOWN_INSTRUMENT
+from dashboard.api.limits import ApiLimits
+from dashboard.api.params import DEFAULT_DEPTH, MAX_INTERVAL_MS
 from feed_server.protocol.book import MAX_DEPTH
 
 __all__ = ["BOOK_ROUTE", "DESCRIPTION", "INSTRUMENTS_ROUTE", "document_api"]
 
 TITLE = "Market data dashboard: JSON API"
 VERSION = "1"
+_LIMITS = ApiLimits()  # the defaults; DASHBOARD_* variables may change them (dashboard/api/limits.py)
 README_SECTION = "README.md, section \"The JSON API for scripts\" (#the-json-api-for-scripts)"
 
 DESCRIPTION = f"""
-Books and trades of the feed's instruments as JSON, on the dashboard's own port. The full guide, with a
-worked example that verifies every checksum: {README_SECTION}.
+Books and trades of the feed's instruments as JSON, on the dashboard's own port. A worked example that verifies
+every checksum: {README_SECTION}.
 
 **REST** (below): `GET /api/instruments` and `GET /api/book/{{instrument_id}}?depth=N`.
 
-**WebSocket** (OpenAPI cannot describe it):
-`ws://HOST:PORT/ws/market_data/{{instrument_id}}?depth=10&interval_ms=0&trades=0`
+**WebSocket** (OpenAPI cannot describe it; this is its contract):
+`ws://HOST:PORT/ws/market_data/{{instrument_id}}?depth={DEFAULT_DEPTH}&interval_ms=0&trades=0`
 
 - `depth`: levels per side, 1..{MAX_DEPTH} (default {DEFAULT_DEPTH}); `interval_ms`: the least time between two
-  flushes, 0..60000 (default 0: every change); `trades`: 1/0 or true/false (default 0): also send a
-  `{{"type": "trade", ...}}` message per trade, just before the next book. Other parameters are ignored.
+  flushes, 0..{MAX_INTERVAL_MS} (default 0: every change); `trades`: 1/0 or true/false (default 0): also send a
+  `{{"type": "trade", ...}}` message per trade, in the same flush as the next book (so never more often than
+  `interval_ms`). Other parameters are ignored; frames a client sends are read and ignored.
 - On connect one full book message (the same JSON as `GET /api/book/{{instrument_id}}`), then one whenever the
-  levels, the `stale` flag or the `reason` change. Books are conflated per client: a slow client gets the latest
+  levels, the `stale` flag or the `reason` change (a heartbeat alone, which only moves the sequence on, sends
+  nothing), at most once per `interval_ms`. Books are conflated per client: a slow client gets the latest
   book, never a backlog.
 - A trade message: `{{"type": "trade", "instrument_id", "sequence", "timestamp_ns", "price", "size",
-  "aggressor": "buy" | "sell"}}`.
-- Errors: one `{{"type": "error", "code", "message"}}` message, then a close code: `unknown_instrument` 4404,
-  `bad_request` 4400, `too_many_connections` 1013, `feed_unavailable` 1013. A client that stops reading
-  (one flush blocked longer than the send timeout) has its connection aborted.
+  "aggressor": "buy" | "sell"}}` (the aggressor is the side of the incoming order: `buy` lifted an ask). Each
+  client buffers the last {_LIMITS.trade_buffer} trade messages of its instrument (`DASHBOARD_TRADE_BUFFER`); a
+  client further behind skips the older ones.
+- Errors: one `{{"type": "error", "code", "message"}}` message, then a close code:
+  `unknown_instrument` {CLOSE_UNKNOWN_INSTRUMENT} (also sent to the clients of an instrument that a restarted
+  feed no longer lists), `bad_request` {CLOSE_BAD_REQUEST} (the message names the parameter and its value),
+  `too_many_connections` {CLOSE_TRY_AGAIN_LATER} (more than {_LIMITS.max_connections} clients at once,
+  `DASHBOARD_MAX_CONNECTIONS`), `feed_unavailable` {CLOSE_TRY_AGAIN_LATER} (the feed has not listed its
+  instruments within {_LIMITS.instrument_wait:g} s).
+- A client whose flush stays blocked for over {_LIMITS.send_timeout:g} s (`DASHBOARD_SEND_TIMEOUT`) does not
+  read, so no message or close frame could reach it: its connection is aborted (a TCP reset) and the dashboard
+  logs `dropped a slow WebSocket client`. Each client holds at most one book, its trade buffer and a
+  {_LIMITS.socket_send_buffer // 1024} KiB kernel send buffer.
 
 Operations: `GET /metrics` (Prometheus text format) is on the same port, outside this schema.
 """

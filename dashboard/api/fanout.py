@@ -1,24 +1,15 @@
-"""Books and trades to the WebSocket clients of ``/ws/market_data/{instrument_id}?depth=10&interval_ms=0&trades=1``.
+"""Books and trades to the WebSocket clients of ``/ws/market_data/{instrument_id}``.
 
-- ``depth``: levels per side, 1..100 (default 10). ``interval_ms``: the least time between two flushes,
-  0..60000 (default 0 = every change). ``trades``: 1/0 (or true/false), default 0: also send a
-  ``{"type": "trade", ...}`` message for each trade. Other parameters are ignored (params.py parses them).
-- On connect one full book message, then one whenever the book changes (see book_json.py for the fields), at
-  most once per ``interval_ms``. A change is one of the levels, the stale flag or the reason (``levels_version``
-  and the reason, never the sequence alone): a heartbeat that changes nothing else sends nothing. A client
-  always gets the latest state: books are conflated per client (a version, never a queue), so a slow client
-  skips intermediate books. With ``trades=1`` the trades since the last flush come just before the book, in the
-  same flush (so never more often than ``interval_ms``); each instrument keeps its last
-  ``ApiLimits.trade_buffer`` trade messages, and a client that falls further behind skips the older ones.
-- Frames sent by the client are read and ignored.
-- Errors: ``{"type": "error", "code": ..., "message": ...}`` then a close code:
-  ``unknown_instrument`` 4404 (also sent to the clients of an instrument that a restarted feed no longer lists,
-  within the watchdog's period), ``bad_request`` 4400, ``too_many_connections`` 1013 (past
-  ``ApiLimits.max_connections``), ``feed_unavailable`` 1013 (the feed has not listed its instruments within
-  ``ApiLimits.instrument_wait`` seconds). A client whose flush stays blocked for more than
-  ``ApiLimits.send_timeout`` seconds (checked 4 times a second) gets no message, since it does not read: the
-  server buffers at most one flush plus the transport's ~64 KiB per client, then drops the client and aborts
-  its connection (see transport.py).
+The contract (parameters, messages, close codes, limits) is written once, in ``dashboard.api.docs.DESCRIPTION``
+(served as the OpenAPI description at ``/docs``); this module implements it:
+
+- A change is one of the levels, the stale flag or the reason (``levels_version`` and the reason, never the
+  sequence alone). Books are conflated per client (a version, never a queue); trades go in a per-instrument ring
+  of ``ApiLimits.trade_buffer`` messages, sent just before the book of the same flush. params.py parses the query.
+- A client of an instrument that a restarted feed no longer lists is closed within the watchdog's period.
+- A flush blocked for more than ``ApiLimits.send_timeout`` seconds (checked 4 times a second) drops the client
+  and aborts its connection (see transport.py): the server buffers at most one flush plus the transport's
+  ~64 KiB per client.
 """
 
 from __future__ import annotations

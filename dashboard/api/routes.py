@@ -1,6 +1,7 @@
 """The JSON API's routes, bound to one ``MarketDataHub``: the WebSocket and two REST endpoints.
 
-WebSocket ``/ws/market_data/{instrument_id}``: served by ``MarketDataHub.serve`` (see fanout.py).
+WebSocket ``/ws/market_data/{instrument_id}``: served by ``MarketDataHub.serve`` (fanout.py); its contract is
+written in docs.py's ``DESCRIPTION``.
 
 REST: ``GET /api/instruments`` -> ``[{"instrument_id", "name", "kind", "tick_size", "lot_size",
 "price_decimals", "size_decimals", "order_tick_size", "order_lot_size"}]``;

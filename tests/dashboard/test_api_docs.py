@@ -7,6 +7,10 @@ from typing import Any
 import httpx
 import pytest
 
+from dashboard.api.fanout import CLOSE_BAD_REQUEST, CLOSE_TRY_AGAIN_LATER, CLOSE_UNKNOWN_INSTRUMENT
+from dashboard.api.limits import ApiLimits
+from dashboard.api.params import MAX_INTERVAL_MS
+from feed_server.protocol.book import MAX_DEPTH
 from tests.dashboard.conftest import Dashboard
 
 ERRORS = {"400": "bad_request", "404": "unknown_instrument", "503": "feed_unavailable"}
@@ -43,6 +47,24 @@ def test_the_description_covers_the_websocket_and_points_to_the_readme(openapi: 
     assert "The JSON API for scripts" in description
     for word in ("interval_ms", "trades", "4404", "4400", "1013"):
         assert word in description, word
+
+
+def test_the_websocket_contract_takes_its_numbers_from_the_constants_that_enforce_them(
+    openapi: dict[str, Any],
+) -> None:
+    description = openapi["info"]["description"]
+    limits = ApiLimits()
+    for text in (
+        f"1..{MAX_DEPTH}",
+        f"0..{MAX_INTERVAL_MS}",
+        f"`unknown_instrument` {CLOSE_UNKNOWN_INSTRUMENT}",
+        f"`bad_request` {CLOSE_BAD_REQUEST}",
+        f"`too_many_connections` {CLOSE_TRY_AGAIN_LATER}",
+        f"more than {limits.max_connections} clients",
+        f"last {limits.trade_buffer} trade messages",
+        f"over {limits.send_timeout:g} s",
+    ):
+        assert text in description, text
 
 
 def test_the_book_path_documents_its_parameters_and_responses(openapi: dict[str, Any]) -> None:

@@ -15,12 +15,13 @@ from decimal import Decimal
 from typing import Any, cast
 
 import pytest
-from nicegui import ui
+from nicegui import app, ui
 from nicegui.testing import User
 
-from dashboard.bridge import FeedBridge, get_bridge
+from dashboard.bridge import FeedBridge
 from dashboard.ladder import group_levels, grouping_label, grouping_options, ladder_rows
 from dashboard.pages import BookPage
+from dashboard.parts import parts_of
 from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.book import Side
 from feed_server.protocol.checksum import compute_checksum
@@ -336,11 +337,11 @@ async def test_link_waits_for_the_feeds_list(user: User) -> None:
 
     @ui.page("/test-link-waits")
     def link_page() -> None:
-        holder.append(ListLater(get_bridge()))
-        BookPage(cast(FeedBridge, holder[0]), "MSFT")
+        holder.append(ListLater(parts_of(app).bridge))
+        BookPage(cast(FeedBridge, holder[0]), parts_of(app).history, "MSFT")
 
     await user.open("/test-link-waits")
-    await wait_for(lambda: bool(get_bridge().listed()))
+    await wait_for(lambda: bool(parts_of(app).bridge.listed()))
     await asyncio.sleep(0.3)  # several refreshes without a list
     assert rows_of(user, "bids") == []
     assert "to list its instruments" in (banner_reason(user) or "")
@@ -394,7 +395,7 @@ async def test_grouping_aggregates_the_levels_shown_not_the_book(user: User) -> 
     checksum = text_of(user, "checksum")
     assert checksum.endswith(" (book; levels shown grouped by 0.10)"), checksum
     # The number is the book's checksum, not one of the grouped rows.
-    item = get_bridge().book("AAPL")
+    item = parts_of(app).bridge.book("AAPL")
     assert item is not None and checksum.split()[0] == str(item.book.checksum())
     await asyncio.sleep(0.3)
     assert_grouped(aapl, 10, rows_of(user, "bids"), rows_of(user, "asks"))

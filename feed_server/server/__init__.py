@@ -4,7 +4,8 @@ Sources: ``sources`` (the EventSource contract and the simulated market), ``simu
 ``replay`` (a recording played back), ``exchanges`` (live Binance, Kraken and Coinbase order books). Then
 ``engine`` (plays a source against the wall clock), ``depth_view`` (what a depth-limited subscriber sees), ``fanout``
 (subscriptions, bounded buffers, resync snapshots, the source's state on every message), ``subscription``,
-``service`` (the MarketData servicer), ``grpc_server`` (the grpc.aio server and health service),
-``nats_publisher`` (the feed on NATS), ``metrics``, ``faults`` (fault injection for testing consumers), ``cli``
-(``python -m feed_server``).
+``feed_core`` (requests and answers for every transport: validation, snapshots, the instrument list),
+``service`` (the MarketData servicer, a gRPC adapter over the core), ``grpc_server`` (the grpc.aio server and
+health service), ``nats_publisher`` (the feed on NATS, a NATS adapter over the core), ``metrics``,
+``faults`` (fault injection for testing consumers), ``cli`` (``python -m feed_server``).
 """

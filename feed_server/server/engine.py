@@ -56,6 +56,7 @@ from collections.abc import Iterable, Mapping
 
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.server.fanout import DEFAULT_MAX_BACKLOG, DEFAULT_MAX_BATCH, Fanout
+from feed_server.server.feed_core import FeedCore
 from feed_server.server.simulator import InstrumentSimulator
 from feed_server.server.sources import END_NS, EventSource, SimulatedMarket
 
@@ -109,6 +110,10 @@ class Engine:
             depth_note=self.source.depth_note,
         )
         self.source.bind(self.fanout)
+        # What the transports call (validation, snapshots, the instrument list): feed_server.server.feed_core.
+        self.core = FeedCore(
+            self.fanout, self.specs.values(), self.source.description, failure=lambda: self.failure_reason
+        )
         # A source that starts on its first subscriber is not playing before it: its time 0 is "now" until then.
         self._playing = not self.source.starts_on_subscriber
         self.events = 0  # items (events and heartbeats, or recorded messages) run so far, all instruments

@@ -34,7 +34,6 @@ from typing import Protocol
 
 from feed_server.protocol.book import CHECKSUM_LEVELS, DEFAULT_DEPTH, MAX_DEPTH, OrderBook, Side
 from feed_server.protocol.checksum import ChainedChecksum, book_digest, compute_checksum
-from feed_server.protocol.errors import FeedStopped, InvalidRequest, NoSuchInstrument
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import heartbeat_message, snapshot_message, update_message
 from feed_server.server.depth_view import DepthView
@@ -142,17 +141,10 @@ class Fanout:
         """Register a subscriber; its buffer starts with an INITIAL snapshot of each instrument.
 
         Registration and the snapshots happen in one synchronous step, so nothing is missed or duplicated.
-        ``instrument_ids`` empty or None means every instrument. Raises NoSuchInstrument or InvalidRequest, and
-        FeedStopped once the fan-out is closed.
+        ``instrument_ids`` empty or None means every instrument. The request was validated already (by
+        feed_server.server.feed_core): known, distinct ids and a depth within 1..max_depth.
         """
-        self._check_open()
         ids = list(instrument_ids) if instrument_ids else list(self.sources)
-        for iid in ids:
-            if iid not in self.sources:
-                raise NoSuchInstrument(f"unknown instrument id {iid!r}")
-        if len(set(ids)) != len(ids):
-            raise InvalidRequest("duplicate instrument ids")
-        self._check_depth(depth)
         sub = Subscription(
             self._next_sub_id, ids, depth, self.max_backlog, self.max_batch, self._taken, self.session_id
         )
@@ -218,21 +210,8 @@ class Fanout:
                 return
 
     def get_snapshot(self, instrument_id: str, depth: int = DEFAULT_DEPTH) -> pb.BookMessage:
-        """A REQUEST snapshot of one instrument's book now, at ``depth``."""
-        self._check_open()
-        if instrument_id not in self.sources:
-            raise NoSuchInstrument(f"unknown instrument id {instrument_id!r}")
-        self._check_depth(depth)
+        """A REQUEST snapshot of one instrument's book now, at ``depth`` (validated already: see subscribe)."""
         return self._snapshot(instrument_id, depth, pb.SNAPSHOT_REASON_REQUEST)
-
-    def _check_open(self) -> None:
-        if self.closed_reason is not None:
-            raise FeedStopped(self.closed_reason)
-
-    def _check_depth(self, depth: int) -> None:
-        if not 1 <= depth <= self.max_depth:
-            note = f" ({self.depth_note})" if self.depth_note else ""
-            raise InvalidRequest(f"depth {depth} out of range: 1..{self.max_depth}{note}")
 
     def _snapshot(self, instrument_id: str, depth: int, reason: int) -> pb.BookMessage:
         source = self.sources[instrument_id]

@@ -33,7 +33,7 @@ from feed_server.server.fanout import DEFAULT_MAX_BACKLOG
 from feed_server.server.faults import FAULT_KINDS, FaultInjector
 from feed_server.server.metrics import MetricsServer
 from feed_server.server.nats_publisher import NatsPublisher
-from feed_server.server.service import MarketDataServicer, instrument_listing
+from feed_server.server.service import MarketDataServicer
 from feed_server.server.sources import EventSource
 
 __all__ = [
@@ -153,10 +153,7 @@ class FeedServer:
         if self.publish_url is not None:
             self.publisher = NatsPublisher(
                 self.publish_url,
-                self._engine.fanout,
-                instrument_listing(
-                    self._engine.specs.values(), self._engine.source.description, self._engine.source.max_depth
-                ),
+                self._engine.core,
                 FaultInjector(self.fault_rate, self.fault_kinds, self.seed) if self.fault_rate > 0 else None,
             )
         if self.metrics_port is not None:
@@ -175,14 +172,7 @@ class FeedServer:
         """The rest of :meth:`start`: the gRPC server, the engine, health SERVING, the engine's watcher."""
         server = grpc.aio.server(options=_SERVER_OPTIONS, maximum_concurrent_rpcs=self._max_concurrent_rpcs)
         servicer = MarketDataServicer(
-            self._engine.specs.values(),
-            self._engine.fanout,
-            source=self._engine.source.description,
-            max_depth=self._engine.source.max_depth,
-            fault_rate=self.fault_rate,
-            fault_kinds=self.fault_kinds,
-            fault_seed=self.seed,
-            failure=lambda: self._engine.failure_reason,
+            self._engine.core, fault_rate=self.fault_rate, fault_kinds=self.fault_kinds, fault_seed=self.seed
         )
         market_data_pb2_grpc.add_MarketDataServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
         health_servicer = health.aio.HealthServicer()

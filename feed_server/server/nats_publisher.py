@@ -38,9 +38,8 @@ from feed_server.bus.subjects import (
 )
 from feed_server.protocol.errors import InvalidRequest, MarketDataError, RequestError
 from feed_server.protocol.pb import market_data_pb2 as pb
-from feed_server.server.fanout import Fanout
 from feed_server.server.faults import FaultInjector
-from feed_server.server.service import validate_request
+from feed_server.server.feed_core import FeedCore
 from feed_server.server.subscription import Subscription
 
 __all__ = ["DUPLICATE_CHECK_S", "DuplicateInstrument", "NatsPublisher"]
@@ -60,19 +59,17 @@ class NatsPublisher:
     def __init__(
         self,
         url: str,
-        fanout: Fanout,
-        listing: pb.ListInstrumentsResponse,
+        core: FeedCore,
         injector: FaultInjector | None = None,
     ) -> None:
         self.url = url
         self.injector = injector  # faults on the published stream (--fault-rate), as on each gRPC stream
-        self.fanout = fanout
-        self.listing = listing
+        self.core = core
         self.link: BusLink | None = None
         self.published = 0  # messages handed to NATS
         self.published_changes = 0  # the level changes in them
         self.publish_errors = 0  # messages NATS could not take (disconnected with a full buffer)
-        self._subjects = {iid: book_subject(iid) for iid in fanout.sources}
+        self._subjects = {iid: book_subject(iid) for iid in core.instrument_ids}
         self._subscription: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -85,20 +82,20 @@ class NatsPublisher:
             await self._refuse_duplicates(link)
             client = link.client
             await client.subscribe(INSTRUMENTS_SUBJECT, cb=self._on_instruments)
-            for iid in self.fanout.sources:
+            for iid in self.core.instrument_ids:
                 await client.subscribe(snapshot_subject(iid), cb=self._on_snapshot)
             await client.flush()
         except BaseException:
             await link.close()
             raise
-        self._subscription = self.fanout.subscribe(None, self.fanout.max_depth)
+        self._subscription = self.core.subscribe(None, self.core.max_depth)
         self._task = asyncio.create_task(self._run(link, self._subscription), name="nats-publisher")
         logger.info("publishing %d instruments to the NATS server at %s", len(self._subjects), self.url)
 
     async def stop(self) -> None:
         """Stop publishing (what was handed to NATS is flushed, bounded) and close the connection."""
         if self._subscription is not None:
-            self.fanout.unsubscribe(self._subscription)
+            self.core.unsubscribe(self._subscription)
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -108,7 +105,7 @@ class NatsPublisher:
             await link.drain()
 
     async def _refuse_duplicates(self, link: BusLink) -> None:
-        mine = set(self.fanout.sources)
+        mine = set(self.core.instrument_ids)
         for answer in await gather(link.client, INSTRUMENTS_SUBJECT, b"", DUPLICATE_CHECK_S):
             try:
                 theirs = {i.instrument_id for i in pb.ListInstrumentsResponse.FromString(answer.data).instruments}
@@ -145,20 +142,17 @@ class NatsPublisher:
             await self.link.client.publish(msg.reply, payload, headers=headers)
 
     async def _on_instruments(self, msg: Msg) -> None:
-        await self._reply(msg, self.listing.SerializeToString(), {SESSION_HEADER: self.fanout.session_id})
+        await self._reply(msg, self.core.instruments.SerializeToString(), {SESSION_HEADER: self.core.session_id})
 
     async def _on_snapshot(self, msg: Msg) -> None:
-        fanout = self.fanout
         try:
             instrument_id = instrument_of(msg.subject, SNAPSHOT_PREFIX)
             try:
                 request = pb.SnapshotRequest.FromString(msg.data)
             except DecodeError:
                 raise InvalidRequest("the request is not a SnapshotRequest") from None
-            ids, depth = validate_request([instrument_id], request.depth, fanout.sources, fanout.max_depth)
-            snapshot = fanout.get_snapshot(ids[0], depth)
+            snapshot = self.core.snapshot(instrument_id, request.depth)
         except RequestError as exc:
             await self._reply(msg, b"", {ERROR_HEADER: exc.code.value, ERROR_MESSAGE_HEADER: str(exc)})
             return
-        snapshot.session_id = fanout.session_id
-        await self._reply(msg, snapshot.SerializeToString(), {SESSION_HEADER: fanout.session_id})
+        await self._reply(msg, snapshot.SerializeToString(), {SESSION_HEADER: snapshot.session_id})

@@ -67,10 +67,10 @@ async def test_a_failed_engine_ends_every_subscription_and_refuses_new_ones():
     reason = engine.failure_reason
     assert reason is not None and reason.startswith("the feed's engine failed: RuntimeError: crashed on purpose")
     with pytest.raises(FeedStopped, match="crashed on purpose") as info:
-        engine.fanout.subscribe(["AAPL"], 5)
+        engine.core.subscribe(["AAPL"], 5)
     assert info.value.code is Code.UNAVAILABLE
     with pytest.raises(FeedStopped, match="crashed on purpose"):
-        engine.fanout.get_snapshot("AAPL", 5)
+        engine.core.snapshot("AAPL", 5)
 
 
 def test_the_crash_hook_must_be_positive():

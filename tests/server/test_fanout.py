@@ -14,15 +14,16 @@ from feed_server.server.subscription import Subscription
 
 
 def test_bad_subscriptions_raise_request_errors_with_their_status() -> None:
-    fanout = Engine(DEFAULT_INSTRUMENTS[:2], seed=1, rate=50.0).fanout
+    core = Engine(DEFAULT_INSTRUMENTS[:2], seed=1, rate=50.0).core
+    fanout = core.fanout
     with pytest.raises(NoSuchInstrument) as unknown:
-        fanout.subscribe(["NOPE"], 10)
+        core.subscribe(["NOPE"], 10)
     assert unknown.value.code is Code.UNKNOWN_INSTRUMENT and not isinstance(unknown.value, FeedError)
     with pytest.raises(InvalidRequest) as depth:
-        fanout.get_snapshot("AAPL", 101)
+        core.snapshot("AAPL", 101)
     assert depth.value.code is Code.BAD_REQUEST and "101" in str(depth.value)
     with pytest.raises(RequestError):
-        fanout.subscribe(["AAPL", "AAPL"], 10)
+        core.subscribe(["AAPL", "AAPL"], 10)
     assert fanout.subscriber_count == 0
 
 

@@ -117,9 +117,9 @@ def test_a_late_subscriber_gets_the_replays_current_book_and_deeper_requests_nam
     assert snapshot.sequence == replay.source.books["AAPL"].book.sequence
     assert first.backlog > 0
     with pytest.raises(InvalidRequest, match=r"1\.\.20 \(r20\.mdrec was recorded at depth 20\)"):
-        replay.fanout.subscribe(None, 21)
+        replay.core.subscribe(None, 21)
     with pytest.raises(InvalidRequest, match="recorded at depth 20"):
-        replay.fanout.get_snapshot("AAPL", 50)
+        replay.core.snapshot("AAPL", 50)
 
 
 def test_each_pass_of_a_loop_is_a_new_session_starting_with_snapshots(tmp_path: Path) -> None:

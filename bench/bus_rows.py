@@ -40,6 +40,7 @@ from bench.procs import Proc, free_port, started, wait_for_grpc_health
 from bench.report import Result, Target, at_most, guarded, info
 from bench.stack import INSTRUMENT_IDS, Stack, measure_change_rate
 from tests.bus.support import NatsServer, running_nats
+from tests.waiting import wait_until
 
 __all__ = ["CPU_CHANGES_PER_S", "DASHBOARDS", "LATENCY_CHANGES_PER_S", "NATS_GROWTH", "run"]
 
@@ -142,26 +143,24 @@ def _messages(dashboard: Dashboard) -> float:
 
 def _wait_consuming(dashboards: Sequence[Dashboard], timeout: float) -> None:
     """Wait until every dashboard serves live books and its applied-message counter moves (bounded)."""
-    deadline = time.monotonic() + timeout
     waiting = list(dashboards)
-    while waiting:
+
+    def all_live() -> bool:
         for dashboard in waiting:
             dashboard.proc.check_alive()
-        waiting = [d for d in waiting if not _books_live(d.base)]
-        if waiting:
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"{waiting[0].proc.name} had no live books within {timeout:g} s:\n{waiting[0].proc.tail()}"
-                )
-            time.sleep(0.2)
+        waiting[:] = [d for d in waiting if not _books_live(d.base)]
+        return not waiting
+
+    wait_until(all_live, timeout, lambda: f"{waiting[0].proc.name} had no live books:\n{waiting[0].proc.tail()}",
+               every=0.2)
     before = [_messages(d) for d in dashboards]
-    while True:
-        time.sleep(0.3)
-        stuck = [d for d, b in zip(dashboards, before, strict=True) if _messages(d) <= b]
-        if not stuck:
-            return
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{stuck[0].proc.name} applied no message within {timeout:g} s")
+    stuck = list(dashboards)
+
+    def all_moving() -> bool:
+        stuck[:] = [d for d, b in zip(dashboards, before, strict=True) if _messages(d) <= b]
+        return not stuck
+
+    wait_until(all_moving, timeout, lambda: f"{stuck[0].proc.name} applied no message", every=0.3)
 
 
 def _cpu_seconds(process: psutil.Process) -> float:

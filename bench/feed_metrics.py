@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.procs import Proc
 from bench.report import Result
+from tests.waiting import wait_until
 
 __all__ = [
     "BEHIND",
@@ -58,13 +59,13 @@ def scrape(url: str, timeout: float = 5.0) -> dict[str, float]:
 
 def wait_for_subscribers(url: str, count: int, timeout: float, procs: Sequence[Proc] = ()) -> None:
     """Wait until the feed has at least ``count`` subscribers (while ``procs`` stay alive)."""
-    deadline = time.monotonic() + timeout
-    while scrape(url)[SUBSCRIBERS] < count:
+
+    def subscribed() -> bool:
         for proc in procs:
             proc.check_alive()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"the feed did not have {count} subscriber(s) within {timeout:g} s")
-        time.sleep(0.05)
+        return scrape(url)[SUBSCRIBERS] >= count
+
+    wait_until(subscribed, timeout, f"the feed did not have {count} subscriber(s)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import psutil
 from feed_server.client.health import feed_serving
 from feed_server.launch import REPO_ROOT, StartupError, child_env, http_ok, wait_ready
 from tests.servers import free_port
+from tests.waiting import stop_process, wait_until
 
 __all__ = [
     "REPO_ROOT",
@@ -89,24 +89,6 @@ class Proc:
         raise RuntimeError(f"{self.name}: no process with {marker!r} in its command line")
 
 
-def _stop(proc: Proc, grace: float) -> None:
-    try:
-        children = proc.ps.children(recursive=True)
-    except psutil.Error:
-        children = []
-    if proc.popen.poll() is None:
-        proc.popen.send_signal(signal.SIGTERM)
-        try:
-            proc.popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop within %.1f s of SIGTERM; killing it", proc.name, grace)
-            proc.popen.kill()
-            proc.popen.wait(5)
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-
-
 @contextlib.contextmanager
 def started(name: str, args: Sequence[str], grace: float = 3.0) -> Iterator[Proc]:
     """Start ``python <args>`` in the repo root; on exit SIGTERM it (then SIGKILL) and kill its children."""
@@ -120,7 +102,7 @@ def started(name: str, args: Sequence[str], grace: float = 3.0) -> Iterator[Proc
     try:
         yield proc
     finally:
-        _stop(proc, grace)
+        stop_process(proc.popen, grace)
 
 
 def wait_for_grpc_health(proc: Proc, address: str, timeout: float) -> None:
@@ -152,13 +134,13 @@ def cpu_percent(processes: Sequence[psutil.Process], seconds: float) -> list[flo
 
 
 def wait_for_output(proc: Proc, marker: str, timeout: float) -> None:
-    """Wait until the process has printed ``marker``."""
-    deadline = time.monotonic() + timeout
-    while marker not in proc.output():
+    """Wait until the process has printed ``marker`` (and is alive meanwhile)."""
+
+    def printed() -> bool:
         proc.check_alive()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{proc.name} did not print {marker!r} within {timeout} s:\n{proc.tail()}")
-        time.sleep(0.05)
+        return marker in proc.output()
+
+    wait_until(printed, timeout, lambda: f"{proc.name} did not print {marker!r}:\n{proc.tail()}")
 
 
 def run_client(name: str, args: Sequence[str], timeout: float) -> dict[str, Any]:

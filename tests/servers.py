@@ -7,6 +7,7 @@ Keep this API stable, other test packages (and the benchmark) import it:
 - ``child_env()``: the environment for a subprocess (feed_server.launch's, as run.py uses);
 - ``start_feed_process(port, *args)``: ``python -m feed_server --port PORT *args`` from the repo root;
 - ``wait_for_health(address, timeout)``: block until the gRPC health service answers SERVING;
+- ``feed_process(*args)``: a serving feed process for a ``with`` block (its address);
 - ``CHROMIUM``, ``CHROMIUM_FLAGS``: Debian's headless Chromium and the flags it needs here;
 - ``open_raw_websocket(port, path)``: a WebSocket handshake on a socket that is never read again.
 """
@@ -15,25 +16,24 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
-
-import psutil
 
 from feed_server.client.health import feed_serving
 from feed_server.launch import REPO_ROOT, child_env, wait_ready
 from feed_server.server.grpc_server import FeedServer
+from tests.waiting import stop_process  # the one process stopper (feed_process uses it)
 
 __all__ = [
     "CHROMIUM",
     "CHROMIUM_FLAGS",
     "REPO_ROOT",
     "child_env",
+    "feed_process",
     "free_port",
     "open_raw_websocket",
     "running_feed_server",
@@ -92,27 +92,6 @@ def start_feed_process(port: int, *args: str) -> subprocess.Popen[bytes]:
 def wait_for_health(address: str, timeout: float) -> None:
     """Block until the gRPC health service at ``address`` answers SERVING (StartupError after ``timeout``)."""
     wait_ready(f"feed at {address}", lambda: feed_serving(address), timeout)
-
-
-def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL after ``grace`` seconds; always reaps the process, and kills any child it left."""
-    children: list[psutil.Process] = []
-    with suppress(psutil.Error):
-        children = psutil.Process(process.pid).children(recursive=True)
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=grace)  # drains piped output so the process cannot block on it
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate(timeout=5.0)
-    for child in children:  # run.py's children live in their own process groups
-        with suppress(psutil.Error):
-            child.kill()
-            child.wait(5.0)
-    for stream in (process.stdin, process.stdout, process.stderr):  # when it had exited already
-        if stream is not None:
-            stream.close()
 
 
 @contextmanager

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from typing import IO
 
 import httpx
@@ -16,6 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from tests.servers import REPO_ROOT, child_env, free_port
+from tests.waiting import eventually, stop_process, wait_until
 
 START_TIMEOUT = 60.0  # generous: the test machine may be busy
 
@@ -34,23 +34,16 @@ def text_of(output: IO[bytes]) -> str:
 
 
 def wait_for_line(process: subprocess.Popen[bytes], output: IO[bytes], prefix: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in text_of(output).splitlines():
-            if line.startswith(prefix):
-                return line
-        assert process.poll() is None, f"run.py exited early:\n{text_of(output)}"
-        time.sleep(0.05)
-    raise AssertionError(f"no line starting with {prefix!r} within {timeout} s:\n{text_of(output)}")
+    """The first line of ``output`` that starts with ``prefix`` (bounded; fails at once if run.py exits)."""
+    found: list[str] = []
 
+    def seen() -> bool:
+        found[:] = [line for line in text_of(output).splitlines() if line.startswith(prefix)]
+        assert found or process.poll() is None, f"run.py exited early:\n{text_of(output)}"
+        return bool(found)
 
-def kill_all(process: subprocess.Popen[bytes], children: list[psutil.Process]) -> None:
-    for child in children:
-        if child.is_running():
-            child.kill()
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    wait_until(seen, timeout, lambda: f"no line starting with {prefix!r}:\n{text_of(output)}")
+    return found[0]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -80,7 +73,7 @@ async def test_run_serves_and_stops_cleanly(signum: signal.Signals) -> None:
         _, alive = psutil.wait_procs(children, timeout=5.0)
         assert not alive, f"left behind: {alive}"
     finally:
-        kill_all(process, children)
+        stop_process(process, also=children)
         output.close()
 
 
@@ -91,7 +84,8 @@ async def test_run_exits_1_with_one_line_when_the_feed_never_answers() -> None:
     )
     children: list[psutil.Process] = []
     try:
-        await asyncio.sleep(0.5)
+        # Its children (for the clean-up below) once it has started one, or it has exited already.
+        await eventually(lambda: process.poll() is not None or bool(psutil.Process(process.pid).children()), 10.0)
         if process.poll() is None:
             children = psutil.Process(process.pid).children(recursive=True)
         await asyncio.to_thread(process.wait, 45.0)
@@ -103,7 +97,7 @@ async def test_run_exits_1_with_one_line_when_the_feed_never_answers() -> None:
         _, alive = psutil.wait_procs(children, timeout=5.0)
         assert not alive, f"left behind: {alive}"
     finally:
-        kill_all(process, children)
+        stop_process(process, also=children)
         output.close()
 
 
@@ -139,9 +133,10 @@ def test_the_dashboard_alone_refuses_bad_arguments_in_one_line() -> None:
 
 def _children_by_module(process: subprocess.Popen[bytes], timeout: float) -> dict[str, psutil.Process]:
     """run.py's two children, by the module they run ("feed_server", "dashboard"), once both are started."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found: dict[str, psutil.Process] = {}
+    found: dict[str, psutil.Process] = {}
+
+    def both() -> bool:
+        found.clear()
         try:
             for child in psutil.Process(process.pid).children(recursive=True):
                 cmdline = child.cmdline()
@@ -150,11 +145,11 @@ def _children_by_module(process: subprocess.Popen[bytes], timeout: float) -> dic
                         found[module] = child
         except psutil.NoSuchProcess:
             pass
-        if len(found) == 2:
-            return found
-        assert process.poll() is None, "run.py exited before starting both children"
-        time.sleep(0.05)
-    raise AssertionError("run.py did not start both children")
+        assert len(found) == 2 or process.poll() is None, "run.py exited before starting both children"
+        return len(found) == 2
+
+    wait_until(both, timeout, "run.py starting both children")
+    return found
 
 
 async def test_run_exits_1_naming_the_feed_when_the_feed_crashes_and_leaves_nothing_behind(monkeypatch):
@@ -176,7 +171,7 @@ async def test_run_exits_1_naming_the_feed_when_the_feed_crashes_and_leaves_noth
         _, alive = psutil.wait_procs(children, timeout=5.0)
         assert not alive, f"left behind: {alive}"
     finally:
-        kill_all(process, children)
+        stop_process(process, also=children)
         output.close()
 
 
@@ -202,5 +197,5 @@ async def test_run_exits_1_naming_the_dashboard_when_it_dies_and_stops_the_feed(
         assert not alive, f"left behind: {alive}"
         assert not feed.is_running()
     finally:
-        kill_all(process, children)
+        stop_process(process, also=children)
         output.close()

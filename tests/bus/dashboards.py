@@ -4,8 +4,7 @@ the NATS server, and the books' state as the dashboard's REST API gives it, poll
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -13,13 +12,13 @@ from typing import TypeVar
 import httpx
 
 from tests.dashboard.conftest import Dashboard, start_dashboard
-from tests.servers import free_port, start_feed_process, stop_process, wait_for_health
+from tests.servers import free_port, start_feed_process, wait_for_health
+from tests.waiting import stop_process
 
 __all__ = [
     "PublishingFeed",
     "RestView",
     "dashboard_on",
-    "wait_for",
 ]
 
 T = TypeVar("T")
@@ -93,15 +92,3 @@ class RestView:
             response = self.client.get(f"/api/book/{instrument_id}", params={"depth": "1"})
             states[instrument_id] = response.status_code != 200 or bool(response.json()["stale"])
         return states
-
-
-def wait_for(what: str, probe: Callable[[], T | None], within: float, every: float = 0.1) -> T:
-    """Call ``probe`` until it returns something other than None (or False); AssertionError after ``within`` s."""
-    deadline = time.monotonic() + within
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last is not None and last is not False:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"not within {within:g} s: {what}")

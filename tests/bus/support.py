@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, stop_process
+from tests.servers import free_port
+from tests.waiting import stop_process, wait_until
 
 NATS_SERVER = "/usr/sbin/nats-server"
 
@@ -35,15 +35,17 @@ class NatsServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 10
-        while True:
+        process = self.process
+
+        def accepting() -> bool:
+            assert process.poll() is None, f"nats-server on port {self.port} exited with code {process.returncode}"
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
             except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"nats-server on port {self.port} did not start") from None
-                time.sleep(0.05)
+                return False
+            return True
+
+        wait_until(accepting, 10.0, f"nats-server accepting connections on port {self.port}")
 
     def stop(self) -> None:
         if self.process is not None:

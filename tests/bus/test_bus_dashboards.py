@@ -20,11 +20,12 @@ from websockets.asyncio.client import connect
 from feed_server.client.grpc_transport import FeedSubscriber
 from feed_server.protocol.book import MAX_DEPTH, Level
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
-from tests.bus.dashboards import PublishingFeed, RestView, dashboard_on, wait_for
+from tests.bus.dashboards import PublishingFeed, RestView, dashboard_on
 from tests.bus.support import NatsServer, needs_nats
 from tests.dashboard.conftest import Dashboard
 from tests.dashboard.ws_helpers import SPECS, recv_json
 from tests.servers import feed_process
+from tests.waiting import wait_until
 
 pytestmark = needs_nats
 
@@ -144,8 +145,8 @@ def test_a_killed_shard_stales_only_its_own_instruments_and_comes_back_live(nats
             shard.start()
         with dashboard_on(nats_server.url) as dashboard, closing(RestView(dashboard)) as view:
             pid = dashboard.process.pid
-            wait_for("both shards listed", lambda: sorted(view.listed()) == sorted(ALL_IDS), 15.0)
-            wait_for("every book live", lambda: all_live(view, ALL_IDS), 15.0)
+            wait_until(lambda: sorted(view.listed()) == sorted(ALL_IDS), 15.0, "both shards listed")
+            wait_until(lambda: all_live(view, ALL_IDS), 15.0, "every book live")
 
             shards[1].kill()
             killed = time.monotonic()
@@ -155,12 +156,12 @@ def test_a_killed_shard_stales_only_its_own_instruments_and_comes_back_live(nats
                 assert not any(states[iid] for iid in SHARD_A), f"{elapsed:.2f} s after the kill: {states}"
                 if staled is None and all(states[iid] for iid in SHARD_B):
                     staled = elapsed
-                time.sleep(0.05)
+                time.sleep(0.05)  # sampling a fixed window: shard A must stay live all through it
             assert staled is not None, "the killed shard's instruments never all went stale"
             assert staled <= WATCHDOG + MARGIN, f"the killed shard's instruments went stale after {staled:.2f} s"
 
             shards[1].start()  # the same arguments, the same gRPC port, a new session
-            wait_for("the restarted shard's books live", lambda: all_live(view, SHARD_B), 15.0)
+            wait_until(lambda: all_live(view, SHARD_B), 15.0, "the restarted shard's books live")
             assert all_live(view, ALL_IDS)
             assert sorted(view.listed()) == sorted(ALL_IDS)
             assert dashboard.process.pid == pid and dashboard.process.poll() is None, "the dashboard restarted"
@@ -178,18 +179,18 @@ def test_a_restarted_nats_server_brings_every_book_back_live(nats_server: NatsSe
         feed.start()
         with dashboard_on(nats_server.url) as dashboard, closing(RestView(dashboard)) as view:
             processes = [feed.process, dashboard.process]
-            wait_for("every book live", lambda: all_live(view, ALL_IDS), 15.0)
+            wait_until(lambda: all_live(view, ALL_IDS), 15.0, "every book live")
 
             assert nats_server.process is not None
             nats_server.process.kill()
             nats_server.process.wait(5.0)
             nats_server.process = None
-            wait_for("every book stale", lambda: all(view.stale(ALL_IDS).values()), WATCHDOG + MARGIN)
+            wait_until(lambda: all(view.stale(ALL_IDS).values()), WATCHDOG + MARGIN, "every book stale")
             time.sleep(1.0)  # down for a while: the books stay stale, the clients keep trying
             assert all(view.stale(ALL_IDS).values())
 
             nats_server.start()
-            wait_for("every book live again", lambda: all_live(view, ALL_IDS), 10.0)
+            wait_until(lambda: all_live(view, ALL_IDS), 10.0, "every book live again")
             assert [feed.process, dashboard.process] == processes, "a feed or the dashboard was restarted"
             assert all(process.poll() is None for process in processes), "a feed or the dashboard exited"
     finally:

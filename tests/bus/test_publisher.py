@@ -31,6 +31,7 @@ from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import apply_message
 from tests.bus.support import NatsServer, needs_nats
 from tests.servers import REPO_ROOT, child_env, feed_process, free_port
+from tests.waiting import wait_until
 
 pytestmark = needs_nats
 
@@ -42,8 +43,12 @@ async def snapshot(client: Client, instrument_id: str, depth: int = 100) -> pb.B
     return pb.BookMessage.FromString(answer.data)
 
 
-async def collect(client: Client, instrument_ids: Sequence[str], seconds: float) -> dict[str, list[tuple[str, bytes]]]:
-    """Every message published on the instruments' subjects for ``seconds``: (session header, bytes)."""
+async def collect(
+    client: Client, instrument_ids: Sequence[str], seconds: float, subscribed: asyncio.Event | None = None
+) -> dict[str, list[tuple[str, bytes]]]:
+    """Every message published on the instruments' subjects for ``seconds``: (session header, bytes).
+
+    ``subscribed`` is set once the subscriptions are in place on the server."""
     got: dict[str, list[tuple[str, bytes]]] = {iid: [] for iid in instrument_ids}
 
     async def on_message(msg: Msg) -> None:
@@ -51,7 +56,9 @@ async def collect(client: Client, instrument_ids: Sequence[str], seconds: float)
 
     subscriptions = [await client.subscribe(book_subject(iid), cb=on_message) for iid in instrument_ids]
     await client.flush()
-    await asyncio.sleep(seconds)
+    if subscribed is not None:
+        subscribed.set()
+    await asyncio.sleep(seconds)  # the window to collect in: what is published during it is the result
     for subscription in subscriptions:
         await subscription.unsubscribe()
     return got
@@ -68,8 +75,10 @@ async def test_every_message_is_published_once_at_full_depth_and_verifies(nats_s
                 assert len(ids) == 7 and instruments.max_depth == 100
                 assert listing.headers is not None
                 session = listing.headers[SESSION_HEADER]
-                collecting = asyncio.create_task(collect(client, ids, 2.0))
-                await asyncio.sleep(0.2)
+                subscribed = asyncio.Event()
+                collecting = asyncio.create_task(collect(client, ids, 2.0, subscribed))
+                async with asyncio.timeout(5):
+                    await subscribed.wait()
                 snapshots = {iid: await snapshot(client, iid) for iid in ids}
                 got = await collecting
         finally:
@@ -172,15 +181,9 @@ async def test_the_feed_publishes_again_after_nats_restarts(nats_server: NatsSer
     with feed_process("--instruments", "AAPL", "--publish", nats_server.url, "--metrics-port", str(metrics_port)):
         assert scrape(metrics_port)["marketdata_bus_connected"] == 1
         nats_server.stop()
-        deadline = time.monotonic() + 10
-        while scrape(metrics_port)["marketdata_bus_connected"] != 0:
-            assert time.monotonic() < deadline, "the feed did not notice NATS was gone"
-            await asyncio.sleep(0.1)
+        wait_until(lambda: scrape(metrics_port)["marketdata_bus_connected"] == 0, 10.0, "the feed noticing NATS gone")
         nats_server.start()  # the same port
-        deadline = time.monotonic() + 15
-        while scrape(metrics_port)["marketdata_bus_connected"] != 1:
-            assert time.monotonic() < deadline, "the feed did not reconnect"
-            await asyncio.sleep(0.1)
+        wait_until(lambda: scrape(metrics_port)["marketdata_bus_connected"] == 1, 15.0, "the feed reconnecting")
         assert scrape(metrics_port)["marketdata_bus_reconnects_total"] == 1
         client = await nats.connect(nats_server.url)
         try:

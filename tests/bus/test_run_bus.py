@@ -14,21 +14,25 @@ import pytest
 
 from tests.bus.support import NatsServer, needs_nats
 from tests.servers import REPO_ROOT, child_env, free_port
-from tests.test_run import START_TIMEOUT, kill_all, start_run, text_of, wait_for_line
+from tests.test_run import START_TIMEOUT, start_run, text_of, wait_for_line
+from tests.waiting import eventually, stop_process
 
 pytestmark = needs_nats
 
 
 async def _all_live(http: httpx.AsyncClient, timeout: float) -> list[dict[str, object]]:  # noqa: ASYNC109
     """The dashboard's books once every one of the 7 is live (bounded)."""
-    async with asyncio.timeout(timeout):
-        while True:
-            listed = (await http.get("/api/instruments")).json()
-            if len(listed) == 7:
-                books = [(await http.get(f"/api/book/{item['instrument_id']}?depth=5")).json() for item in listed]
-                if all(book.get("stale") is False for book in books):
-                    return books
-            await asyncio.sleep(0.2)
+    books: list[dict[str, object]] = []
+
+    async def live() -> bool:
+        listed = (await http.get("/api/instruments")).json()
+        if len(listed) != 7:
+            return False
+        books[:] = [(await http.get(f"/api/book/{item['instrument_id']}?depth=5")).json() for item in listed]
+        return all(book.get("stale") is False for book in books)
+
+    await eventually(live, timeout, lambda: f"every book live; last {books}", every=0.2)
+    return books
 
 
 async def test_run_bus_serves_the_dashboard_from_nats(nats_server: NatsServer) -> None:
@@ -53,7 +57,7 @@ async def test_run_bus_serves_the_dashboard_from_nats(nats_server: NatsServer) -
         assert process.returncode == 0, log
         assert "Traceback" not in log, log
     finally:
-        kill_all(process, children)
+        stop_process(process, also=children)
         output.close()
 
 

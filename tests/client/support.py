@@ -1,28 +1,18 @@
-"""Helpers shared by the client tests: bounded polling and a subscriber task that is always cancelled."""
+"""Helpers shared by the client tests: a subscriber task that is always cancelled.
+
+``eventually`` is tests/waiting.py's (the one polling helper), named here for this module's importers.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 from feed_server.client.keeper import BookKeeper
+from tests.waiting import eventually
 
 __all__ = ["eventually", "running"]
-
-
-async def eventually(predicate: Callable[[], bool], within: float, step: float = 0.01) -> float:
-    """Poll ``predicate`` until true (for at most ``within`` seconds); returns the seconds it took."""
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    for _ in range(int(within / step) + 1):
-        if predicate():
-            return loop.time() - start
-        await asyncio.sleep(step)
-        if loop.time() - start > within:
-            break
-    assert predicate(), f"not true after {within} s"
-    return loop.time() - start
 
 
 @contextlib.asynccontextmanager

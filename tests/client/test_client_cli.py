@@ -18,6 +18,7 @@ from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.protocol.units import format_mid
 from feed_server.server.grpc_server import FeedServer
 from tests.servers import REPO_ROOT, child_env, free_port, running_feed_server, start_feed_process, wait_for_health
+from tests.waiting import stop_process
 
 CLIENT = [sys.executable, "-m", "feed_server.client"]
 LINE = re.compile(
@@ -147,8 +148,7 @@ async def test_once_live_it_survives_a_feed_restart_and_exits_0_at_the_end_of_it
             process.kill()
             await process.wait()
         for feed in feeds:
-            feed.kill()
-            feed.wait(timeout=10)
+            await asyncio.to_thread(stop_process, feed)
     assert process.returncode == 0, err.decode()
     after = out.decode().splitlines()
     assert all(LINE.match(line) for line in before + after), before + after

@@ -22,8 +22,9 @@ from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.protocol.wire import heartbeat_message, instrument_to_pb, snapshot_message
 from feed_server.server.grpc_server import FeedServer
-from tests.client.support import eventually, running
+from tests.client.support import running
 from tests.servers import free_port
+from tests.waiting import eventually
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
 LOGGER = "feed_server.client.subscriber"
@@ -50,7 +51,7 @@ class BrokenFeed(market_data_pb2_grpc.MarketDataServicer):  # type: ignore[misc]
             raise RuntimeError("servicer bug")
         if self.mode == "live-then-internal":
             yield pb.SubscribeResponse(session_id="broken", messages=[first_snapshot()])
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the fake server's script: live for a moment, then the stream breaks
             await context.abort(grpc.StatusCode.INTERNAL, "RST_STREAM with error code 2")
         await context.abort(grpc.StatusCode[self.mode], f"refused with {self.mode}")
 
@@ -131,7 +132,7 @@ async def test_a_permanent_problem_is_retried_at_the_backoff_cap(caplog: pytest.
     subscriber = FeedSubscriber(f"127.0.0.1:{port}", ["AAPL", "XYZ"], backoff_initial=0.01, backoff_max=0.3)
     try:
         async with running(subscriber) as task:
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # the window the retries are counted in (the point of the test)
             assert not task.done()
             # Every 0.3 s from the first attempt: 3 retries in 1 s (an exponential 0.01 s start would make 6+).
             assert 2 <= subscriber.stats.reconnects <= 4, subscriber.stats.reconnects
@@ -168,7 +169,7 @@ def corrupt_feed_handler(feed: CorruptFeed) -> grpc.GenericRpcHandler:
                 session_id="corrupt", messages=[heartbeat_message("AAPL", seq, seq, checksum)]
             ).SerializeToString()
         yield b"\x0a\xff\xff\xff\xff\x0f"  # field 1 with a length past the end: not a valid message
-        await asyncio.sleep(3600)
+        await asyncio.sleep(3600)  # the fake stream stays open after its bad bytes (the client must end it)
 
     return grpc.method_handlers_generic_handler(
         "marketdata.v1.MarketData",
@@ -250,7 +251,7 @@ async def test_an_unexpected_exception_is_logged_once_and_retried(
             assert "AttributeError" in errors[0].getMessage()
             bug = False  # fixed: the next connection stays live
             await subscriber.wait_live(timeout=5)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # nothing must happen during it: the fixed connection stays live
             assert not subscriber.books["AAPL"].stale and subscriber.problem is None
     finally:
         await feed.stop(grace=0.1)
@@ -270,7 +271,7 @@ class TwoSessionFeed(BrokenFeed):
         yield pb.SubscribeResponse(session_id="new", messages=[first_snapshot()])
         yield pb.SubscribeResponse(session_id="new", messages=[heartbeat_message("AAPL", 3, 3, checksum)])  # gap
         for seq in range(4, 400):
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.02)  # the fake feed's pace
             yield pb.SubscribeResponse(session_id="new", messages=[heartbeat_message("AAPL", seq, seq, checksum)])
 
     async def GetSnapshot(self, request: pb.SnapshotRequest, context: Any) -> pb.BookMessage:

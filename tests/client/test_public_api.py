@@ -26,7 +26,8 @@ from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.protocol.wire import apply_message
 from tests.bus.support import running_nats
-from tests.servers import free_port, running_feed_server, start_feed_process, stop_process, wait_for_health
+from tests.servers import free_port, running_feed_server, start_feed_process, wait_for_health
+from tests.waiting import stop_process
 
 SPECS = {spec.instrument_id: spec for spec in DEFAULT_INSTRUMENTS}
 Levels = list[tuple[Decimal, Decimal]]

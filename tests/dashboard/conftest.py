@@ -21,8 +21,8 @@ from tests.servers import (
     child_env,
     feed_process,
     free_port,
-    stop_process,
 )
+from tests.waiting import stop_process
 
 FEED_RATE = "200"  # order events per second per instrument
 

@@ -15,8 +15,9 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, ViewportSize, sync_playwright
 
 from feed_server.launch import StartupError, http_ok, wait_ready
-from tests.servers import CHROMIUM, child_env, free_port, start_feed_process, stop_process, wait_for_health
+from tests.servers import CHROMIUM, child_env, free_port, start_feed_process, wait_for_health
 from tests.servers import CHROMIUM_FLAGS as CHROMIUM_ARGS
+from tests.waiting import stop_process
 
 __all__ = [
     "CHROMIUM",

@@ -7,8 +7,7 @@ changing. A screenshot goes to artifacts/dashboard.png.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from playwright.sync_api import Page
 
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from tests.dashboard.page_fixtures import CHROMIUM, REPO, chromium, running_dashboard, watched_tab
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (CI installs chromium)")
 
@@ -60,13 +60,14 @@ def test_page_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
 
         first, second = SPECS["AAPL"], SPECS["MSFT"]
         page.wait_for_selector("[data-testid=bids] tbody tr td")
-        wait_until(lambda: in_range(first, column_texts(page, "bids", 1)), "the first instrument's bids")
-        wait_until(lambda: page.inner_text("[data-testid=status]").strip() == "LIVE", "status LIVE")
+        wait_until(lambda: in_range(first, column_texts(page, "bids", 1)), 15.0, "the first instrument's bids")
+        wait_until(lambda: page.inner_text("[data-testid=status]").strip() == "LIVE", 15.0, "status LIVE")
 
         page.click("[data-testid=instrument]")
         page.locator(".q-menu .q-item", has_text=f"{second.instrument_id} - {second.display_name}").click()
         wait_until(
             lambda: in_range(second, column_texts(page, "bids", 1)) and in_range(second, column_texts(page, "asks", 1)),
+            15.0,
             "the second instrument's prices",
         )
         # Both tables read at one moment (two reads could straddle an update and see a crossed pair).
@@ -84,9 +85,10 @@ def test_page_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
         sequence = page.inner_text("[data-testid=sequence]")
         wait_until(
             lambda: column_texts(page, "bids", 2) + column_texts(page, "asks", 2) != before,
+            15.0,
             "the tables to change",
         )
-        wait_until(lambda: page.inner_text("[data-testid=sequence]") != sequence, "the sequence to move on")
+        wait_until(lambda: page.inner_text("[data-testid=sequence]") != sequence, 15.0, "the sequence to move on")
         assert in_range(second, column_texts(page, "bids", 1))
         page.wait_for_selector("[data-testid=trades] tbody tr td")
         page.wait_for_selector("[data-testid=depth_chart] canvas")
@@ -96,7 +98,7 @@ def test_page_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
 
         # Phone width: everything stacks in one column, nothing makes the page scroll sideways.
         page.set_viewport_size({"width": 390, "height": 844})
-        wait_until(lambda: page.evaluate("document.documentElement.scrollWidth") <= 390, "no sideways scrolling")
+        wait_until(lambda: page.evaluate("document.documentElement.scrollWidth") <= 390, 15.0, "no sideways scrolling")
         bids_box = page.locator("[data-testid=bids]").bounding_box()
         asks_box = page.locator("[data-testid=asks]").bounding_box()
         assert bids_box is not None and asks_box is not None
@@ -104,13 +106,3 @@ def test_page_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
         page.screenshot(path=str(ARTIFACTS / "dashboard_phone.png"), full_page=True)
     assert errors == []
 
-
-def wait_until(predicate: Callable[[], bool], what: str, within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    for _ in range(int(within / 0.05) + 1):
-        if predicate():
-            return
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {within} s waiting for {what}")

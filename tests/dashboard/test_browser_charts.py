@@ -8,7 +8,7 @@ canvas); a tab opened later shows the history gathered before it at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page
 
 from tests.dashboard.page_fixtures import CHROMIUM, REPO, chromium, running_dashboard, watched_tab
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (CI installs chromium)")
 
@@ -68,7 +69,7 @@ def test_history_charts_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
     errors: list[str] = []
     with chromium(tmp_path / "profile") as context:
         first = open_tab(context, dashboard_url, errors)
-        wait_until(lambda: has_history(first), "both charts to hold data", within=5.0)
+        wait_until(lambda: has_history(first), 5.0, "both charts to hold data")
         price = chart_state(first, "price_chart")
         assert price is not None
         assert len(price["x"]) <= 300 and len(price["y"]) <= 100
@@ -83,7 +84,7 @@ def test_history_charts_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
 
         second = open_tab(context, dashboard_url, errors)
         # At once: the history gathered before this tab existed, not only what came after it opened.
-        wait_until(lambda: has_history(second), "the second tab's charts", within=2.0)
+        wait_until(lambda: has_history(second), 2.0, "the second tab's charts")
         later = chart_state(second, "price_chart")
         assert later is not None and later["series"][0] >= grown["series"][0] - 2
 
@@ -91,12 +92,3 @@ def test_history_charts_in_chromium(dashboard_url: str, tmp_path: Path) -> None:
         second.screenshot(path=str(ARTIFACTS / "dashboard_charts.png"), full_page=True)
     assert errors == []
 
-
-def wait_until(predicate: Callable[[], bool], what: str, within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        if predicate():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        time.sleep(0.05)

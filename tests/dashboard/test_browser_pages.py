@@ -15,7 +15,8 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, ViewportSize
 
 from tests.dashboard.page_fixtures import CHROMIUM, REPO, chromium, running_dashboard, watched_tab
-from tests.dashboard.test_browser import SPECS, column_texts, in_range, wait_until
+from tests.dashboard.test_browser import SPECS, column_texts, in_range
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (CI installs chromium)")
 
@@ -56,9 +57,10 @@ def shows_book_of(page: Page, instrument_id: str) -> None:
     spec = SPECS[instrument_id]
     wait_until(
         lambda: in_range(spec, column_texts(page, "bids", 1)) and in_range(spec, column_texts(page, "asks", 1)),
+        15.0,
         f"{instrument_id}'s prices",
     )
-    wait_until(lambda: page.inner_text("[data-testid=status]").strip() == "LIVE", "status LIVE")
+    wait_until(lambda: page.inner_text("[data-testid=status]").strip() == "LIVE", 15.0, "status LIVE")
     assert instrument_id in page.inner_text("[data-testid=instrument]")
 
 
@@ -92,6 +94,7 @@ def test_overview_shows_every_instrument_and_a_row_opens_its_book(dashboard_url:
             and "-" not in column_texts(page, "overview", 2)
             and set(column_texts(page, "overview", 7)) == {"LIVE"}
         ),
+        15.0,
         "every instrument LIVE in the overview",
     )
     page.locator("[data-testid=overview] tbody tr", has_text="BTC-USD").click()
@@ -109,7 +112,7 @@ def test_dark_mode_survives_a_reload(dashboard_url: str, page: Page) -> None:
     is_dark = "document.body.classList.contains('body--dark')"
     assert page.evaluate(is_dark) is False
     page.click("[data-testid=dark_mode]")
-    wait_until(lambda: bool(page.evaluate(is_dark)), "dark mode")
+    wait_until(lambda: bool(page.evaluate(is_dark)), 15.0, "dark mode")
     page.reload()
     page.wait_for_selector("[data-testid=bids] tbody tr td")
     assert page.evaluate(is_dark) is True
@@ -120,7 +123,7 @@ def test_dark_mode_survives_a_reload(dashboard_url: str, page: Page) -> None:
     page.wait_for_selector("[data-testid=overview] tbody tr td")
     assert page.evaluate(is_dark) is True
     page.click("[data-testid=dark_mode]")  # back to light for the screenshots
-    wait_until(lambda: not page.evaluate(is_dark), "light mode")
+    wait_until(lambda: not page.evaluate(is_dark), 15.0, "light mode")
     page.reload()
     page.wait_for_selector("[data-testid=overview] tbody tr td")
     assert page.evaluate(is_dark) is False
@@ -137,12 +140,12 @@ def test_screenshots_and_phone_width(dashboard_url: str, page: Page) -> None:
         page.wait_for_selector(ready)
         page.screenshot(path=str(ARTIFACTS / f"{name}-laptop.png"), full_page=True)
         page.set_viewport_size(PHONE)
-        wait_until(lambda: no_sideways_scrolling(page), f"{name}: no sideways scrolling at 390 px")
+        wait_until(lambda: no_sideways_scrolling(page), 15.0, f"{name}: no sideways scrolling at 390 px")
         page.screenshot(path=str(ARTIFACTS / f"{name}-phone.png"), full_page=True)
     # The book's tables stack in one column at phone width.
     page.goto(f"{dashboard_url}?instrument=AAPL")
     page.wait_for_selector("[data-testid=asks] tbody tr td")
-    wait_until(lambda: no_sideways_scrolling(page), "book: no sideways scrolling at 390 px")
+    wait_until(lambda: no_sideways_scrolling(page), 15.0, "book: no sideways scrolling at 390 px")
     bids_box = page.locator("[data-testid=bids]").bounding_box()
     asks_box = page.locator("[data-testid=asks]").bounding_box()
     assert bids_box is not None and asks_box is not None

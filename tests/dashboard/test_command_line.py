@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from tests.dashboard.conftest import stop_process
 from tests.servers import REPO_ROOT, child_env, free_port
+from tests.waiting import stop_process
 
 PROG = "python -m dashboard: error: "
 

@@ -21,9 +21,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
-from tests.dashboard.conftest import Dashboard, start_dashboard, stop_process
+from tests.dashboard.conftest import Dashboard, start_dashboard
 from tests.dashboard.ws_helpers import SPECS, check_book, recv_book, recv_json
 from tests.servers import free_port, start_feed_process, wait_for_health
+from tests.waiting import eventually, stop_process
 
 ALL_IDS = [spec.instrument_id for spec in DEFAULT_INSTRUMENTS]
 
@@ -147,10 +148,11 @@ async def test_an_instrument_a_restarted_feed_dropped_is_unknown_then_back() -> 
         # Restarted with every instrument again: ES-Z6 is listed and served again.
         system.kill_feed()
         await system.start_feed("--seed", "7", "--rate", "50")
-        deadline = time.monotonic() + 20.0
-        while [i["instrument_id"] for i in (await asyncio.to_thread(get, board, "/api/instruments")).json()] != ALL_IDS:
-            assert time.monotonic() < deadline, "the dashboard never listed the restarted feed's instruments"
-            await asyncio.sleep(0.1)
+        async def all_listed() -> bool:
+            listed = (await asyncio.to_thread(get, board, "/api/instruments")).json()
+            return [i["instrument_id"] for i in listed] == ALL_IDS
+
+        await eventually(all_listed, 20.0, "the restarted feed's instruments listed", every=0.1)
         async with connect(board.ws("ES-Z6")) as back:
             check_book(await recv_book(back, 20.0), SPECS["ES-Z6"], 10)
         response = await asyncio.to_thread(get, board, "/api/book/ES-Z6")

@@ -16,8 +16,9 @@ from dashboard.bridge import FeedBridge
 from dashboard.charts import HEATMAP_COLUMNS, HEATMAP_ROWS, PRICE_COLUMNS, PRICE_ROWS, heatmap_data, price_data
 from dashboard.history import MarketHistory
 from feed_server.protocol.book import Side, Trade
-from tests.client.support import eventually, running
-from tests.servers import free_port, start_feed_process, stop_process, wait_for_health
+from tests.client.support import running
+from tests.servers import free_port, start_feed_process, wait_for_health
+from tests.waiting import eventually, stop_process
 
 NS = 1_000_000_000
 
@@ -139,7 +140,7 @@ async def test_chart_data_is_small_and_exact(feed_address: str) -> None:
         start = time.time_ns()
         for i in range(700):
             if i % 50 == 0:
-                await asyncio.sleep(0.02)
+                await asyncio.sleep(0.02)  # the book moves on between samples
             history.sample(start + i * NS // 2)
         for instrument_id in history.instrument_ids():
             item = history.get(instrument_id)

@@ -4,7 +4,6 @@ that injects faults, so that resynchronisations happen too."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -18,6 +17,7 @@ from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from tests.dashboard.conftest import Dashboard, start_dashboard
 from tests.dashboard.ws_helpers import recv_book
 from tests.servers import feed_process
+from tests.waiting import eventually
 
 INSTRUMENTS = {spec.instrument_id for spec in DEFAULT_INSTRUMENTS}
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -55,19 +55,20 @@ def total(samples: Samples, name: str) -> float:
     return sum(value for (n, _), value in samples.items() if n == name)
 
 
-async def wait_for(dashboard: Dashboard, check: Callable[[Samples], bool], within: float) -> Samples:
-    """Scrape until ``check`` holds (bounded); returns the samples that passed."""
-    deadline = time.monotonic() + within
-    while True:
-        samples = await asyncio.to_thread(scrape, dashboard)
-        if check(samples):
-            return samples
-        assert time.monotonic() < deadline, f"not within {within} s: {sorted(samples.items())}"
-        await asyncio.sleep(0.2)
+async def scrape_until(dashboard: Dashboard, check: Callable[[Samples], bool], within: float) -> Samples:
+    """Scrape ``/metrics`` until ``check`` holds (bounded); returns the samples that passed."""
+    last: list[Samples] = [{}]
+
+    async def passes() -> bool:
+        last[0] = await asyncio.to_thread(scrape, dashboard)
+        return check(last[0])
+
+    await eventually(passes, within, lambda: f"{sorted(last[0].items())}", every=0.2)
+    return last[0]
 
 
 async def test_every_metric_is_served_in_the_prometheus_text_format(faulty_dashboard: Dashboard) -> None:
-    samples = await wait_for(faulty_dashboard, lambda s: s.get(("marketdata_feed_connected", ())) == 1, 15.0)
+    samples = await scrape_until(faulty_dashboard, lambda s: s.get(("marketdata_feed_connected", ())) == 1, 15.0)
     names = {name for name, _ in samples}
     for name in METRIC_NAMES:
         assert name in names or f"{name}_count" in names, name
@@ -87,13 +88,13 @@ async def test_book_messages_are_counted_and_grow(faulty_dashboard: Dashboard) -
         now = by_label(samples, "marketdata_book_messages_total", "instrument")
         return all(now[iid] > first.get(iid, 0) for iid in INSTRUMENTS)
 
-    await wait_for(faulty_dashboard, grown, 10.0)
+    await scrape_until(faulty_dashboard, grown, 10.0)
 
 
 async def test_resyncs_are_counted_by_instrument_and_reason_under_fault_injection(
     faulty_dashboard: Dashboard,
 ) -> None:
-    samples = await wait_for(faulty_dashboard, lambda s: total(s, "marketdata_resyncs_total") > 0, 30.0)
+    samples = await scrape_until(faulty_dashboard, lambda s: total(s, "marketdata_resyncs_total") > 0, 30.0)
     counted = {labels: v for (n, labels), v in samples.items() if n == "marketdata_resyncs_total" and v > 0}
     for labels in counted:
         assert dict(labels)["instrument"] in INSTRUMENTS
@@ -101,20 +102,20 @@ async def test_resyncs_are_counted_by_instrument_and_reason_under_fault_injectio
 
 
 async def test_a_websocket_client_is_counted_while_open_and_its_messages_sent(faulty_dashboard: Dashboard) -> None:
-    before = await wait_for(faulty_dashboard, lambda s: s[("marketdata_ws_clients", ())] == 0, 10.0)
+    before = await scrape_until(faulty_dashboard, lambda s: s[("marketdata_ws_clients", ())] == 0, 10.0)
     sent = before[("marketdata_ws_messages_sent_total", ())]
     async with connect(faulty_dashboard.ws("AAPL", "depth=5&trades=1")) as ws:
         await recv_book(ws, 10.0, live=False)
         await recv_book(ws, 10.0, live=False)
-        during = await wait_for(faulty_dashboard, lambda s: s[("marketdata_ws_clients", ())] == 1, 10.0)
+        during = await scrape_until(faulty_dashboard, lambda s: s[("marketdata_ws_clients", ())] == 1, 10.0)
         assert during[("marketdata_ws_messages_sent_total", ())] >= sent + 2
-    after = await wait_for(faulty_dashboard, lambda s: s[("marketdata_ws_clients", ())] == 0, 10.0)
+    after = await scrape_until(faulty_dashboard, lambda s: s[("marketdata_ws_clients", ())] == 0, 10.0)
     assert after[("marketdata_ws_messages_sent_total", ())] >= during[("marketdata_ws_messages_sent_total", ())]
 
 
 async def test_the_feed_to_dashboard_delay_histogram_has_observations(faulty_dashboard: Dashboard) -> None:
     name = "marketdata_feed_to_dashboard_delay_seconds"
-    samples = await wait_for(faulty_dashboard, lambda s: s.get((f"{name}_count", ()), 0) > 100, 15.0)
+    samples = await scrape_until(faulty_dashboard, lambda s: s.get((f"{name}_count", ()), 0) > 100, 15.0)
     buckets = {float(le): v for le, v in by_label(samples, f"{name}_bucket", "le").items()}
     assert sorted(buckets) == [*DELAY_BUCKETS, float("inf")]
     counts = [buckets[le] for le in sorted(buckets)]

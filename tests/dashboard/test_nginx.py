@@ -14,6 +14,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
@@ -23,7 +24,8 @@ from tests.bus.support import NATS_SERVER, NatsServer
 from tests.dashboard.conftest import Dashboard, start_dashboard
 from tests.dashboard.page_fixtures import CHROMIUM, chromium, watched_tab
 from tests.dashboard.ws_helpers import SPECS, check_book, recv_book
-from tests.servers import feed_process, free_port, stop_process
+from tests.servers import feed_process, free_port
+from tests.waiting import stop_process, wait_until
 
 NGINX = "/usr/sbin/nginx"
 
@@ -50,15 +52,15 @@ def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
             [NGINX, "-p", str(prefix), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
         )
         try:
-            deadline = time.monotonic() + 10
-            while True:
+            def accepting() -> bool:
+                assert nginx.poll() is None, nginx.stderr.read().decode() if nginx.stderr else ""
                 try:
                     socket.create_connection(("127.0.0.1", listen), timeout=0.2).close()
-                    break
                 except OSError:
-                    assert nginx.poll() is None, nginx.stderr.read().decode() if nginx.stderr else ""
-                    assert time.monotonic() < deadline, "nginx did not start"
-                    time.sleep(0.05)
+                    return False
+                return True
+
+            wait_until(accepting, 10.0, "nginx accepting connections")
             yield f"http://127.0.0.1:{listen}", dashboards
         finally:
             stop_process(nginx)
@@ -78,18 +80,20 @@ def test_rest_answers_through_nginx(behind_nginx: tuple[str, list[Dashboard]]) -
     for _ in range(6):  # least connections: both replicas get some of these
         status, body = get(f"{base}/api/instruments")
         assert status == 200 and {i["instrument_id"] for i in json.loads(body)} == set(SPECS)
-    deadline = time.monotonic() + 15
-    while True:
+    book: dict[str, Any] = {}
+
+    def live() -> bool:  # stale (and empty) until the dashboard has joined the instrument's stream
         try:
             status, body = get(f"{base}/api/book/AAPL?depth=5")
-            book = json.loads(body)
-            if not book["stale"]:
-                break
         except urllib.error.HTTPError as exc:  # 503 until the dashboard has listed the instruments
             assert exc.code == 503
-        assert time.monotonic() < deadline, "the book never went live"
-        time.sleep(0.2)  # stale (and empty) until the dashboard has joined the instrument's stream
-    assert status == 200 and book["instrument_id"] == "AAPL"
+            return False
+        assert status == 200
+        book.update(json.loads(body))
+        return book["stale"] is False
+
+    wait_until(live, 15.0, lambda: f"the book live; last {book}", every=0.2)
+    assert book["instrument_id"] == "AAPL"
     check_book(book, SPECS["AAPL"], 5)
 
 
@@ -110,13 +114,10 @@ def test_the_page_loads_and_stays_live_through_nginx(behind_nginx: tuple[str, li
         page = watched_tab(context, errors)
         page.goto(f"{base}/?instrument=ETH-USD")
         page.wait_for_selector("[data-testid=bids] tbody tr td")
-        deadline = time.monotonic() + 15
-        while page.inner_text("[data-testid=status]").strip() != "LIVE":
-            assert time.monotonic() < deadline, "never LIVE through nginx"
-            time.sleep(0.1)
+        wait_until(lambda: page.inner_text("[data-testid=status]").strip() == "LIVE", 15.0, "LIVE through nginx")
         sequence = page.inner_text("[data-testid=sequence]")
         for _ in range(10):  # stays live for 3 s, the book moving on
-            time.sleep(0.3)
+            time.sleep(0.3)  # the window under test: live all through it
             assert page.inner_text("[data-testid=status]").strip() == "LIVE"
         assert page.inner_text("[data-testid=sequence]") != sequence
     assert errors == []

@@ -24,6 +24,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from tests.exchanges.loopback import LoopbackServer
+from tests.waiting import eventually
+
+WAIT_FOR_SECONDS = 30.0  # a WaitFor step fails the script (and so the test) after this long
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,8 @@ class FakeBinance(LoopbackServer):
     snapshots: dict[str, list[dict[str, Any]]]
     sessions: list[list[Step]]
     hold_snapshots: bool = False
-    depth_requests: dict[str, int] = field(default_factory=dict)
+    depth_requests: dict[str, int] = field(default_factory=dict)  # answered
+    depth_asked: dict[str, int] = field(default_factory=dict)  # received (held ones too)
     ws_paths: list[str] = field(default_factory=list)
     scripts_done: int = 0
     _server: Server | None = None
@@ -128,6 +132,7 @@ class FakeBinance(LoopbackServer):
             symbol = query.get("symbol", "")
             if symbol not in self.markets or query.get("limit") != "1000":
                 return connection.respond(400, json.dumps({"code": -1121, "msg": "Invalid symbol."}))
+            self.depth_asked[symbol] = self.depth_asked.get(symbol, 0) + 1
             await self._release.wait()
             async with self._changed:
                 count = self.depth_requests.get(symbol, 0)
@@ -183,8 +188,7 @@ class FakeBinance(LoopbackServer):
                 async with self._changed:
                     await self._changed.wait_for(partial(self._asked, step))
             elif isinstance(step, WaitFor):
-                while not step.condition():  # noqa: ASYNC110 (the condition is the client's, nothing signals it)
-                    await asyncio.sleep(0.005)
+                await eventually(step.condition, WAIT_FOR_SECONDS, "the script's WaitFor condition", every=0.005)
             elif isinstance(step, Pause):
-                await asyncio.sleep(step.seconds)
+                await asyncio.sleep(step.seconds)  # a scripted pause (the fake's behaviour)
         self.scripts_done += 1

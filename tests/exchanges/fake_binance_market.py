@@ -148,7 +148,7 @@ class FakeBinanceMarket(LoopbackServer):
     async def _market(self, every_s: float, count: int) -> None:
         names = list(self.markets)
         while True:
-            await asyncio.sleep(every_s)
+            await asyncio.sleep(every_s)  # the fake market's pace
             if self.running:
                 for symbol in self._rng.sample(names, min(count, len(names))):
                     self._change(self.markets[symbol])
@@ -217,7 +217,7 @@ class FakeBinanceMarket(LoopbackServer):
         while True:
             due, frame = await client.outbox.get()
             if (wait := due - time.monotonic()) > 0:
-                await asyncio.sleep(wait)
+                await asyncio.sleep(wait)  # the fake's network latency
             try:
                 await client.connection.send(frame)
             except ConnectionClosed:

@@ -296,7 +296,7 @@ class FakeCoinbase(LoopbackServer):
     async def _beat(self, conn: FakeConnection) -> None:
         """A heartbeat every ``heartbeat_interval`` seconds, until it is set to None (then silence)."""
         while conn.open and self.heartbeat_interval is not None:
-            await asyncio.sleep(self.heartbeat_interval)
+            await asyncio.sleep(self.heartbeat_interval)  # the fake's heartbeat period
             await self._send(conn, "heartbeats", [_heartbeat(conn.sequence)])
 
 

@@ -26,7 +26,8 @@ from feed_server.client.keeper import Subscriber
 from feed_server.launch import wait_ready
 from feed_server.protocol.instruments import InstrumentSpec
 from tests.client.support import running
-from tests.servers import REPO_ROOT, child_env, free_port, stop_process
+from tests.servers import REPO_ROOT, child_env, free_port
+from tests.waiting import eventually, stop_process
 
 DecimalBook = tuple[Mapping[Decimal, Decimal], ...]  # (bids, asks)
 UnitBook = tuple[dict[int, int], dict[int, int]]
@@ -137,17 +138,6 @@ async def watching(address: str, *instrument_ids: str) -> AsyncIterator[Watched]
         yield watched
 
 
-async def until(condition: Callable[[], bool], seconds: float, what: str | Callable[[], str] = "") -> None:
-    """Poll ``condition`` every 10 ms for at most ``seconds`` (AssertionError naming ``what`` after that)."""
-    try:
-        async with asyncio.timeout(seconds):
-            while not condition():  # noqa: ASYNC110 (the conditions are other tasks' state; nothing signals them)
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        text = what() if callable(what) else what
-        raise AssertionError(f"not reached within {seconds} s: {text}") from None
-
-
 def to_units(book: DecimalBook, spec: InstrumentSpec) -> UnitBook:
     """A book of exchange decimals as ticks and lots (exactly: an off-grid value fails the test)."""
     out: list[dict[int, int]] = []
@@ -191,16 +181,14 @@ async def until_json(
     http: httpx.AsyncClient, instrument_id: str, condition: Callable[[dict[str, Any]], bool], seconds: float
 ) -> dict[str, Any]:
     """Poll the dashboard's REST book until ``condition(json)`` (AssertionError with the last JSON after that)."""
-    last: dict[str, Any] = {}
-    try:
-        async with asyncio.timeout(seconds):
-            while True:
-                last = await book_json(http, instrument_id)
-                if condition(last):
-                    return last
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"{instrument_id}: not reached within {seconds} s; last JSON {last}") from None
+    last: list[dict[str, Any]] = [{}]
+
+    async def meets() -> bool:
+        last[0] = await book_json(http, instrument_id)
+        return condition(last[0])
+
+    await eventually(meets, seconds, lambda: f"{instrument_id}: last JSON {last[0]}", every=0.05)
+    return last[0]
 
 
 async def ws_until(ws: ClientConnection, condition: Callable[[dict[str, Any]], bool], seconds: float) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from feed_server.server.exchanges.binance_book import (
     parse_snapshot,
 )
 from tests.exchanges.fake_binance import Drop, FakeBinance, Release, Step, WaitDepth, WaitFor, depth_frame, trade_frame
+from tests.waiting import eventually
 
 TICK, LOT = Decimal("0.01"), Decimal("0.00001")
 MARKETS = {
@@ -174,23 +175,16 @@ async def running(
         await fake.stop()
 
 
-async def eventually(condition: Callable[[], bool], task: asyncio.Task[None], seconds: float = 5.0) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            while not condition():
-                if task.done():
-                    task.result()
-                    raise AssertionError("the adapter stopped")
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"not reached in {seconds} s; the sink saw {describe(condition)}") from None
+def while_running(condition: Callable[[], bool], task: asyncio.Task[None]) -> Callable[[], bool]:
+    """``condition``, but an adapter task that has ended fails the wait at once (with its exception, if any)."""
 
+    def check() -> bool:
+        if task.done():
+            task.result()
+            raise AssertionError("the adapter stopped")
+        return condition()
 
-def describe(condition: Callable[[], bool]) -> str:
-    sink = next(
-        (c.cell_contents for c in condition.__closure__ or () if isinstance(c.cell_contents, RecordingSink)), None
-    )
-    return repr(sink.calls if sink else None)
+    return check
 
 
 # -- the pure state machine --------------------------------------------------------------------------------
@@ -388,7 +382,11 @@ async def test_books_equal_an_independent_rebuild_with_a_late_snapshot() -> None
     async with running(server, ["BTCUSDT", "ETHUSDT"], sink) as (sink, task):
         want_btc, want_eth = plain_rebuild(BTC_SNAP, btc, "BTCUSDT"), plain_rebuild(ETH_SNAP, eth, "ETHUSDT")
         await eventually(
-            lambda: sink.decimal_book("BTC-USDT") == want_btc and sink.decimal_book("ETH-USDT") == want_eth, task
+            while_running(
+                lambda: sink.decimal_book("BTC-USDT") == want_btc and sink.decimal_book("ETH-USDT") == want_eth, task
+            ),
+            5.0,
+            lambda: f"the sink saw {sink.calls}",
         )
         assert Decimal("67300.00") in want_btc[1]  # a level the snapshot did not have
         assert server.ws_paths == [
@@ -415,7 +413,11 @@ async def test_a_gap_stales_then_a_new_snapshot_rebuilds() -> None:
     server = fake([[*script, *after_gap[1:]]], {"BTCUSDT": [BTC_SNAP, snap2]})
     async with running(server, ["BTCUSDT"], sink) as (sink, task):
         want = plain_rebuild(snap2, after_gap, "BTCUSDT")
-        await eventually(lambda: sink.live.get("BTC-USDT", False) and sink.decimal_book("BTC-USDT") == want, task)
+        await eventually(
+            while_running(lambda: sink.live.get("BTC-USDT", False) and sink.decimal_book("BTC-USDT") == want, task),
+            5.0,
+            lambda: f"the sink saw {sink.calls}",
+        )
         assert sink.transitions("BTC-USDT") == ["book", "stale", "book"]
         [reason] = [r for kind, _, r in sink.calls if kind == "stale"]
         assert reason == "binance: update ids jumped from 1031 to 1040; fetching a new snapshot"
@@ -436,7 +438,11 @@ async def test_a_dropped_connection_stales_every_symbol_then_rebuilds() -> None:
     async with running(server, ["BTCUSDT", "ETHUSDT"], sink) as (sink, task):
         want_btc, want_eth = plain_rebuild(btc2, again, "BTCUSDT"), plain_rebuild(eth2, again, "ETHUSDT")
         await eventually(
-            lambda: sink.decimal_book("BTC-USDT") == want_btc and sink.decimal_book("ETH-USDT") == want_eth, task
+            while_running(
+                lambda: sink.decimal_book("BTC-USDT") == want_btc and sink.decimal_book("ETH-USDT") == want_eth, task
+            ),
+            5.0,
+            lambda: f"the sink saw {sink.calls}",
         )
         for instrument in ("BTC-USDT", "ETH-USDT"):
             assert sink.transitions(instrument) == ["book", "stale", "book"]
@@ -458,7 +464,12 @@ async def test_an_off_tick_price_stales_that_symbol_only(caplog: pytest.LogCaptu
         async with running(server, ["BTCUSDT", "ETHUSDT"], sink) as (sink, task):
             want_btc, want_eth = plain_rebuild(BTC_SNAP, btc_frames(), "BTCUSDT"), plain_rebuild(eth2, later, "ETHUSDT")
             await eventually(
-                lambda: sink.decimal_book("BTC-USDT") == want_btc and sink.decimal_book("ETH-USDT") == want_eth, task
+                while_running(
+                    lambda: sink.decimal_book("BTC-USDT") == want_btc and sink.decimal_book("ETH-USDT") == want_eth,
+                    task,
+                ),
+                5.0,
+                lambda: f"the sink saw {sink.calls}",
             )
             assert sink.transitions("BTC-USDT") == ["book"]
             assert sink.transitions("ETH-USDT") == ["book", "stale", "book"]
@@ -483,7 +494,12 @@ async def test_a_malformed_frame_stales_and_resyncs_that_symbol_only(caplog: pyt
         async with running(server, ["BTCUSDT", "ETHUSDT"], sink) as (sink, task):
             want_btc, want_eth = plain_rebuild(btc2, later, "BTCUSDT"), plain_rebuild(ETH_SNAP, eth_frames(), "ETHUSDT")
             await eventually(
-                lambda: sink.decimal_book("BTC-USDT") == want_btc and sink.decimal_book("ETH-USDT") == want_eth, task
+                while_running(
+                    lambda: sink.decimal_book("BTC-USDT") == want_btc and sink.decimal_book("ETH-USDT") == want_eth,
+                    task,
+                ),
+                5.0,
+                lambda: f"the sink saw {sink.calls}",
             )
             assert sink.transitions("BTC-USDT") == ["book", "stale", "book"]
             assert sink.transitions("ETH-USDT") == ["book"]
@@ -501,7 +517,11 @@ async def test_a_server_shutdown_event_reconnects_at_once() -> None:
     server = fake([first, [*again]], {"BTCUSDT": [BTC_SNAP, btc2]})
     async with running(server, ["BTCUSDT"], sink) as (sink, task):
         want = plain_rebuild(btc2, again, "BTCUSDT")
-        await eventually(lambda: sink.decimal_book("BTC-USDT") == want, task)
+        await eventually(
+            while_running(lambda: sink.decimal_book("BTC-USDT") == want, task),
+            5.0,
+            lambda: f"the sink saw {sink.calls}",
+        )
         assert sink.transitions("BTC-USDT") == ["book", "stale", "book"]
         [reason] = [r for kind, _, r in sink.calls if kind == "stale"]
         assert "serverShutdown" in reason and len(server.ws_paths) == 2

@@ -17,8 +17,8 @@ import pytest
 from feed_server.server.exchanges.binance import BinanceAdapter
 from feed_server.server.exchanges.binance_rest import BUDGET_WAIT
 from tests.exchanges.fake_binance_market import FakeBinanceMarket, Market
-from tests.exchanges.live_support import until
 from tests.exchanges.test_binance import RecordingSink
+from tests.waiting import eventually
 
 
 def nkn_like(symbol: str = "NKNUSDT", base: str = "NKN", quote: str = "USDT") -> Market:
@@ -71,8 +71,8 @@ def stale_after_live(sink: RecordingSink, instrument_id: str) -> list[str]:
 async def settled(fake: FakeBinanceMarket, sink: RecordingSink, ids: dict[str, str], seconds: float) -> None:
     """Stop the market, then wait until every book equals the fake's true book."""
     fake.pause()
-    await until(fake.quiet, 5, "the fake flushing its batches")
-    await until(
+    await eventually(fake.quiet, 5, "the fake flushing its batches")
+    await eventually(
         lambda: all(sink.decimal_book(iid) == truth(fake.markets[sym]) for sym, iid in ids.items()),
         seconds,
         lambda: f"books differ; calls {sink.calls[-10:]}",
@@ -87,9 +87,9 @@ async def test_levels_off_the_order_filters_go_live_and_equal_the_true_book() ->
         assert nkn.order_tick_size == Decimal("0.0001")
         assert any(size % 1 for size in fake.markets["NKNUSDT"].bids.values())  # the book holds e.g. 11979.3
         fake.trade(every_s=0.02)
-        await until(lambda: sink.live.get("NKN-USDT", False) and sink.live.get("BLZ-USDT", False), 10,
+        await eventually(lambda: sink.live.get("NKN-USDT", False) and sink.live.get("BLZ-USDT", False), 10,
                     lambda: f"{sink.calls[-6:]}")  # fmt: skip
-        await until(lambda: len(fake.requests) >= 3, 5, "the snapshots")
+        await eventually(lambda: len(fake.requests) >= 3, 5, "the snapshots")
         await settled(fake, sink, {"NKNUSDT": "NKN-USDT", "BLZETH": "BLZ-USDT"}, 10)
         assert not task.done()
         assert stale_after_live(sink, "NKN-USDT") == [] and stale_after_live(sink, "BLZ-USDT") == []
@@ -104,7 +104,7 @@ async def test_300_symbols_start_within_the_weight_budget_and_all_go_live() -> N
         assert adapter.rest.budget.budgets == {1: 3000}
         fake.trade(every_s=0.05, symbols_per_tick=5)
         ids = [spec.instrument_id for spec in sink.specs.values()]
-        await until(lambda: all(sink.live.get(i, False) for i in ids), 30,
+        await eventually(lambda: all(sink.live.get(i, False) for i in ids), 30,
                     lambda: f"{sum(sink.live.get(i, False) for i in ids)} of 300 live")  # fmt: skip
         waited = [iid for kind, iid, reason in sink.calls if kind == "stale" and reason.startswith(BUDGET_WAIT)]
         assert len(set(waited)) > 200  # most books waited their turn, and said so
@@ -121,7 +121,7 @@ async def test_429_and_418_hold_every_rest_request_until_retry_after() -> None:
         async with adapter_on(fake, ["AAAUSDT", "BBBUSDT"]) as (sink, _, _):
             fake.reject.append((status, 1.5))  # the next request (a snapshot) is refused
             fake.trade(every_s=0.02)
-            await until(lambda: sink.live.get("AAA-USDT", False) and sink.live.get("BBB-USDT", False), 10,
+            await eventually(lambda: sink.live.get("AAA-USDT", False) and sink.live.get("BBB-USDT", False), 10,
                         lambda: f"{sink.calls[-6:]}")  # fmt: skip
             [(refused_at, answered)] = fake.rejected
             assert answered == status
@@ -140,9 +140,9 @@ async def test_renewals_move_every_book_without_a_stale_or_a_snapshot_and_pings_
     ids = {"NKNUSDT": "NKN-USDT", "LRCBTC": "LRC-USDT", "RUNEEUR": "RUNE-USDT"}
     async with adapter_on(fake, list(ids), renew_after=1.2, switch_within=1.0) as (sink, adapter, task):
         fake.trade(every_s=0.01, symbols_per_tick=2)
-        await until(lambda: all(sink.live.get(i, False) for i in ids.values()), 10, lambda: f"{sink.calls[-6:]}")
+        await eventually(lambda: all(sink.live.get(i, False) for i in ids.values()), 10, lambda: f"{sink.calls[-6:]}")
         snapshots = [path for _, _, path in fake.requests].count("/api/v3/depth")
-        await until(lambda: adapter.renewals >= 4, 15, lambda: f"{adapter.renewals} renewals")
+        await eventually(lambda: adapter.renewals >= 4, 15, lambda: f"{adapter.renewals} renewals")
         await settled(fake, sink, ids, 10)
         assert not task.done()
         for iid in ids.values():
@@ -166,8 +166,8 @@ async def test_a_value_beyond_the_precision_stales_with_one_line_and_paced_retri
     with caplog.at_level(logging.WARNING, logger="feed_server.server.exchanges.binance"):
         async with adapter_on(fake, ["NKNUSDT", "BLZETH"]) as (sink, _, task):
             fake.trade(every_s=0.02)
-            await until(lambda: sink.live.get("BLZ-USDT", False), 10, lambda: f"{sink.calls[-6:]}")
-            await until(lambda: [p for _, _, p in fake.requests].count("/api/v3/depth") >= 4, 10, "retries")
+            await eventually(lambda: sink.live.get("BLZ-USDT", False), 10, lambda: f"{sink.calls[-6:]}")
+            await eventually(lambda: [p for _, _, p in fake.requests].count("/api/v3/depth") >= 4, 10, "retries")
             started = fake.requests[1][0]
             await asyncio.sleep(2.0)  # a window to count the retries in, not a wait for a condition
             tries = [t for t, _, p in fake.requests if p == "/api/v3/depth" and t >= started]
@@ -176,7 +176,7 @@ async def test_a_value_beyond_the_precision_stales_with_one_line_and_paced_retri
             reasons = [r for kind, iid, r in sink.calls if kind == "stale" and iid == "NKN-USDT"]
             assert any("0.349990001" in r and "more decimals than the unit" in r for r in reasons), reasons
             fake.markets["NKNUSDT"].poison = None  # the exchange's next snapshot fits
-            await until(lambda: sink.live.get("NKN-USDT", False), 5, lambda: f"{sink.calls[-6:]}")
+            await eventually(lambda: sink.live.get("NKN-USDT", False), 5, lambda: f"{sink.calls[-6:]}")
             await settled(fake, sink, {"NKNUSDT": "NKN-USDT", "BLZETH": "BLZ-USDT"}, 10)
             assert not task.done()
     lines = [r.getMessage() for r in caplog.records if "0.349990001" in r.getMessage()]

@@ -17,11 +17,12 @@ import psutil
 
 from tests.dashboard.conftest import start_dashboard
 from tests.exchanges.fake_binance_market import FakeBinanceMarket, Market
-from tests.exchanges.live_support import DecimalBook, live_feed, shows, to_units, until, until_json, watching
+from tests.exchanges.live_support import DecimalBook, live_feed, shows, to_units, until_json, watching
 from tests.exchanges.test_binance_market import nkn_like, plain
 from tests.exchanges.test_live_feed import assert_clean
 from tests.servers import free_port
-from tests.test_run import kill_all, start_run, text_of, wait_for_line
+from tests.test_run import start_run, text_of, wait_for_line
+from tests.waiting import eventually, stop_process
 
 IDS = {"NKNUSDT": "NKN-USDT", "BLZETH": "BLZ-ETH", "LRCBTC": "LRC-BTC", "RUNEEUR": "RUNE-EUR"}
 
@@ -49,15 +50,15 @@ async def test_a_real_sessions_symbols_go_live_and_stay_live_across_renewals() -
             watching(feed.address, *IDS.values()) as watched,
         ):
             fake.trade(every_s=0.02, symbols_per_tick=2)
-            await until(lambda: watched.live(*IDS.values()), 15, lambda: f"{watched.changes}")
+            await eventually(lambda: watched.live(*IDS.values()), 15, lambda: f"{watched.changes}")
             spec = watched.spec("NKN-USDT")
             assert (spec.lot_size, spec.order_lot_size) == (Decimal("0.00000001"), Decimal("1"))
             dashboard = await asyncio.to_thread(start_dashboard, feed.address)
-            await until(lambda: fake.connections >= 5, 20, lambda: f"{fake.connections} connections")
+            await eventually(lambda: fake.connections >= 5, 20, lambda: f"{fake.connections} connections")
             fake.pause()
-            await until(fake.quiet, 5, "the fake flushing its batches")
+            await eventually(fake.quiet, 5, "the fake flushing its batches")
             want = {iid: top(fake.markets[sym]) for sym, iid in IDS.items()}
-            await until(
+            await eventually(
                 lambda: all(watched.units(iid) == to_units(want[iid], watched.spec(iid)) for iid in want),
                 10,
                 lambda: f"books differ; {watched.changes}",
@@ -106,13 +107,13 @@ async def test_the_issues_command_line_shows_every_symbol_live_on_the_dashboard(
             for iid in IDS.values():
                 await until_json(http, iid, lambda j: j["stale"] is False and bool(j["bids"]), 20)
             fake.pause()
-            await until(fake.quiet, 5, "the fake flushing its batches")
+            await eventually(fake.quiet, 5, "the fake flushing its batches")
             nkn = await until_json(http, "NKN-USDT", shows(top(fake.markets["NKNUSDT"]), live=True), 10)
             assert any(size != int(size) for _, size in nkn["bids"]), nkn["bids"][:5]  # off the stepSize of 1
         process.send_signal(signal.SIGTERM)
         await asyncio.to_thread(process.wait, 30.0)
         assert process.returncode == 0, text_of(output)
     finally:
-        await asyncio.to_thread(kill_all, process, children)
+        await asyncio.to_thread(stop_process, process, also=children)
         output.close()
         await fake.stop()

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
 import pytest
@@ -30,7 +30,7 @@ from feed_server.server.exchanges.coinbase_book import (
     spec_from_product,
 )
 from tests.exchanges.fake_coinbase import TIME, TIME_NS, TRADE_TIME_NS, FakeCoinbase, FakeProduct
-from tests.exchanges.live_support import until as poll
+from tests.waiting import eventually
 
 # BTC-USD: prices to the cent, sizes to the satoshi. ETH-USD: its metadata prints a price with 3 decimals and a
 # minimum size with 5, so its units (0.001, 0.00001) are finer than its order filters (0.01, 0.0001).
@@ -38,6 +38,7 @@ BTC = FakeProduct("BTC-USD", "BTC", "USD", price="67250.01", quote_increment="0.
 ETH = FakeProduct(
     "ETH-USD", "ETH", "USD", price="3480.125", quote_increment="0.01", base_increment="0.0001", base_min_size="0.00022"
 )
+
 UNITS = {"BTC-USD": (Decimal("0.01"), Decimal("0.00000001")), "ETH-USD": (Decimal("0.001"), Decimal("0.00001"))}
 BTC_BIDS = [("67250.00", "0.50000000"), ("67249.99", "1.25"), ("67249.50", "0.06317902")]
 BTC_OFFERS = [("67250.01", "0.1"), ("67250.50", "2"), ("67251.00", "0.00000001")]
@@ -240,14 +241,6 @@ class RecordingSink:
         return [event[2] for event in self.events if event[0] == "stale" and event[1] == instrument_id]
 
 
-async def until(sink: RecordingSink, predicate: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Wait (bounded) until ``predicate`` holds, checking it after every call the adapter makes on ``sink``."""
-    async with asyncio.timeout(seconds):
-        while not predicate():
-            sink.called.clear()
-            await sink.called.wait()
-
-
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeCoinbase]:
     server = FakeCoinbase([BTC, ETH])
@@ -282,7 +275,7 @@ async def running(adapter: CoinbaseAdapter, *wait_for: str, read: bool = True) -
     sink = RecordingSink()
     task = asyncio.create_task(adapter.run(sink), name="coinbase-under-test")
     try:
-        await until(sink, lambda: all(product in sink.books for product in wait_for))
+        await eventually(lambda: all(product in sink.books for product in wait_for), 5.0)
         yield sink
     finally:
         task.cancel()
@@ -338,7 +331,7 @@ async def test_books_follow_updates_and_trades(fake: FakeCoinbase, both: Recordi
         await fake.update("ETH-USD", offers=[("3480.125", "0.00001")])
         await fake.trade("ETH-USD", "BUY", "3480.115", "0.12345")
         await fake.heartbeat()
-    await until(sink, lambda: len(sink.trades.get("ETH-USD", [])) == 1)
+    await eventually(lambda: len(sink.trades.get("ETH-USD", [])) == 1, 5.0)
     assert sink.books == {"BTC-USD": expected(fake, "BTC-USD"), "ETH-USD": expected(fake, "ETH-USD")}
     assert sink.trades == {  # the market_trades snapshot (history) was not passed on
         "BTC-USD": [Trade(6725001, 5000000, Side.BID)],
@@ -357,7 +350,7 @@ async def test_a_sequence_gap_stales_every_product_and_resubscribes_level2(
     fake.skip()
     async with asyncio.timeout(5):
         await fake.update("BTC-USD", bids=[("67249.00", "4")])  # lost in the gap: the fresh snapshot holds it
-    await until(sink, lambda: sink.count("book", "BTC-USD") == 2 and sink.count("book", "ETH-USD") == 2)
+    await eventually(lambda: sink.count("book", "BTC-USD") == 2 and sink.count("book", "ETH-USD") == 2, 5.0)
     for product in ("BTC-USD", "ETH-USD"):
         assert sink.kinds(product) == ["book", "stale", "book"]
         assert sink.reasons(product) == [f"coinbase: sequence_num jumped from {last} to {last + 2}; resubscribing"]
@@ -367,7 +360,7 @@ async def test_a_sequence_gap_stales_every_product_and_resubscribes_level2(
     fake.skip(-1)  # a repeated sequence_num is a fault as well
     async with asyncio.timeout(5):
         await fake.heartbeat()
-    await until(sink, lambda: sink.count("book", "BTC-USD") == 3 and sink.count("book", "ETH-USD") == 3)
+    await eventually(lambda: sink.count("book", "BTC-USD") == 3 and sink.count("book", "ETH-USD") == 3, 5.0)
     assert "went from" in sink.reasons("ETH-USD")[-1] and "back to" in sink.reasons("ETH-USD")[-1]
 
 
@@ -379,7 +372,7 @@ async def test_a_value_beyond_the_precision_stales_that_product_only_and_a_later
     async with asyncio.timeout(5):
         await fake.update("ETH-USD", bids=[("3480.1255", "1")], apply=False)  # 4 decimals: the unit is 0.001
         await fake.update("BTC-USD", bids=[("67249.99", "0.75")])
-    await until(sink, lambda: sink.count("book", "ETH-USD") == 2 and sink.count("changes", "BTC-USD") == 1)
+    await eventually(lambda: sink.count("book", "ETH-USD") == 2 and sink.count("changes", "BTC-USD") == 1, 5.0)
     assert sink.kinds("ETH-USD") == ["book", "stale", "book"] and sink.kinds("BTC-USD") == ["book"]
     [reason] = sink.reasons("ETH-USD")
     assert reason == "coinbase: ETH-USD: price 3480.1255 has more decimals than the unit 0.001 holds; resubscribing"
@@ -398,12 +391,12 @@ async def test_a_fault_that_repeats_is_paced_and_logged_once(
     fake.books["ETH-USD"]["bid"][Decimal("3480.1111")] = "1"
     async with running(adapter_for(fake, resync_initial=0.2, resync_max=0.4), "BTC-USD") as sink:
         start = time.monotonic()
-        await poll(lambda: fake.asked("subscribe", "level2", "ETH-USD") >= 4, 5, "three paced resubscriptions")
+        await eventually(lambda: fake.asked("subscribe", "level2", "ETH-USD") >= 4, 5, "three paced resubscriptions")
         assert time.monotonic() - start > 0.3  # three paced retries after the first (a loop takes milliseconds)
         assert sink.kinds("ETH-USD") == ["stale"]
         assert len([r for r in caplog.records if "3480.1111" in r.getMessage()]) == 1
         del fake.books["ETH-USD"]["bid"][Decimal("3480.1111")]
-        await until(sink, lambda: "ETH-USD" in sink.books)
+        await eventually(lambda: "ETH-USD" in sink.books, 5.0)
         assert sink.books["ETH-USD"] == expected(fake, "ETH-USD")
         assert sink.kinds("BTC-USD") == ["book"]
 
@@ -412,12 +405,12 @@ async def test_an_error_frame_stales_the_products_it_names_or_all(fake: FakeCoin
     sink = both
     async with asyncio.timeout(5):
         await fake.send_raw('{"type": "error", "message": "failure on ETH-USD"}')
-    await until(sink, lambda: sink.count("book", "ETH-USD") == 2)
+    await eventually(lambda: sink.count("book", "ETH-USD") == 2, 5.0)
     assert sink.reasons("ETH-USD") == ["coinbase: error from the exchange: failure on ETH-USD; resubscribing"]
     assert sink.kinds("BTC-USD") == ["book"]
     async with asyncio.timeout(5):
         await fake.send_raw('{"type": "error", "message": "subscribe or unsubscribe required"}')
-    await until(sink, lambda: sink.count("book", "BTC-USD") == 2 and sink.count("book", "ETH-USD") == 3)
+    await eventually(lambda: sink.count("book", "BTC-USD") == 2 and sink.count("book", "ETH-USD") == 3, 5.0)
     assert sink.reasons("BTC-USD") == [
         "coinbase: error from the exchange: subscribe or unsubscribe required; resubscribing"
     ]
@@ -429,14 +422,14 @@ async def test_a_refused_product_stays_stale_and_its_frames_are_ignored(fake: Fa
         await adapter.instruments()
     del fake.products["ETH-USD"]  # Coinbase stops knowing it after start-up: its subscription is an error frame
     async with running(adapter, "BTC-USD", read=False) as sink:
-        await until(sink, lambda: sink.count("stale", "ETH-USD") >= 1)
+        await eventually(lambda: sink.count("stale", "ETH-USD") >= 1, 5.0)
         assert "unknown product_ids ETH-USD" in sink.reasons("ETH-USD")[0]
         async with asyncio.timeout(5):  # frames for it anyway: not live, nothing passed on
             await fake.message("l2_data", [{"type": "update", "product_id": "ETH-USD", "updates": []}])
             trade = {"product_id": "ETH-USD", "price": "3480.12", "size": "1", "side": "BUY", "time": TIME}
             await fake.message("market_trades", [{"type": "update", "trades": [trade]}])
             await fake.update("BTC-USD", bids=[("67249.99", "0.5")])
-        await until(sink, lambda: sink.count("changes", "BTC-USD") == 1)
+        await eventually(lambda: sink.count("changes", "BTC-USD") == 1, 5.0)
         assert "ETH-USD" not in sink.books and "ETH-USD" not in sink.trades
         assert sink.books["BTC-USD"] == expected(fake, "BTC-USD")
 
@@ -447,7 +440,7 @@ async def test_silence_drops_the_connection_but_heartbeats_keep_it(fake: FakeCoi
         await asyncio.sleep(1.5)  # a quiet market: only heartbeats, three times the silence timeout
         assert sink.kinds("BTC-USD") == sink.kinds("ETH-USD") == ["book"]
         fake.heartbeat_interval = None  # nothing at all now
-        await until(sink, lambda: sink.count("book", "BTC-USD") == 2 and sink.count("book", "ETH-USD") == 2)
+        await eventually(lambda: sink.count("book", "BTC-USD") == 2 and sink.count("book", "ETH-USD") == 2, 5.0)
         assert sink.reasons("BTC-USD") == ["coinbase: connection lost: no message for 0.5 s; reconnecting"]
         assert len(fake.connections) == 2
 
@@ -456,7 +449,7 @@ async def test_a_dropped_connection_stales_everything_then_rebuilds(fake: FakeCo
     sink = both
     fake.drop()
     fake.seed("ETH-USD", ETH_BIDS[1:], ETH_OFFERS)  # the book moved while we were away
-    await until(sink, lambda: sink.count("book", "BTC-USD") == 2 and sink.count("book", "ETH-USD") == 2)
+    await eventually(lambda: sink.count("book", "BTC-USD") == 2 and sink.count("book", "ETH-USD") == 2, 5.0)
     for product in ("BTC-USD", "ETH-USD"):
         assert sink.kinds(product) == ["book", "stale", "book"]
         [reason] = sink.reasons(product)
@@ -477,7 +470,7 @@ async def test_bad_frames_are_logged_and_ignored_but_a_malformed_l2_event_faults
         await fake.message("candles", [])
         await fake.message("market_trades", [{"type": "update", "trades": "none"}])
         await fake.update("BTC-USD", offers=[("67250.01", "0.3")])
-    await until(sink, lambda: sink.count("changes", "BTC-USD") == 1)
+    await eventually(lambda: sink.count("changes", "BTC-USD") == 1, 5.0)
     assert sink.kinds("BTC-USD") == sink.kinds("ETH-USD") == ["book"]
     messages = "\n".join(r.getMessage() for r in caplog.records)
     for words in ("not JSON", "not an object", "without channel", "'candles' ignored", "malformed market_trades"):
@@ -485,7 +478,7 @@ async def test_bad_frames_are_logged_and_ignored_but_a_malformed_l2_event_faults
     async with asyncio.timeout(5):
         bad = {"type": "update", "product_id": "ETH-USD", "updates": [{"side": "bid", "price_level": "3480.12"}]}
         await fake.message("l2_data", [bad])
-    await until(sink, lambda: sink.count("book", "ETH-USD") == 2)
+    await eventually(lambda: sink.count("book", "ETH-USD") == 2, 5.0)
     assert "ETH-USD: malformed l2_data level" in sink.reasons("ETH-USD")[0]
     assert sink.kinds("BTC-USD") == ["book"]
     assert sink.books == {"BTC-USD": expected(fake, "BTC-USD"), "ETH-USD": expected(fake, "ETH-USD")}

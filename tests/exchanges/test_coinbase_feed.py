@@ -21,20 +21,12 @@ import pytest
 from feed_server.protocol.levels import Side, Trade
 from tests.dashboard.conftest import start_dashboard
 from tests.exchanges.fake_coinbase import FakeCoinbase, Levels
-from tests.exchanges.live_support import (
-    DecimalBook,
-    live_feed,
-    run_command,
-    shows,
-    to_units,
-    until,
-    until_json,
-    watching,
-)
+from tests.exchanges.live_support import DecimalBook, live_feed, run_command, shows, to_units, until_json, watching
 from tests.exchanges.test_coinbase import BTC, ETH, SEEDS
 from tests.exchanges.test_live_feed import HEAL_WITHIN, SOURCE_STALE, STALE_WITHIN, assert_clean
 from tests.servers import free_port
-from tests.test_run import kill_all, start_run, text_of, wait_for_line
+from tests.test_run import start_run, text_of, wait_for_line
+from tests.waiting import eventually, stop_process
 
 IDS = ("BTC-USD", "ETH-USD")
 
@@ -97,7 +89,7 @@ def coinbase_args(
 
 async def test_coinbase_instruments_as_listed_by_the_feed(coinbase_fake: FakeCoinbase) -> None:
     async with live_feed(*coinbase_args(coinbase_fake)) as feed, watching(feed.address) as watched:
-        await until(lambda: len(watched.subscriber.instruments) == 2, 10, "ListInstruments")
+        await eventually(lambda: len(watched.subscriber.instruments) == 2, 10, "ListInstruments")
         specs = watched.subscriber.instruments
         assert list(specs) == list(IDS)
         btc, eth = specs["BTC-USD"], specs["ETH-USD"]
@@ -126,7 +118,7 @@ async def test_coinbase_books_over_grpc_and_the_dashboard_then_a_gap_and_a_drop(
     async with live_feed(*coinbase_args(fake)) as feed, watching(feed.address, *IDS) as watched:
         try:
             dashboard = await asyncio.to_thread(start_dashboard, feed.address)
-            await until(lambda: watched.live(*IDS), 10, lambda: f"{watched.changes}")
+            await eventually(lambda: watched.live(*IDS), 10, lambda: f"{watched.changes}")
             spec = {iid: watched.spec(iid) for iid in IDS}
 
             def matches() -> bool:
@@ -139,7 +131,7 @@ async def test_coinbase_books_over_grpc_and_the_dashboard_then_a_gap_and_a_drop(
                 await fake.trade("BTC-USD", "SELL", "67250.01", "0.05")  # the maker sold: a buyer aggressed
             await play(fake, want, "ETH-USD", bids=[("3480.121", "0.00001")], offers=[("3480.50", "0")])
             await play(fake, want, "BTC-USD", offers=[("67252.00", "1.5")])
-            await until(lambda: watched.live(*IDS) and matches(), 10, lambda: f"{watched.units('BTC-USD')}")
+            await eventually(lambda: watched.live(*IDS) and matches(), 10, lambda: f"{watched.units('BTC-USD')}")
             assert Decimal("67252.00") in want["BTC-USD"].asks  # a level only the updates made
             assert watched.subscriber.books["BTC-USD"].last_trade == Trade(6725001, 5000000, Side.BID)
             async with httpx.AsyncClient(base_url=dashboard.http, timeout=5.0) as http:
@@ -153,22 +145,22 @@ async def test_coinbase_books_over_grpc_and_the_dashboard_then_a_gap_and_a_drop(
                 fake.skip()
                 await play(fake, want, "ETH-USD", bids=[("3480.11", "2")])  # lost, then in the fresh snapshot
                 for iid in IDS:
-                    await until(partial(watched.flipped, iid, ["live", "stale", "live"]), HEAL_WITHIN, "healed")
+                    await eventually(partial(watched.flipped, iid, ["live", "stale", "live"]), HEAL_WITHIN, "healed")
                     reason = f"coinbase: sequence_num jumped from {last} to {last + 2}; resubscribing"
                     assert watched.reasons(iid) == [SOURCE_STALE + reason], watched.changes
-                await until(matches, 5, "the books after the resubscription")
+                await eventually(matches, 5, "the books after the resubscription")
                 assert [r["type"] for r in conn.requests[3:]] == ["unsubscribe", "subscribe"]
 
                 # the fake cuts the connection: every product stale with the reason, then live again by itself
                 fake.drop()
-                await until(lambda: watched.stale("BTC-USD") and watched.stale("ETH-USD"), STALE_WITHIN, "stale")
+                await eventually(lambda: watched.stale("BTC-USD") and watched.stale("ETH-USD"), STALE_WITHIN, "stale")
                 for iid in IDS:
                     got = await until_json(http, iid, lambda j: j["stale"] is True, STALE_WITHIN)
                     assert "coinbase: connection lost" in got["reason"], got
                     assert watched.units(iid) == to_units(want[iid].book, spec[iid])  # the last whole book
-                await until(lambda: watched.live(*IDS), HEAL_WITHIN, lambda: f"{watched.changes}")
+                await eventually(lambda: watched.live(*IDS), HEAL_WITHIN, lambda: f"{watched.changes}")
                 await play(fake, want, "BTC-USD", bids=[("67249.98", "0")])
-                await until(matches, 5, "the books after the reconnection")
+                await eventually(matches, 5, "the books after the reconnection")
                 for iid in IDS:
                     assert watched.transitions(iid) == ["live", "stale", "live", "stale", "live"], watched.changes
                     assert watched.reasons(iid)[-1].startswith(SOURCE_STALE + "coinbase: connection lost: ")
@@ -188,7 +180,7 @@ async def test_coinbase_quiet_market_stays_live_on_heartbeats(coinbase_fake: Fak
     fake.heartbeat_interval = 0.2
     want = seeded()
     async with live_feed(*coinbase_args(fake)) as feed, watching(feed.address, *IDS) as watched:
-        await until(lambda: watched.live(*IDS), 10, lambda: f"{watched.changes}")
+        await eventually(lambda: watched.live(*IDS), 10, lambda: f"{watched.changes}")
         [conn] = fake.open_connections
         before = conn.sequence
         await asyncio.sleep(2.5)  # the quiet spell under test
@@ -197,7 +189,7 @@ async def test_coinbase_quiet_market_stays_live_on_heartbeats(coinbase_fake: Fak
             assert watched.transitions(iid) == ["live"] and not watched.stale(iid), watched.changes
             assert watched.units(iid) == to_units(want[iid].book, watched.spec(iid))
         await play(fake, want, "ETH-USD", offers=[("3480.14", "1")])
-        await until(lambda: watched.units("ETH-USD") == to_units(want["ETH-USD"].book, watched.spec("ETH-USD")), 5)
+        await eventually(lambda: watched.units("ETH-USD") == to_units(want["ETH-USD"].book, watched.spec("ETH-USD")), 5)
     assert_clean(feed.log_text())
 
 
@@ -207,21 +199,21 @@ async def test_coinbase_values_off_the_increments_are_exact_and_beyond_the_preci
     fake = coinbase_fake
     want = seeded()  # ETH-USD's seed has 3480.115 (off the 0.01 increment) and 0.12345 (off the 0.0001 one)
     async with live_feed(*coinbase_args(fake)) as feed, watching(feed.address, *IDS) as watched:
-        await until(lambda: watched.live(*IDS), 10, lambda: f"{watched.changes}")
+        await eventually(lambda: watched.live(*IDS), 10, lambda: f"{watched.changes}")
         spec = {iid: watched.spec(iid) for iid in IDS}
         assert watched.units("ETH-USD") == to_units(want["ETH-USD"].book, spec["ETH-USD"])
         assert (3480115, 12345) in watched.units("ETH-USD")[0].items()
         async with asyncio.timeout(5):  # 4 decimals: more than the 0.001 unit holds (the fake's book keeps it out)
             await fake.update("ETH-USD", bids=[("3480.1255", "1")], apply=False)
         await play(fake, want, "BTC-USD", bids=[("67249.99", "0.75")])
-        await until(lambda: "stale" in watched.transitions("ETH-USD"), STALE_WITHIN, lambda: f"{watched.changes}")
+        await eventually(lambda: "stale" in watched.transitions("ETH-USD"), STALE_WITHIN, lambda: f"{watched.changes}")
         [reason] = watched.reasons("ETH-USD")
         assert reason == SOURCE_STALE + (
             "coinbase: ETH-USD: price 3480.1255 has more decimals than the unit 0.001 holds; resubscribing"
         )
-        await until(lambda: watched.live("ETH-USD"), HEAL_WITHIN, lambda: f"{watched.changes}")  # a fresh snapshot
+        await eventually(lambda: watched.live("ETH-USD"), HEAL_WITHIN, lambda: f"{watched.changes}")  # a fresh snapshot
         await play(fake, want, "ETH-USD", bids=[("3480.115", "0")])
-        await until(
+        await eventually(
             lambda: all(watched.units(iid) == to_units(want[iid].book, spec[iid]) for iid in IDS),
             5,
             lambda: f"{watched.units('ETH-USD')}",
@@ -277,5 +269,5 @@ async def test_run_py_with_a_coinbase_source(coinbase_fake: FakeCoinbase) -> Non
         await asyncio.to_thread(process.wait, 30.0)
         assert process.returncode == 0, text_of(output)
     finally:
-        await asyncio.to_thread(kill_all, process, children)
+        await asyncio.to_thread(stop_process, process, also=children)
         output.close()

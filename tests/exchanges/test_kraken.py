@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from decimal import Decimal
 
 import pytest
@@ -23,6 +23,7 @@ from feed_server.server.exchanges.kraken_book import (
     rfc3339_ns,
 )
 from tests.exchanges.fake_kraken import TIME, TIME_NS, FakeKraken, FakePair
+from tests.waiting import eventually
 
 # Kraken's "Spot WebSocket v2 book checksum" guide: this BTC/USD snapshot has checksum 3310070434.
 DOC_BIDS = [
@@ -175,14 +176,6 @@ class RecordingSink:
         return sum(1 for event in self.events if event[0] == kind and event[1] == instrument_id)
 
 
-async def until(sink: RecordingSink, predicate: Callable[[], bool], seconds: float = 5.0) -> None:
-    """Wait (bounded) until ``predicate`` holds, checking it after every call the adapter makes on ``sink``."""
-    async with asyncio.timeout(seconds):
-        while not predicate():
-            sink.called.clear()
-            await sink.called.wait()
-
-
 def expected(fake: FakeKraken, symbol: str, depth: int = 10) -> tuple[dict[int, int], dict[int, int]]:
     """An independent rebuild: the fake's own whole book, cut to the depth, divided by tick and lot."""
     pair = fake.pairs[symbol]
@@ -214,7 +207,7 @@ async def running(fake: FakeKraken) -> AsyncIterator[tuple[KrakenAdapter, Record
     sink = RecordingSink()
     task = asyncio.create_task(adapter.run(sink), name="kraken-under-test")
     try:
-        await until(sink, lambda: "BTC-USD" in sink.books and "ETH-USD" in sink.books)
+        await eventually(lambda: "BTC-USD" in sink.books and "ETH-USD" in sink.books, 5.0)
         yield adapter, sink
     finally:
         task.cancel()
@@ -257,7 +250,7 @@ async def test_books_follow_updates_and_trades(fake: FakeKraken, running: tuple[
         await fake.trade("BTC/USD", "buy", "45285.2", "0.001")
         await fake.trade("ETH/USD", "sell", "3480.10", "0.5")
         await fake.heartbeat()
-    await until(sink, lambda: len(sink.trades.get("ETH-USD", [])) == 1)
+    await eventually(lambda: len(sink.trades.get("ETH-USD", [])) == 1, 5.0)
     assert sink.books["BTC-USD"] == expected(fake, "BTC/USD")
     assert sink.books["ETH-USD"] == expected(fake, "ETH/USD")
     assert sink.trades["BTC-USD"] == [Trade(452852, 100_000, Side.BID)]
@@ -271,7 +264,7 @@ async def test_checksum_mismatch_stales_then_resubscribes_a_fresh_book(
     _, sink = running
     async with asyncio.timeout(5):
         await fake.update("BTC/USD", bids=[("45283.0", "1.25")], bad_checksum=True)
-    await until(sink, lambda: sink.count("book", "BTC-USD") == 2)
+    await eventually(lambda: sink.count("book", "BTC-USD") == 2, 5.0)
     btc = [event for event in sink.events if event[1] == "BTC-USD"]
     assert [event[0] for event in btc] == ["book", "stale", "book"]
     assert "kraken: checksum mismatch" in btc[1][2] and btc[1][2].endswith("resubscribing")
@@ -286,7 +279,7 @@ async def test_dropped_connection_stales_everything_then_rebuilds(
     _, sink = running
     fake.drop()
     fake.seed("ETH/USD", ETH_BIDS[1:], ETH_ASKS)  # the book moved while we were away
-    await until(sink, lambda: sink.count("book", "BTC-USD") == 2 and sink.count("book", "ETH-USD") == 2)
+    await eventually(lambda: sink.count("book", "BTC-USD") == 2 and sink.count("book", "ETH-USD") == 2, 5.0)
     for instrument in ("BTC-USD", "ETH-USD"):
         kinds = [event for event in sink.events if event[1] == instrument]
         assert [event[0] for event in kinds] == ["book", "stale", "book"]
@@ -300,10 +293,10 @@ async def test_silent_connection_is_dropped_and_rebuilt(
 ) -> None:
     _, sink = running
     fake.muted = True  # no pong, no heartbeat
-    await until(sink, lambda: sink.count("stale", "BTC-USD") == 1)
+    await eventually(lambda: sink.count("stale", "BTC-USD") == 1, 5.0)
     assert "no message for" in next(event for event in sink.events if event[0] == "stale")[2]
     fake.muted = False
-    await until(sink, lambda: sink.count("book", "BTC-USD") == 2 and sink.count("book", "ETH-USD") == 2)
+    await eventually(lambda: sink.count("book", "BTC-USD") == 2 and sink.count("book", "ETH-USD") == 2, 5.0)
 
 
 async def test_off_tick_price_stales_that_symbol_only(
@@ -314,7 +307,7 @@ async def test_off_tick_price_stales_that_symbol_only(
     async with asyncio.timeout(5):
         await fake.book_frame("BTC/USD", [{"price": "45283.55", "qty": "1"}], [])
         await fake.update("ETH/USD", bids=[("3479.99", "2")])
-    await until(sink, lambda: sink.count("book", "BTC-USD") == 2 and sink.count("changes", "ETH-USD") == 1)
+    await eventually(lambda: sink.count("book", "BTC-USD") == 2 and sink.count("changes", "ETH-USD") == 1, 5.0)
     stale = [event for event in sink.events if event[0] == "stale"]
     assert [event[1] for event in stale] == ["BTC-USD"]
     assert "45283.55 has more decimals than the unit 0.1 holds" in stale[0][2]
@@ -332,7 +325,7 @@ async def test_malformed_frames_stale_the_symbol_and_are_logged(
         await fake.send_raw('{"channel": "book", "type": "upd')  # not JSON: logged, nothing lost yet
         await fake.book_frame("ETH/USD", [{"price": "3480.00"}], [])  # no qty
         await fake.update("BTC/USD", asks=[("45285.2", "0.002")])
-    await until(sink, lambda: sink.count("book", "ETH-USD") == 2 and sink.count("changes", "BTC-USD") == 1)
+    await eventually(lambda: sink.count("book", "ETH-USD") == 2 and sink.count("changes", "BTC-USD") == 1, 5.0)
     assert [event[1] for event in sink.events if event[0] == "stale"] == ["ETH-USD"]
     messages = [record.getMessage() for record in caplog.records]
     assert any("undecodable frame" in message for message in messages)
@@ -351,14 +344,14 @@ async def test_refused_subscription_stales_only_that_symbol(
     sink = RecordingSink()
     task = asyncio.create_task(adapter.run(sink), name="kraken-under-test")
     try:
-        await until(sink, lambda: "BTC-USD" in sink.books and sink.count("stale", "ETH-USD") >= 1)
+        await eventually(lambda: "BTC-USD" in sink.books and sink.count("stale", "ETH-USD") >= 1, 5.0)
         assert "subscription refused: Currency pair not supported ETH/USD" in sink.events[-1][2] or any(
             "Currency pair not supported" in event[2] for event in sink.events
         )
         assert any("refused for ETH/USD" in record.getMessage() for record in caplog.records)
         async with asyncio.timeout(5):
             await fake.update("BTC/USD", bids=[("45283.5", "0.2")])
-        await until(sink, lambda: sink.count("changes", "BTC-USD") == 1)
+        await eventually(lambda: sink.count("changes", "BTC-USD") == 1, 5.0)
         assert sink.books["BTC-USD"] == expected(fake, "BTC/USD")
     finally:
         task.cancel()
@@ -386,7 +379,7 @@ async def test_levels_off_the_increments_fit_the_precision_units() -> None:
         sink = RecordingSink()
         task = asyncio.create_task(adapter.run(sink))
         try:
-            await until(sink, lambda: "NKN-USD" in sink.books)
+            await eventually(lambda: "NKN-USD" in sink.books, 5.0)
             async with asyncio.timeout(5):
                 await server.update("NKN/USD", bids=[("0.34999", "0.25")])
             book = server.books["NKN/USD"]
@@ -394,7 +387,7 @@ async def test_levels_off_the_increments_fit_the_precision_units() -> None:
                 {int(Decimal(p) / spec.tick_size): int(Decimal(q) / spec.lot_size) for p, q in book.top(side, 10)}
                 for side in ("bids", "asks")
             )
-            await until(sink, lambda: sink.books["NKN-USD"] == want)
+            await eventually(lambda: sink.books["NKN-USD"] == want, 5.0)
             assert sink.books["NKN-USD"][0][35001] == 1_197_930_000_000
             assert sink.count("stale", "NKN-USD") == 0
         finally:

@@ -33,7 +33,6 @@ from tests.exchanges.live_support import (
     run_command,
     shows,
     to_units,
-    until,
     until_json,
     watching,
     ws_until,
@@ -42,7 +41,8 @@ from tests.exchanges.test_binance import BTC_SNAP, ETH_SNAP, MARKETS, btc_frames
 from tests.exchanges.test_kraken import BTC, BTC_DEEP_ASKS, BTC_DEEP_BIDS
 from tests.record.support import verify
 from tests.servers import free_port
-from tests.test_run import kill_all, start_run, text_of, wait_for_line
+from tests.test_run import start_run, text_of, wait_for_line
+from tests.waiting import eventually, stop_process
 
 SOURCE_STALE = "the feed's source is stale: "
 STALE_WITHIN = 2.5  # seconds from the fault to the consumers' stale flag (the brief's ~2 s, plus a loaded machine)
@@ -96,7 +96,7 @@ def assert_clean(log: str) -> None:
 
 async def test_binance_instruments_as_listed_by_the_feed(binance_fake: FakeBinance) -> None:
     async with live_feed(*binance_args(binance_fake)) as feed, watching(feed.address) as watched:
-        await until(lambda: len(watched.subscriber.instruments) == 2, 10, "ListInstruments")
+        await eventually(lambda: len(watched.subscriber.instruments) == 2, 10, "ListInstruments")
         specs = watched.subscriber.instruments
         assert list(specs) == ["BTC-USDT", "ETH-USDT"]
         btc, eth = specs["BTC-USDT"], specs["ETH-USDT"]
@@ -109,7 +109,7 @@ async def test_binance_instruments_as_listed_by_the_feed(binance_fake: FakeBinan
 
 async def test_kraken_instruments_as_listed_by_the_feed(kraken_fake: FakeKraken) -> None:
     async with live_feed(*kraken_args(kraken_fake)) as feed, watching(feed.address) as watched:
-        await until(lambda: len(watched.subscriber.instruments) == 2, 10, "ListInstruments")
+        await eventually(lambda: len(watched.subscriber.instruments) == 2, 10, "ListInstruments")
         specs = watched.subscriber.instruments
         assert list(specs) == ["BTC-USD", "ETH-USD"]
         btc, eth = specs["BTC-USD"], specs["ETH-USD"]
@@ -147,7 +147,7 @@ async def test_binance_books_over_grpc_and_the_dashboard_then_a_drop_stales_and_
                 "BTC-USDT": plain_rebuild(BTC_SNAP, btc, "BTCUSDT"),
                 "ETH-USDT": plain_rebuild(ETH_SNAP, eth, "ETHUSDT"),
             }
-            await until(
+            await eventually(
                 lambda: (
                     watched.live("BTC-USDT", "ETH-USDT")
                     and all(watched.units(iid) == to_units(want[iid], spec[iid]) for iid in want)
@@ -156,7 +156,7 @@ async def test_binance_books_over_grpc_and_the_dashboard_then_a_drop_stales_and_
                 lambda: f"{watched.changes} {watched.units('BTC-USDT')}",
             )
             assert Decimal("67300.00") in want["BTC-USDT"][1]  # a level only the updates made
-            await until(lambda: len(watched.subscriber.books["BTC-USDT"].trades) == 2, 5, "the trades")
+            await eventually(lambda: len(watched.subscriber.books["BTC-USDT"].trades) == 2, 5, "the trades")
             trades = [trade for _, trade in watched.subscriber.books["BTC-USDT"].trades]
             unit = 10**6  # the fake prints 8 decimals: 0.01 is 10**6 units, 0.00001 is 10**3
             made = [Trade(6725003 * unit, 1000 * 1000, Side.ASK), Trade(6725001 * unit, 20000 * 1000, Side.BID)]
@@ -168,7 +168,7 @@ async def test_binance_books_over_grpc_and_the_dashboard_then_a_drop_stales_and_
 
                 drop.open = True  # the fake aborts the TCP connection
                 dropped = asyncio.get_running_loop().time()
-                await until(lambda: watched.stale("BTC-USDT") and watched.stale("ETH-USDT"), STALE_WITHIN, "stale")
+                await eventually(lambda: watched.stale("BTC-USDT") and watched.stale("ETH-USDT"), STALE_WITHIN, "stale")
                 for iid in ("BTC-USDT", "ETH-USDT"):
                     reason = watched.subscriber.books[iid].stale_reason or ""
                     assert reason.startswith(SOURCE_STALE + "binance: connection lost"), reason
@@ -177,10 +177,10 @@ async def test_binance_books_over_grpc_and_the_dashboard_then_a_drop_stales_and_
                     assert asyncio.get_running_loop().time() - dropped < STALE_WITHIN + 1
                     # the levels are the last verified ones, never a half book
                     assert watched.units(iid) == to_units(want[iid], spec[iid])
-                await until(lambda: len(fake.ws_paths) == 2, HEAL_WITHIN, "the feed reconnecting")
+                await eventually(lambda: len(fake.ws_paths) == 2, HEAL_WITHIN, "the feed reconnecting")
                 # reconnected: live again on the fresh snapshots alone (no event yet)
                 fresh = {"BTC-USDT": plain_rebuild(btc2, [], "BTCUSDT"), "ETH-USDT": plain_rebuild(eth2, [], "ETHUSDT")}
-                await until(
+                await eventually(
                     lambda: (
                         watched.live("BTC-USDT", "ETH-USDT")
                         and all(watched.units(iid) == to_units(fresh[iid], spec[iid]) for iid in fresh)
@@ -194,7 +194,7 @@ async def test_binance_books_over_grpc_and_the_dashboard_then_a_drop_stales_and_
                     "BTC-USDT": plain_rebuild(btc2, again, "BTCUSDT"),
                     "ETH-USDT": plain_rebuild(eth2, again, "ETHUSDT"),
                 }
-                await until(
+                await eventually(
                     lambda: (
                         watched.live("BTC-USDT", "ETH-USDT")
                         and all(watched.units(iid) == to_units(want[iid], spec[iid]) for iid in want)
@@ -228,15 +228,15 @@ async def test_binance_gap_resyncs_from_a_new_snapshot(binance_fake: FakeBinance
     ]
     fake.snapshots = {"BTCUSDT": [BTC_SNAP, snap2]}
     async with live_feed(*binance_args(fake, "BTCUSDT")) as feed, watching(feed.address, "BTC-USDT") as watched:
-        await until(lambda: "BTC-USDT" in watched.subscriber.books, 10, "subscribed")
+        await eventually(lambda: "BTC-USDT" in watched.subscriber.books, 10, "subscribed")
         start.open = True
-        await until(lambda: len(watched.transitions("BTC-USDT")) >= 2, 10, lambda: f"{watched.changes}")
+        await eventually(lambda: len(watched.transitions("BTC-USDT")) >= 2, 10, lambda: f"{watched.changes}")
         reason = watched.reasons("BTC-USDT")[-1]
         assert watched.transitions("BTC-USDT")[:2] == ["live", "stale"], watched.changes
         assert reason == SOURCE_STALE + "binance: update ids jumped from 1031 to 1040; fetching a new snapshot"
         after.open = True
         want = to_units(plain_rebuild(snap2, after_gap, "BTCUSDT"), watched.spec("BTC-USDT"))
-        await until(
+        await eventually(
             lambda: watched.live("BTC-USDT") and watched.units("BTC-USDT") == want,
             HEAL_WITHIN,
             lambda: f"{watched.changes}",
@@ -260,12 +260,12 @@ async def test_binance_off_tick_price_stales_that_symbol_only(binance_fake: Fake
     fake.sessions = [script]
     fake.snapshots = {"BTCUSDT": [BTC_SNAP], "ETHUSDT": [ETH_SNAP, eth2]}
     async with live_feed(*binance_args(fake)) as feed, watching(feed.address, "BTC-USDT", "ETH-USDT") as watched:
-        await until(lambda: len(watched.subscriber.books) == 2, 10, "subscribed")
+        await eventually(lambda: len(watched.subscriber.books) == 2, 10, "subscribed")
         start.open = True
         eth_before = to_units(plain_rebuild(ETH_SNAP, eth_frames(), "ETHUSDT"), watched.spec("ETH-USDT"))
-        await until(lambda: watched.live("BTC-USDT", "ETH-USDT") and watched.units("ETH-USDT") == eth_before, 10)
+        await eventually(lambda: watched.live("BTC-USDT", "ETH-USDT") and watched.units("ETH-USDT") == eth_before, 10)
         both_live.open = True
-        await until(lambda: "stale" in watched.transitions("ETH-USDT"), STALE_WITHIN, lambda: f"{watched.changes}")
+        await eventually(lambda: "stale" in watched.transitions("ETH-USDT"), STALE_WITHIN, lambda: f"{watched.changes}")
         reason = watched.reasons("ETH-USDT")[-1]
         assert reason.startswith(SOURCE_STALE) and "3480.255000001" in reason, reason
         assert [book for iid, book in watched.stale_books if iid == "ETH-USDT"][-1] == eth_before  # nothing of it
@@ -273,7 +273,7 @@ async def test_binance_off_tick_price_stales_that_symbol_only(binance_fake: Fake
         seen_stale.open = True
         want_btc = to_units(plain_rebuild(BTC_SNAP, btc, "BTCUSDT"), watched.spec("BTC-USDT"))
         want_eth = to_units(plain_rebuild(eth2, later, "ETHUSDT"), watched.spec("ETH-USDT"))
-        await until(
+        await eventually(
             lambda: (
                 watched.live("BTC-USDT", "ETH-USDT")
                 and watched.units("BTC-USDT") == want_btc
@@ -304,10 +304,10 @@ async def test_binance_crossing_update_is_uncrossed_and_consumers_stay_live(bina
     fake.sessions = [[start.step(), *btc, *crossing]]
     fake.snapshots = {"BTCUSDT": [BTC_SNAP]}
     async with live_feed(*binance_args(fake, "BTCUSDT")) as feed, watching(feed.address, "BTC-USDT") as watched:
-        await until(lambda: "BTC-USDT" in watched.subscriber.books, 10, "subscribed")
+        await eventually(lambda: "BTC-USDT" in watched.subscriber.books, 10, "subscribed")
         start.open = True
         want = to_units(plain_rebuild(BTC_SNAP, [*btc, *crossing], "BTCUSDT"), watched.spec("BTC-USDT"))
-        await until(
+        await eventually(
             lambda: watched.live("BTC-USDT") and watched.units("BTC-USDT") == want, 10, lambda: f"{watched.changes}"
         )
         assert watched.transitions("BTC-USDT") == ["live"], watched.changes
@@ -324,7 +324,7 @@ async def test_kraken_books_checksum_mismatch_and_drop(kraken_fake: FakeKraken) 
     async with live_feed(*kraken_args(fake)) as feed, watching(feed.address, "BTC-USD", "ETH-USD") as watched:
         try:
             dashboard = await asyncio.to_thread(start_dashboard, feed.address)
-            await until(lambda: watched.live("BTC-USD", "ETH-USD"), 10, lambda: f"{watched.changes}")
+            await eventually(lambda: watched.live("BTC-USD", "ETH-USD"), 10, lambda: f"{watched.changes}")
             spec = {iid: watched.spec(iid) for iid in ("BTC-USD", "ETH-USD")}
             symbols = {"BTC-USD": "BTC/USD", "ETH-USD": "ETH/USD"}
 
@@ -338,7 +338,7 @@ async def test_kraken_books_checksum_mismatch_and_drop(kraken_fake: FakeKraken) 
                 await fake.trade("BTC/USD", "buy", "45285.2", "0.001")
                 await fake.update("ETH/USD", bids=[("3479.99", "2")], asks=[("3480.5", "0.25")])
                 await fake.update("BTC/USD", bids=[("45283.5", "0")], asks=[("45287.0", "1.25")])
-            await until(
+            await eventually(
                 lambda: watched.live("BTC-USD", "ETH-USD") and matches(), 10, lambda: f"{watched.units('BTC-USD')}"
             )
             assert watched.subscriber.books["BTC-USD"].last_trade == Trade(452852, 100000, Side.BID)
@@ -351,8 +351,12 @@ async def test_kraken_books_checksum_mismatch_and_drop(kraken_fake: FakeKraken) 
                 subscribes = fake.subscribes("book", "BTC/USD")
                 async with asyncio.timeout(5):
                     await fake.update("BTC/USD", bids=[("45283.0", "1.25")], bad_checksum=True)
-                await until(lambda: fake.subscribes("book", "BTC/USD") > subscribes, HEAL_WITHIN, "a resubscription")
-                await until(lambda: watched.live("BTC-USD") and matches(), HEAL_WITHIN, lambda: f"{watched.changes}")
+                await eventually(
+                    lambda: fake.subscribes("book", "BTC/USD") > subscribes, HEAL_WITHIN, "a resubscription"
+                )
+                await eventually(
+                    lambda: watched.live("BTC-USD") and matches(), HEAL_WITHIN, lambda: f"{watched.changes}"
+                )
                 assert watched.transitions("BTC-USD") == ["live", "stale", "live"], watched.changes
                 [reason] = watched.reasons("BTC-USD")[-1:]
                 assert reason.startswith(SOURCE_STALE + "kraken: checksum mismatch"), reason
@@ -372,14 +376,14 @@ async def test_kraken_books_checksum_mismatch_and_drop(kraken_fake: FakeKraken) 
                     ("BTC-USD", ["live", "stale", "live", "stale", "live"]),
                     ("ETH-USD", ["live", "stale", "live"]),
                 ):
-                    await until(partial(watched.flipped, iid, flips), HEAL_WITHIN, lambda: f"{watched.changes}")
+                    await eventually(partial(watched.flipped, iid, flips), HEAL_WITHIN, lambda: f"{watched.changes}")
                     reason = watched.reasons(iid)[-1]
                     assert reason.startswith(SOURCE_STALE + "kraken: connection lost"), reason
-                await until(lambda: watched.live("BTC-USD", "ETH-USD"), HEAL_WITHIN, lambda: f"{watched.changes}")
+                await eventually(lambda: watched.live("BTC-USD", "ETH-USD"), HEAL_WITHIN, lambda: f"{watched.changes}")
                 assert fake.connections > connections
                 async with asyncio.timeout(5):
                     await fake.update("ETH/USD", bids=[("3479.98", "3")])
-                await until(matches, 10, "the books after the reconnection")
+                await eventually(matches, 10, "the books after the reconnection")
                 for iid, symbol in symbols.items():
                     got = await until_json(http, iid, shows(kraken_book(fake, symbol), live=True), 10)
         finally:
@@ -392,18 +396,18 @@ async def test_kraken_exchange_down_then_back_on_the_same_port(kraken_fake: Fake
     fake = kraken_fake
     port = int(fake.url.split(":")[2].split("/")[0])
     async with live_feed(*kraken_args(fake, "BTC/USD")) as feed, watching(feed.address, "BTC-USD") as watched:
-        await until(lambda: watched.live("BTC-USD"), 10, lambda: f"{watched.changes}")
+        await eventually(lambda: watched.live("BTC-USD"), 10, lambda: f"{watched.changes}")
         await fake.stop()  # the exchange goes away: its connections close, new ones are refused
-        await until(lambda: watched.stale("BTC-USD"), STALE_WITHIN, lambda: f"{watched.changes}")
+        await eventually(lambda: watched.stale("BTC-USD"), STALE_WITHIN, lambda: f"{watched.changes}")
         reason = watched.subscriber.books["BTC-USD"].stale_reason or ""
         assert reason.startswith(SOURCE_STALE + "kraken: "), reason
-        await asyncio.sleep(1.5)
-        assert watched.stale("BTC-USD"), watched.changes  # nothing served while the exchange is away
+        await asyncio.sleep(1.5)  # nothing must happen during it: no book served while the exchange is away
+        assert watched.stale("BTC-USD"), watched.changes
         async with asyncio.timeout(5):
             await fake.update("BTC/USD", bids=[("45284.0", "0.5")])  # the book moved meanwhile (no subscriber)
             await fake.start(port)
         want = to_units(kraken_book(fake, "BTC/USD"), watched.spec("BTC-USD"))
-        await until(
+        await eventually(
             lambda: watched.live("BTC-USD") and watched.units("BTC-USD") == want, 15, lambda: f"{watched.changes}"
         )
     assert_clean(feed.log_text())
@@ -412,24 +416,28 @@ async def test_kraken_exchange_down_then_back_on_the_same_port(kraken_fake: Fake
 async def test_kraken_off_tick_price_stales_that_symbol_only(kraken_fake: FakeKraken) -> None:
     fake = kraken_fake
     async with live_feed(*kraken_args(fake)) as feed, watching(feed.address, "BTC-USD", "ETH-USD") as watched:
-        await until(lambda: watched.live("BTC-USD", "ETH-USD"), 10, lambda: f"{watched.changes}")
+        await eventually(lambda: watched.live("BTC-USD", "ETH-USD"), 10, lambda: f"{watched.changes}")
         spec = {iid: watched.spec(iid) for iid in ("BTC-USD", "ETH-USD")}
         btc_before = watched.units("BTC-USD")
         async with asyncio.timeout(5):
             await fake.book_frame("BTC/USD", [{"price": "45283.55", "qty": "1"}], [])
             await fake.update("ETH/USD", bids=[("3479.99", "2")])
-        await until(lambda: "stale" in watched.transitions("BTC-USD")[1:], STALE_WITHIN, lambda: f"{watched.changes}")
+        await eventually(
+            lambda: "stale" in watched.transitions("BTC-USD")[1:], STALE_WITHIN, lambda: f"{watched.changes}"
+        )
         reason = watched.reasons("BTC-USD")[-1]
         assert reason.startswith(SOURCE_STALE) and "45283.55 has more decimals than the unit 0.1" in reason, reason
         want_eth = to_units(kraken_book(fake, "ETH/USD"), spec["ETH-USD"])
-        await until(lambda: watched.units("ETH-USD") == want_eth, 5, "ETH updated")
-        await until(lambda: watched.live("BTC-USD"), HEAL_WITHIN, lambda: f"{watched.changes}")
+        await eventually(lambda: watched.units("ETH-USD") == want_eth, 5, "ETH updated")
+        await eventually(lambda: watched.live("BTC-USD"), HEAL_WITHIN, lambda: f"{watched.changes}")
         assert watched.units("BTC-USD") == btc_before == to_units(kraken_book(fake, "BTC/USD"), spec["BTC-USD"])
         assert watched.transitions("ETH-USD") == ["live"]
         async with asyncio.timeout(5):
             await fake.update("ETH/USD", bids=[("3479.97", "4")])
         want_eth = to_units(kraken_book(fake, "ETH/USD"), spec["ETH-USD"])
-        await until(lambda: watched.units("ETH-USD") == want_eth and watched.live("ETH-USD"), 5, "ETH still updating")
+        await eventually(
+            lambda: watched.units("ETH-USD") == want_eth and watched.live("ETH-USD"), 5, "ETH still updating"
+        )
     assert_clean(feed.log_text())
     lines = [line for line in feed.log_text().splitlines() if "45283.55" in line]
     assert len(lines) == 1, feed.log_text()
@@ -492,8 +500,8 @@ async def test_sigterm_stops_the_feed_at_once_while_its_source_is_down_or_hangs(
     await binance.start()
     try:
         async with live_feed(*binance_args(binance, "BTCUSDT")) as feed, watching(feed.address) as watched:
-            await until(lambda: len(binance.ws_paths) == 1, 10, "the feed connecting")
-            await asyncio.sleep(0.3)  # its snapshot request is held by the fake
+            await eventually(lambda: len(binance.ws_paths) == 1, 10, "the feed connecting")
+            await eventually(lambda: binance.depth_asked.get("BTCUSDT", 0) >= 1, 10, "the snapshot request held")
             assert watched.stale("BTC-USDT") or "BTC-USDT" not in watched.subscriber.books
             feed.process.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(feed.process.wait, 10.0)
@@ -506,10 +514,10 @@ async def test_sigterm_stops_the_feed_at_once_while_its_source_is_down_or_hangs(
     await kraken.start()
     try:
         async with live_feed(*kraken_args(kraken, "BTC/USD")) as feed, watching(feed.address, "BTC-USD") as watched:
-            await until(lambda: watched.live("BTC-USD"), 10, lambda: f"{watched.changes}")
+            await eventually(lambda: watched.live("BTC-USD"), 10, lambda: f"{watched.changes}")
             await kraken.stop()
-            await until(lambda: watched.stale("BTC-USD"), STALE_WITHIN, "stale")
-            await asyncio.sleep(0.5)  # reconnecting, refused
+            await eventually(lambda: watched.stale("BTC-USD"), STALE_WITHIN, "stale")
+            await asyncio.sleep(0.5)  # the state under test: SIGTERM lands while it keeps reconnecting, refused
             feed.process.send_signal(signal.SIGTERM)
             code = await asyncio.to_thread(feed.process.wait, 10.0)
             assert code == 0, feed.log_text()
@@ -530,10 +538,10 @@ async def test_a_live_source_records_and_replays(kraken_fake: FakeKraken, tmp_pa
             n += 1
             await fake.update("BTC/USD", bids=[("45270.0", f"{n % 7 + 1}")], asks=[("45300.0", f"{n % 5 + 1}")])
             await fake.update("ETH/USD", bids=[("3478.0", f"0.{n % 9 + 1}")])
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # the fake market's pace
 
     async with live_feed(*kraken_args(fake)) as feed, watching(feed.address, "BTC-USD", "ETH-USD") as watched:
-        await until(lambda: watched.live("BTC-USD", "ETH-USD"), 10, lambda: f"{watched.changes}")
+        await eventually(lambda: watched.live("BTC-USD", "ETH-USD"), 10, lambda: f"{watched.changes}")
         updates = asyncio.create_task(trade_on(), name="kraken-updates")
         try:
             recorder = asyncio.create_task(
@@ -541,10 +549,19 @@ async def test_a_live_source_records_and_replays(kraken_fake: FakeKraken, tmp_pa
                     "-m", "feed_server.record", "--address", feed.address, "--out", str(path), "--duration", "3"
                 )
             )
-            await asyncio.sleep(1.0)
+            header: list[int] = []  # the recording's size once its header is on disk
+
+            def recorded() -> bool:  # a frame of records after the header: live books are in the recording
+                size = path.stat().st_size if path.exists() else 0
+                if not header:
+                    header.extend([size] if size else [])
+                    return False
+                return size > header[0]
+
+            await eventually(recorded, 15, "a frame of records on disk")
             fake.drop()  # the recording holds the source going stale and its books coming back
-            await until(lambda: "stale" in watched.transitions("BTC-USD"), STALE_WITHIN, "stale")
-            await until(lambda: watched.live("BTC-USD", "ETH-USD"), HEAL_WITHIN, lambda: f"{watched.changes}")
+            await eventually(lambda: "stale" in watched.transitions("BTC-USD"), STALE_WITHIN, "stale")
+            await eventually(lambda: watched.live("BTC-USD", "ETH-USD"), HEAL_WITHIN, lambda: f"{watched.changes}")
             async with asyncio.timeout(25):
                 code, out, err, _ = await recorder
         finally:
@@ -564,7 +581,7 @@ async def test_a_live_source_records_and_replays(kraken_fake: FakeKraken, tmp_pa
     stale = [m for r in records for m in r.item.messages if m.source_stale]
     assert stale and all("kraken: connection lost" in m.source_stale_reason for m in stale), stale[:3]
     async with live_feed("--replay", str(path), "--speed", "max") as replay, watching(replay.address) as watched:
-        await until(
+        await eventually(
             lambda: (
                 set(watched.subscriber.books) == {"BTC-USD", "ETH-USD"}
                 and all(watched.subscriber.books[iid].book == final[iid] for iid in final)
@@ -607,5 +624,5 @@ async def test_run_py_with_a_kraken_source(kraken_fake: FakeKraken) -> None:
         await asyncio.to_thread(process.wait, 30.0)
         assert process.returncode == 0, text_of(output)
     finally:
-        await asyncio.to_thread(kill_all, process, children)
+        await asyncio.to_thread(stop_process, process, also=children)
         output.close()

@@ -12,7 +12,8 @@ import pytest
 
 from feed_server.record.format import RecordingReader
 from tests.record.support import SUMMARY, run_record, start_record, verify
-from tests.servers import free_port, start_feed_process, stop_process, wait_for_health
+from tests.servers import free_port, start_feed_process, wait_for_health
+from tests.waiting import stop_process, wait_until
 
 
 def test_a_recording_reads_back_and_every_message_verifies(recording: Path) -> None:
@@ -55,15 +56,26 @@ def test_depth_is_recorded_and_the_stream_verifies_at_it(feed: str, tmp_path: Pa
     verify(records)
 
 
+def wait_for_a_frame(path: Path) -> None:
+    """Wait (bounded) until the recording at ``path`` holds its header and then at least one frame of records."""
+    header: list[int] = []
+
+    def grown() -> bool:
+        size = path.stat().st_size if path.exists() else 0
+        if not header:
+            if size:
+                header.append(size)  # the preamble and header, written and flushed when the file is opened
+            return False
+        return size > header[0]
+
+    wait_until(grown, 15.0, f"a frame of records in {path}")
+
+
 def test_sigint_ends_the_file_cleanly(feed: str, tmp_path: Path) -> None:
     path = tmp_path / "i.mdrec"
     process = start_record("--address", feed, "--out", str(path))
     try:
-        deadline = time.monotonic() + 10
-        while not path.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert path.exists(), "the recorder did not start recording"
-        time.sleep(0.5)
+        wait_for_a_frame(path)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=10)
     finally:
@@ -86,7 +98,7 @@ def test_a_restarted_feed_is_recorded_as_a_second_session(tmp_path: Path) -> Non
     try:
         wait_for_health(address, 15.0)
         recorder = start_record("--address", address, "--out", str(path), "--duration", "6")
-        time.sleep(1.5)
+        wait_for_a_frame(path)  # the first session is on disk
         feed.kill()  # no goodbye on the stream
         stop_process(feed)  # reaps it and closes its pipes
         feed = start_feed_process(port, "--seed", "3")

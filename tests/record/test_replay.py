@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,8 @@ from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import apply_message
 from feed_server.record.format import RecordingReader, RecordingWriter
 from tests.record.support import messages_of, run_record, verify
-from tests.servers import REPO_ROOT, child_env, free_port, start_feed_process, stop_process, wait_for_health
+from tests.servers import REPO_ROOT, child_env, free_port, start_feed_process, wait_for_health
+from tests.waiting import stop_process
 
 SERVICE = "/marketdata.v1.MarketData/"
 FEED = [sys.executable, "-m", "feed_server"]
@@ -46,15 +46,7 @@ def replaying(path: Path, *args: str) -> Iterator[Replay]:
     replay = Replay(f"127.0.0.1:{port}")
 
     def stop() -> None:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-        try:
-            _, err = process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            _, err = process.communicate(timeout=5)
-        replay.err = err.decode(errors="replace")
-        stop_process(process)  # closes its pipes
+        _, replay.err = stop_process(process)
 
     try:
         wait_for_health(replay.address, 15.0)

@@ -2,7 +2,7 @@
 
 - ``start_dashboard_process(feed_address, port, limits=..., log_path=...)``: ``python -m dashboard`` (or, with
   ``limits``, the same app built with ``ApiLimits(**limits)``, which the command line does not expose);
-- ``wait_http(url, timeout)``, ``kill(process)``, ``rss_mb(pid)``;
+- ``wait_http(url, timeout)``, ``rss_mb(pid)`` (processes are stopped with tests/waiting.py's ``stop_process``);
 - ``levels_to_units(spec, levels)``: JSON ``[[price, size], ...]`` back to integer ``(ticks, lots)``;
 - ``check_against_truth(spec, seed, rate, messages)``: every live book is a true book, in order;
 - ``recv_json(ws, timeout)``: one JSON message from a ``websockets`` client, bounded in time;
@@ -12,12 +12,9 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import suppress
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -32,12 +29,12 @@ from feed_server.launch import http_ok, wait_ready
 from feed_server.protocol.instruments import InstrumentSpec
 from tests.servers import REPO_ROOT, child_env, free_port, start_feed_process, wait_for_health
 from tests.truth import TruthCursor
+from tests.waiting import stop_process
 
 __all__ = [
     "DashboardProcess",
     "System",
     "check_against_truth",
-    "kill",
     "levels_to_units",
     "recv_json",
     "rss_mb",
@@ -108,27 +105,6 @@ def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes] | None 
     wait_ready(url, lambda: http_ok(url), timeout, [process] if process is not None else [], interval=0.1)
 
 
-def kill(process: subprocess.Popen[bytes], grace: float = 5.0) -> str:
-    """SIGTERM, SIGKILL after ``grace`` s, reap; also kills what is left in its process group.
-
-    Returns what the process wrote to its pipes (if they were pipes), decoded."""
-    out: list[bytes | None] = []
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            out = list(process.communicate(timeout=grace))
-        except subprocess.TimeoutExpired:
-            process.kill()
-            out = list(process.communicate(timeout=5.0))
-    else:
-        with suppress(subprocess.TimeoutExpired, ValueError):
-            out = list(process.communicate(timeout=1.0))
-    with suppress(ProcessLookupError, PermissionError):
-        if os.getpgid(process.pid) == process.pid:
-            os.killpg(process.pid, signal.SIGKILL)
-    return b"".join(part for part in out if part).decode(errors="replace")
-
-
 def rss_mb(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
@@ -196,17 +172,17 @@ def start_system(*feed_args: str, log_path: Path | None = None, limits: dict[str
         wait_http(dashboard.url + "/api/instruments", 30.0, dashboard.process)
     except BaseException:
         if dashboard is not None:
-            kill(dashboard.process)
-        kill(feed)
+            stop_process(dashboard.process)
+        stop_process(feed)
         raise
     return System(feed, feed_port, dashboard)
 
 
 def stop_system(system: System) -> None:
     try:
-        kill(system.dashboard.process)
+        stop_process(system.dashboard.process)
     finally:
-        kill(system.feed)
+        stop_process(system.feed)
 
 
 @pytest.fixture(scope="module")

@@ -87,14 +87,14 @@ class FaultProxy:
     async def stall(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
         self._stalled_until = loop.time() + seconds
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(seconds)  # the fault lasts this long (the point)
 
     async def corrupt(self, seconds: float, per_byte: float = 2e-4) -> None:
         """Flip one bit in a server-to-client byte with probability ``per_byte`` per byte, for ``seconds``."""
         loop = asyncio.get_running_loop()
         self._flip_probability = per_byte
         self._corrupt_until = loop.time() + seconds
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(seconds)  # the fault lasts this long (the point)
 
     # ----------------------------------------------------------------- forwarding
     async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
@@ -137,7 +137,7 @@ class FaultProxy:
                     break
                 wait = self._stalled_until - loop.time()
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    await asyncio.sleep(wait)  # a stalled link holds the bytes (the fault)
                 if downstream and loop.time() < self._corrupt_until:
                     data = self._flip(data)
                 writer.write(data)

@@ -14,16 +14,16 @@ import asyncio
 import ipaddress
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 from playwright.async_api import async_playwright
 
-from tests.reliability.conftest import kill, start_dashboard_process, wait_http
+from tests.reliability.conftest import start_dashboard_process, wait_http
 from tests.servers import CHROMIUM, REPO_ROOT, child_env, free_port, wait_for_health
 from tests.servers import CHROMIUM_FLAGS as CHROMIUM_ARGS
+from tests.waiting import stop_process, wait_until
 
 EVIL_NAME = '<b id="xss-b">bold</b><img id="xss-img" src="x" onerror="window.__xss=1"><script>window.__xss=2</script>'
 EVIL_FEED = """
@@ -55,12 +55,15 @@ def listening(pids: list[int]) -> list[tuple[int, str, int]]:
 
 
 def wait_listening(pids: list[int], ports: set[int], seconds: float) -> list[tuple[int, str, int]]:
-    deadline = time.monotonic() + seconds
-    while True:
-        found = listening(pids)
-        if ports <= {port for _, _, port in found} or time.monotonic() > deadline:
-            return found
-        time.sleep(0.2)
+    """What ``pids`` listen on, once that covers every port in ``ports`` (AssertionError after ``seconds``)."""
+    found: list[tuple[int, str, int]] = []
+
+    def covered() -> bool:
+        found[:] = listening(pids)
+        return ports <= {port for _, _, port in found}
+
+    wait_until(covered, seconds, lambda: f"listening on {ports}; found {found}", every=0.2)
+    return found
 
 
 def test_run_py_and_the_dashboard_listen_on_loopback_by_default(tmp_path: Path) -> None:
@@ -86,8 +89,8 @@ def test_run_py_and_the_dashboard_listen_on_loopback_by_default(tmp_path: Path) 
         assert all(loopback(ip) for _, ip, _ in found_alone), f"python -m dashboard listens on {found_alone}"
     finally:
         if alone is not None:
-            kill(alone[0])
-        kill(run, grace=15.0)
+            stop_process(alone[0])
+        stop_process(run, grace=15.0)
     assert run.returncode == 0
 
 
@@ -146,8 +149,8 @@ async def test_an_instrument_name_with_html_is_shown_as_text(tmp_path: Path) -> 
                 await context.close()
     finally:
         if board is not None:
-            kill(board.process)
-        kill(feed)
+            stop_process(board.process)
+        stop_process(feed)
     assert EVIL_NAME in option_text, option_text
     assert EVIL_NAME in shown
     assert injected == 0, "the instrument name was rendered as HTML"

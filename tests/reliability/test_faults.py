@@ -21,7 +21,8 @@ from websockets.asyncio.client import connect
 
 from feed_server.protocol.book import MAX_DEPTH
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
-from tests.reliability.conftest import check_against_truth, kill, recv_json, start_system
+from tests.reliability.conftest import check_against_truth, recv_json, start_system
+from tests.waiting import stop_process
 
 SEED = 11
 RATE = 150.0  # order events per second per instrument
@@ -54,11 +55,10 @@ async def test_every_live_book_on_the_websocket_is_the_true_book_despite_faults(
             asyncio.gather(*(collect(ws_base, iid, COLLECT_SECONDS) for iid in SPECS)), COLLECT_SECONDS + 20
         )
         elapsed = time.monotonic() - started
-        kill(system.dashboard.process)  # the feed logs the faults it injected when the stream closes
-        await asyncio.sleep(0.5)
+        stop_process(system.dashboard.process)  # the feed logs the faults it injected when the stream closes
     finally:
-        kill(system.dashboard.process)
-        feed_log = kill(system.feed)
+        stop_process(system.dashboard.process)
+        feed_log = "".join(stop_process(system.feed))
     injected_match = re.search(r"faults (\{[^}]*\})", feed_log)
     assert injected_match is not None, "the feed did not report the faults it injected:\n" + feed_log[-3000:]
     injected = ast.literal_eval(injected_match.group(1))
@@ -118,8 +118,8 @@ async def test_a_wrong_deep_level_is_caught_by_the_digest_and_never_served_as_li
             asyncio.gather(*(collect(system.dashboard.ws_url, iid, 4.0) for iid in SPECS)), 4.0 + 20
         )
     finally:
-        kill(system.dashboard.process)
-        kill(system.feed)
+        stop_process(system.dashboard.process)
+        stop_process(system.feed)
     by_id = dict(zip(SPECS, results, strict=True))
     checked = {iid: check_against_truth(SPECS[iid], SEED, 80.0, messages) for iid, messages in by_id.items()}
     log = system.dashboard.log_text()

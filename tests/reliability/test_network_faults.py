@@ -10,7 +10,6 @@ book at its sequence (rebuilt by the same deterministic simulator).
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,13 @@ from feed_server.protocol.book import MAX_DEPTH
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from tests.reliability.conftest import (
     check_against_truth,
-    kill,
     recv_json,
     start_dashboard_process,
     wait_http,
 )
 from tests.reliability.fault_proxy import FaultProxy
 from tests.servers import free_port, start_feed_process, wait_for_health
+from tests.waiting import eventually, stop_process
 
 SEED = 21
 RATE = 60.0
@@ -56,17 +55,6 @@ async def _all_live(client: httpx.AsyncClient, base: str) -> bool:
     return True
 
 
-async def _wait_all_live(client: httpx.AsyncClient, base: str, within: float) -> float:
-    """Seconds until every book is live (AssertionError after ``within``)."""
-    started = time.monotonic()
-    async with asyncio.timeout(within + 5):  # the REST calls themselves are bounded too
-        while time.monotonic() - started < within:
-            if await _all_live(client, base):
-                return time.monotonic() - started
-            await asyncio.sleep(0.05)
-    raise AssertionError(f"not every book was live {within:g} s after the fault ended")
-
-
 async def test_the_dashboard_recovers_from_every_network_fault_by_itself(tmp_path: Path) -> None:
     feed_port = free_port()
     feed = start_feed_process(feed_port, "--seed", str(SEED), "--rate", str(RATE))
@@ -83,7 +71,9 @@ async def test_the_dashboard_recovers_from_every_network_fault_by_itself(tmp_pat
         await asyncio.to_thread(wait_http, board.url + "/api/instruments", 30.0, board.process)
         collectors = [asyncio.create_task(_collect(board.ws_url, iid, stop, collected[iid])) for iid in SPECS]
         async with httpx.AsyncClient(timeout=5.0, trust_env=False) as client:
-            await _wait_all_live(client, board.url, 20.0)
+            await eventually(
+                lambda: _all_live(client, board.url), 20.0, "every book live after the fault", every=0.05
+            )
             faults: list[tuple[str, Callable[[], Awaitable[None]]]] = [
                 ("cut", _now(proxy.cut)),
                 ("stall 4 s", lambda: proxy.stall(4.0)),
@@ -91,12 +81,16 @@ async def test_the_dashboard_recovers_from_every_network_fault_by_itself(tmp_pat
                 ("corrupt 2 s", lambda: proxy.corrupt(2.0)),
             ]
             for name, fault in faults:
-                await _wait_all_live(client, board.url, 20.0)
+                await eventually(
+                    lambda: _all_live(client, board.url), 20.0, "every book live after the fault", every=0.05
+                )
                 await asyncio.sleep(1.0)  # some live traffic between faults
                 await fault()
-                recovery[name] = await _wait_all_live(client, board.url, RECOVERY_S)
+                recovery[name] = await eventually(
+                    lambda: _all_live(client, board.url), RECOVERY_S, "every book live after the fault", every=0.05
+                )
                 assert board.process.poll() is None and feed.poll() is None, f"a process died during {name}"
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(1.0)  # some live traffic after the last fault, for the collectors to check
         stop.set()
         async with asyncio.timeout(10):
             await asyncio.gather(*collectors)
@@ -107,8 +101,8 @@ async def test_the_dashboard_recovers_from_every_network_fault_by_itself(tmp_pat
         await asyncio.gather(*collectors, return_exceptions=True)
         await proxy.close()
         if board is not None:
-            kill(board.process)
-        kill(feed)
+            stop_process(board.process)
+        stop_process(feed)
     checked = {iid: check_against_truth(SPECS[iid], SEED, RATE, messages) for iid, messages in collected.items()}
     stale = {iid: sum(1 for m in messages if m["stale"]) for iid, messages in collected.items()}
     print(  # the figures for the README (pytest -s)

@@ -24,10 +24,11 @@ from playwright.async_api import Page, async_playwright
 from websockets.asyncio.client import ClientConnection, connect
 
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
-from tests.reliability.conftest import kill, levels_to_units, recv_json, start_dashboard_process, wait_http
+from tests.reliability.conftest import levels_to_units, recv_json, start_dashboard_process, wait_http
 from tests.servers import CHROMIUM, free_port, start_feed_process, wait_for_health
 from tests.servers import CHROMIUM_FLAGS as CHROMIUM_ARGS
 from tests.truth import TruthCursor
+from tests.waiting import eventually, stop_process
 
 RATE = 100.0
 INSTRUMENT = "AAPL"
@@ -50,13 +51,14 @@ async def next_where(ws: ClientConnection, predicate: Predicate, seconds: float)
 
 async def page_status(page: Page, wanted: set[str], seconds: float) -> str:
     """Poll the page's status label until it shows one of ``wanted``; returns what it showed."""
-    seen = ""
-    async with asyncio.timeout(seconds):
-        while True:
-            seen = (await page.inner_text("[data-testid=status]")).strip()
-            if seen in wanted:
-                return seen
-            await asyncio.sleep(0.05)
+    seen = [""]
+
+    async def shown() -> bool:
+        seen[0] = (await page.inner_text("[data-testid=status]")).strip()
+        return seen[0] in wanted
+
+    await eventually(shown, seconds, lambda: f"status in {wanted}; shown {seen[0]!r}", every=0.05)
+    return seen[0]
 
 
 async def test_kill_and_restart_the_feed_the_socket_and_the_page_recover(tmp_path: Path) -> None:
@@ -105,8 +107,8 @@ async def test_kill_and_restart_the_feed_the_socket_and_the_page_recover(tmp_pat
                 await context.close()
     finally:
         if board is not None:
-            kill(board.process)
-        kill(feed)
+            stop_process(board.process)
+        stop_process(feed)
 
     print(
         f"\nrestart: stale on the socket {stale_after:.2f} s after SIGKILL (page {shown} after "
@@ -153,8 +155,8 @@ async def test_a_frozen_feed_is_noticed_by_the_watchdog_and_the_books_come_back(
             recovered = time.monotonic() - resumed
     finally:
         if board is not None:
-            kill(board.process)
-        kill(feed)
+            stop_process(board.process)
+        stop_process(feed)
     print(f"\nfrozen feed: stale {stale_after:.2f} s after SIGSTOP, live {recovered:.2f} s after SIGCONT")
     # The watchdog allows 2 s without a message (heartbeats come every 0.5 s); the rest is the socket hop.
     assert stale_after < 3.0, f"a silent feed was noticed only after {stale_after:.2f} s"

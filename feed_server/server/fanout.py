@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
@@ -37,6 +36,7 @@ from feed_server.protocol.checksum import ChainedChecksum, book_digest, compute_
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import heartbeat_message, snapshot_message, update_message
 from feed_server.server.depth_view import DepthView
+from feed_server.server.feed_state import FeedState
 from feed_server.server.simulator import Event
 from feed_server.server.subscription import Subscription
 
@@ -106,7 +106,7 @@ class Fanout:
         self.time_base = time_base
         self.max_depth = max_depth
         self.depth_note = depth_note
-        self.session_id = uuid.uuid4().hex
+        self.state = FeedState(sources)  # the session, the sequences, the sources' state
         # A resync puts one snapshot per instrument in the buffer: the backlog must hold at least that.
         self.max_backlog = max(max_backlog, 2 * len(sources))
         self.max_batch = max_batch
@@ -119,15 +119,15 @@ class Fanout:
             iid: {n: ChainedChecksum(n) for n in range(1, CHECKSUM_LEVELS)} for iid in sources
         }
         self._subscriptions: dict[int, Subscription] = {}
-        # Per instrument: the sequence of its last message (0: the initial book). One message per publish() call.
-        self._sequences: dict[str, int] = dict.fromkeys(sources, 0)
         self._next_sub_id = 1
         self.closed_reason: str | None = None  # set by close_all(): no new subscription or snapshot after it
-        # Per instrument whose source cannot vouch for its book (a live exchange disconnected or resynchronising):
-        # why. Every message built for it carries the flag (see set_source_stale).
-        self._source_stale: dict[str, str] = {}
         self.messages_published = 0  # messages built (one per event per subscribed depth), all instruments
         self.resyncs = 0  # resyncs of slow subscribers so far, all subscribers
+
+    @property
+    def session_id(self) -> str:
+        """The current session's id (see the class docstring)."""
+        return self.state.session_id
 
     @property
     def subscriber_count(self) -> int:
@@ -157,9 +157,8 @@ class Fanout:
                 if depth < CHECKSUM_LEVELS:  # its chained checksum was not kept up to date while nobody used it
                     self._checksums[iid][depth].invalidate()
             group.subscribers.append(sub)
-            sub._buffer.append(self._snapshot(iid, depth, pb.SNAPSHOT_REASON_INITIAL))
+            sub.push(self._snapshot(iid, depth, pb.SNAPSHOT_REASON_INITIAL))
         self._subscriptions[sub.sub_id] = sub
-        sub._wakeup.set()
         self.subscribed.set()
         logger.debug("subscribed %r", sub)
         return sub
@@ -167,7 +166,7 @@ class Fanout:
     def unsubscribe(self, sub: Subscription) -> None:
         """Remove a subscriber (idempotent) and end its iteration."""
         if self._subscriptions.pop(sub.sub_id, None) is None:
-            sub._close()
+            sub.close()
             return
         for iid in sub.instrument_ids:
             groups = self._groups[iid]
@@ -177,7 +176,7 @@ class Fanout:
             group.subscribers.remove(sub)
             if not group.subscribers:
                 del groups[sub.depth]
-        sub._close()
+        sub.close()
         logger.debug("unsubscribed %r (resyncs %d)", sub, sub.resyncs)
 
     def close_all(self, reason: str = "the feed is shutting down") -> None:
@@ -190,9 +189,9 @@ class Fanout:
     def new_session(self) -> None:
         """Start a new session: a new ``session_id``, marked in every subscriber's buffer after what it holds. The
         source must then :meth:`reset` every instrument (see the class docstring)."""
-        self.session_id = uuid.uuid4().hex
+        session_id = self.state.new_session()
         for sub in self._subscriptions.values():
-            sub.mark_session(self.session_id)
+            sub.mark_session(session_id)
         logger.info("new session %s", self.session_id)
 
     async def wait_for_takers(self, backlog: int) -> None:
@@ -220,7 +219,7 @@ class Fanout:
         bids, asks = book.bids(depth), book.asks(depth)
         message = snapshot_message(
             instrument_id,
-            self._sequences[instrument_id],
+            self.state.sequence(instrument_id),
             self.time_base() + source.time_ns,
             compute_checksum(bids[:n], asks[:n]),
             bids,
@@ -228,42 +227,27 @@ class Fanout:
             reason,
             book_digest(bids, asks),
         )
-        self._stamp(instrument_id, message)
+        self.state.stamp(instrument_id, message)
         return message
-
-    def _stamp(self, instrument_id: str, message: pb.BookMessage) -> None:
-        """Mark a message built for ``instrument_id`` with its source's state, when the source is not whole."""
-        why = self._source_stale.get(instrument_id)
-        if why is not None:
-            message.source_stale = True
-            message.source_stale_reason = why
 
     def set_source_stale(self, source: BookSource, reason: str | None, event_time_ns: int) -> None:
         """``source`` can no longer vouch for its book (``reason``), or can again (None): every message built
         for it from now on says so, and a heartbeat takes the change to every subscriber at once."""
-        iid = source.instrument_id
-        if reason is None:
-            changed = self._source_stale.pop(iid, None) is not None
-        else:
-            changed = self._source_stale.get(iid) != reason
-            self._source_stale[iid] = reason
-        if changed:
+        if self.state.set_source_stale(source.instrument_id, reason):
             self.publish(source, (_HEARTBEAT,), event_time_ns)
 
     def sequence(self, instrument_id: str) -> int:
         """The sequence of ``instrument_id``'s last message (0: none yet)."""
-        return self._sequences[instrument_id]
+        return self.state.sequence(instrument_id)
 
     def source_stale(self, instrument_id: str) -> str | None:
         """Why ``instrument_id``'s source cannot vouch for its book now, or None."""
-        return self._source_stale.get(instrument_id)
+        return self.state.source_stale(instrument_id)
 
     def _resync(self, sub: Subscription) -> None:
         """Drop a full subscriber's backlog and replace it with fresh snapshots."""
-        sub._drop_backlog(self.session_id)
-        for iid in sub.instrument_ids:
-            sub._buffer.append(self._snapshot(iid, sub.depth, pb.SNAPSHOT_REASON_RESYNC))
-        sub.resyncs += 1
+        snapshots = [self._snapshot(iid, sub.depth, pb.SNAPSHOT_REASON_RESYNC) for iid in sub.instrument_ids]
+        sub.resync(snapshots, self.session_id)
         self.resyncs += 1
         logger.info(
             "subscriber %d fell %d messages behind: backlog dropped, resync snapshots sent (resync #%d)",
@@ -295,9 +279,7 @@ class Fanout:
         at that depth get it as it is, and only other depths are built (from the events' changes, which may then
         be left empty when :meth:`derives` is false)."""
         iid = source.instrument_id
-        if sequence is None:
-            sequence = self._sequences[iid] + 1
-        self._sequences[iid] = sequence
+        sequence = self.state.advance(iid, sequence)
         groups = self._groups[iid]
         if not groups:
             return
@@ -310,7 +292,7 @@ class Fanout:
             heartbeat = all(event.heartbeat for event in events)
         book = source.book
         checksums = self._checksums[iid]
-        source_stale = iid in self._source_stale
+        source_stale = self.state.source_stale(iid) is not None
         used: dict[int, int] = {}  # checksum by level count, computed once per message
         for depth, group in groups.items():
             if native is not None and depth == self.max_depth:
@@ -333,7 +315,7 @@ class Fanout:
                     iid, sequence, event_time_ns, checksum, view.diff(changes), trades, view.digest
                 )
             if source_stale:
-                self._stamp(iid, message)
+                self.state.stamp(iid, message)
             self._deliver(group, message)
 
     def reset(self, source: BookSource, sequence: int, native: pb.BookMessage | None = None) -> None:
@@ -341,7 +323,7 @@ class Fanout:
         subscriber of it gets a snapshot of the new book (``native`` as it is at ``max_depth``, built ones,
         reason RESYNC, at other depths)."""
         iid = source.instrument_id
-        self._sequences[iid] = sequence
+        self.state.advance(iid, sequence)
         for tracker in self._checksums[iid].values():
             tracker.invalidate()
         for depth, group in self._groups[iid].items():
@@ -355,11 +337,8 @@ class Fanout:
         """Buffer one message for every subscriber of ``group`` (resynchronising a full one)."""
         self.messages_published += 1
         for sub in group.subscribers:
-            buffer = sub._buffer
-            if len(buffer) >= sub.max_backlog:
+            if sub.full:
                 # The snapshots are taken after this message's events: they replace this message too.
                 self._resync(sub)
             else:
-                buffer.append(message)
-            if not sub._wakeup.is_set():
-                sub._wakeup.set()
+                sub.push(message)

@@ -1,6 +1,8 @@
 """One subscriber's registration and bounded buffer in the fan-out (feed_server.server.fanout owns them).
 
-The fan-out appends to ``_buffer`` and sets ``_wakeup``; the subscriber's consumer (a gRPC stream) takes
+The fan-out hands it messages (:meth:`Subscription.push`, once it is not :attr:`Subscription.full`), replaces a
+full backlog by fresh snapshots (:meth:`Subscription.resync`) and ends it (:meth:`Subscription.close`); the
+subscription alone touches its buffer and its wake-up. The subscriber's consumer (a gRPC stream) takes
 everything buffered at once, at most ``max_batch`` messages per batch. ``session_id`` is the session of the
 batch just taken: where the fan-out starts a new session (a replay's next pass), it marks the place in each
 buffer (:meth:`Subscription.mark_session`), so what was buffered before is still delivered, under its own
@@ -103,11 +105,25 @@ class Subscription:
         else:
             self.session_id = session_id
 
-    def _drop_backlog(self, session_id: str) -> None:
-        """Forget everything buffered (a resync follows); what comes next is of ``session_id``."""
+    @property
+    def full(self) -> bool:
+        """Whether the buffer holds ``max_backlog`` messages (the next one would resync it instead)."""
+        return len(self._buffer) >= self.max_backlog
+
+    def push(self, message: pb.BookMessage) -> None:
+        """Buffer one message and wake the consumer."""
+        self._buffer.append(message)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    def resync(self, snapshots: Sequence[pb.BookMessage], session_id: str) -> None:
+        """Forget everything buffered and buffer ``snapshots`` instead (of ``session_id``); counts a resync."""
         self._buffer.clear()
         self._marks = 0
         self.session_id = session_id
+        self._buffer.extend(snapshots)
+        self.resyncs += 1
+        self._wakeup.set()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -118,6 +134,7 @@ class Subscription:
             raise StopAsyncIteration
         return batch
 
-    def _close(self) -> None:
+    def close(self) -> None:
+        """End the consumer's iteration (after what is buffered)."""
         self.closed = True
         self._wakeup.set()

@@ -5,7 +5,8 @@ Sources: ``sources`` (the EventSource contract and the simulated market), ``simu
 ``engine`` (plays a source against the wall clock), ``depth_view`` (what a depth-limited subscriber sees), ``fanout``
 (subscriptions, bounded buffers, resync snapshots, the source's state on every message), ``subscription``,
 ``feed_core`` (requests and answers for every transport: validation, snapshots, the instrument list),
-``service`` (the MarketData servicer, a gRPC adapter over the core), ``grpc_server`` (the grpc.aio server and
-health service), ``nats_publisher`` (the feed on NATS, a NATS adapter over the core), ``metrics``,
-``faults`` (fault injection for testing consumers), ``cli`` (``python -m feed_server``).
+``service`` (the MarketData servicer, a gRPC adapter over the core), ``feed`` (the feed composed: the grpc.aio
+server and health service; ``grpc_server`` keeps its former imports), ``nats_publisher`` (the feed on NATS, a NATS
+adapter over the core), ``metrics``, ``faults`` (fault injection for testing consumers), ``cli`` (``python -m
+feed_server``).
 """

@@ -23,13 +23,14 @@ from pathlib import Path
 
 from feed_server.bus.connection import BusUnavailable
 from feed_server.cli_args import OneLineArgumentParser, float_in, int_in, nats_url, port_number
+from feed_server.defaults import DEFAULT_PORT
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.record.format import BadRecording
 from feed_server.server.exchanges.adapter import ExchangeAdapter, SourceUnavailable
 from feed_server.server.exchanges.choice import EXCHANGES, SIMULATOR, SourceOptions, make_adapter, open_live_source
 from feed_server.server.fanout import DEFAULT_MAX_BACKLOG
 from feed_server.server.faults import FAULT_KINDS, parse_fault_kinds
-from feed_server.server.grpc_server import serve
+from feed_server.server.feed import serve
 from feed_server.server.nats_publisher import DuplicateInstrument
 from feed_server.server.replay import ReplaySource
 
@@ -80,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         "the engine fail on purpose after N events.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=port_number, default=50051, help="port to listen on (default 50051, 0: any)")
+    parser.add_argument(
+        "--port", type=port_number, default=DEFAULT_PORT, help=f"port to listen on (default {DEFAULT_PORT}, 0: any)"
+    )
     parser.add_argument(
         "--source",
         choices=(SIMULATOR, *EXCHANGES),

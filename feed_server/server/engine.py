@@ -41,7 +41,7 @@ subscriber still gets a live book; nothing is encoded. A new subscription wakes 
 Failure. If the engine task dies of an exception (a bug), the engine logs it once at ERROR with its traceback,
 keeps it as ``failure``, closes the fan-out with a reason naming it (every subscription ends, and new
 subscriptions and snapshots are refused with FeedStopped, ``UNAVAILABLE``) and sets ``failed``, which the
-server (feed_server.server.grpc_server) watches to report NOT_SERVING and exit non-zero. No event is published
+server (feed_server.server.feed) watches to report NOT_SERVING and exit non-zero. No event is published
 after it: a broken feed says so instead of going quiet. ``crash_after_events`` is a test hook that makes the
 task fail on purpose once that many events have run (checked once per slice).
 """

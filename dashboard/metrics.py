@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from dashboard.api.fanout import MarketDataHub
 from dashboard.bridge import FeedBridge
-from feed_server.client.keeper import BookKeeper, ConnectionState
+from feed_server.client.keeper import ConnectionState, Subscriber
 from feed_server.client.stats import FAULT_REASONS
 from feed_server.protocol.book import Trade
 
@@ -59,7 +59,7 @@ class DelayHistogram:
     listener; a notification without a new applied message (a stale flip) is not counted, and a batch applied at
     once (a snapshot and the messages buffered behind it) counts once, with the last message's event time."""
 
-    def __init__(self, subscriber: BookKeeper) -> None:
+    def __init__(self, subscriber: Subscriber) -> None:
         self._books = subscriber.books
         self._seen: dict[str, int] = {}  # per instrument: messages_applied at the last observation
         self.counts = [0] * (len(DELAY_BUCKETS) + 1)  # per bucket (not cumulative), the last one +Inf

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 
 from feed_server.client.addresses import make_subscriber
-from feed_server.client.keeper import BookKeeper
+from feed_server.client.keeper import Subscriber
 from feed_server.client.views import Book, Instrument, Trade, Update, trades_of
 from feed_server.protocol.book import DEFAULT_DEPTH, MAX_DEPTH
 from feed_server.protocol.errors import FeedError, FeedUnavailable, UnknownInstrument
@@ -79,7 +79,7 @@ class Feed:
         self.depth = depth
         self._timeout = timeout
         self._max_pending = max_pending
-        self._subscriber: BookKeeper = make_subscriber(address, tuple(instruments or ()), depth)
+        self._subscriber: Subscriber = make_subscriber(address, tuple(instruments or ()), depth)
         self._task: asyncio.Task[None] | None = None
         self._readers: set[_Reader] = set()
 

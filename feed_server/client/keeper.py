@@ -38,7 +38,7 @@ from feed_server.protocol.errors import BookError, Code, FeedError, FeedUnavaila
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 
-__all__ = ["JOINING", "BookKeeper", "BookListener", "ConnectionState", "Subscriber"]
+__all__ = ["JOINING", "BookListener", "ConnectionState", "Subscriber"]
 
 log = logging.getLogger("feed_server.client.subscriber")  # the subscriber's log lines, as users grep them
 
@@ -480,8 +480,6 @@ class Subscriber:
         elif all(not entry.stale for entry in self.books.values()):
             self._live.set()
 
-
-BookKeeper = Subscriber  # the name the dashboard's metrics and older scripts use
 
 
 def _joining(sync: InstrumentSync) -> str:

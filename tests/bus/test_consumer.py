@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import pytest
 
 from feed_server.client.grpc_transport import FeedSubscriber
-from feed_server.client.keeper import BookKeeper, ConnectionState
+from feed_server.client.keeper import ConnectionState, Subscriber
 from feed_server.client.nats_transport import BusSubscriber
 from feed_server.protocol.book import Level, Trade
 from feed_server.protocol.errors import FeedUnavailable, UnknownInstrument
@@ -34,7 +34,7 @@ def specs(*ids: str) -> list[InstrumentSpec]:
 class Recorder:
     """Per instrument, at every listener call on a live book: sequence -> (checksum, digest, top 5 levels)."""
 
-    def __init__(self, subscriber: BookKeeper) -> None:
+    def __init__(self, subscriber: Subscriber) -> None:
         self.subscriber = subscriber
         self.seen: dict[str, dict[int, Seen]] = defaultdict(dict)
         subscriber.add_listener(self.on_book)
@@ -65,7 +65,7 @@ def agree(a: Recorder, b: Recorder, instrument_ids: Sequence[str], least: int, *
     return total
 
 
-def all_live(subscriber: BookKeeper, instrument_ids: Sequence[str]) -> bool:
+def all_live(subscriber: Subscriber, instrument_ids: Sequence[str]) -> bool:
     return all(iid in subscriber.books and not subscriber.books[iid].stale for iid in instrument_ids)
 
 

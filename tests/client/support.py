@@ -9,14 +9,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from feed_server.client.keeper import BookKeeper
+from feed_server.client.keeper import Subscriber
 from tests.waiting import eventually
 
 __all__ = ["eventually", "running"]
 
 
 @contextlib.asynccontextmanager
-async def running(subscriber: BookKeeper) -> AsyncIterator[asyncio.Task[None]]:
+async def running(subscriber: Subscriber) -> AsyncIterator[asyncio.Task[None]]:
     """``subscriber.run()`` as a task for the block; cancelled (and awaited, bounded) after it."""
     task = asyncio.create_task(subscriber.run(), name="test-subscriber")
     try:

@@ -184,9 +184,10 @@ async def test_speed_plays_the_recorded_time_and_event_times_are_now(recording: 
     span = (last_recorded - recorded[first].event_time_ns) / speed / 1e9
     wall = (got.mono_ns[-1] - got.mono_ns[first]) / 1e9
     # 10 %; at --speed 10 the span is about 0.3 s, so 10 % is 30 ms, of the order of one engine sleep plus a
-    # loaded machine's scheduling delay at both ends: 80 ms more absolute slack keeps the check from flaking there
-    # (it failed once at 50 ms in a loaded run; a replay at half or double the speed is 150 ms or more off).
-    slack = 0.1 * span + (0.08 if speed == 10 else 0.0)
+    # loaded machine's scheduling delay at both ends. A loaded CI machine paused the reader 150 ms once, so at 10x
+    # the receipt span gets the same 250 ms allowance as each message's lateness below; the speed itself is
+    # checked exactly there, by the event times' intervals (within 1 ms of the recorded ones divided by the speed).
+    slack = 0.1 * span + (0.25 if speed == 10 else 0.0)
     assert abs(wall - span) <= slack, f"played in {wall:.3f} s, recorded {span:.3f} s at {speed}x"
     # event_time_ns is the wall time the message was due: received just after it (about 10 ms at most here, 250 ms
     # allows for a pause of a loaded machine; the recorded times are seconds older), never before it

@@ -208,19 +208,19 @@ class Engine:
 
     async def _play(self) -> None:
         slice_ns = int(SLICE_S * 1e9)
-        fanout = self.fanout
+        registry = self.fanout.registry
         source = self.source
         crash_at = sys.maxsize if self.crash_after_events is None else self.crash_after_events
         if source.starts_on_subscriber:  # time 0 is when the first subscriber came
-            while not fanout.subscriber_count:
-                fanout.subscribed.clear()
-                await fanout.subscribed.wait()
+            while not registry.count:
+                registry.subscribed.clear()
+                await registry.subscribed.wait()
             self._start_ns = time.time_ns()
             self._start_mono_ns = time.monotonic_ns()
             self._playing = True
         while True:
             if not source.paced and source.next_due_ns() != END_NS:
-                await fanout.wait_for_takers(UNPACED_BACKLOG)  # played as fast as the subscribers take it
+                await registry.wait_for_takers(UNPACED_BACKLOG)  # played as fast as the subscribers take it
             elapsed = self._elapsed_ns()
             ran = self.advance(elapsed, deadline_ns=time.monotonic_ns() + slice_ns)
             if self.events >= crash_at:
@@ -232,7 +232,7 @@ class Engine:
                     self.lag_ns = elapsed - due
                     self._bound_lag(self.lag_ns)
                 await asyncio.sleep(0)
-            elif fanout.subscriber_count:
+            elif registry.count:
                 self.lag_ns = 0
                 # The streams send what was just published meanwhile; the timer fires up to a millisecond late.
                 # Busy (many events per wake-up), wake up at most every BUSY_TICK_S: fewer, larger messages.
@@ -240,10 +240,10 @@ class Engine:
                 await asyncio.sleep((wait_ns if ran < BUSY_EVENTS else max(wait_ns, _BUSY_TICK_NS)) / 1e9)
             else:
                 self.lag_ns = 0
-                fanout.subscribed.clear()
+                registry.subscribed.clear()
                 try:
                     async with asyncio.timeout(self.idle_step_s):
-                        await fanout.subscribed.wait()
+                        await registry.subscribed.wait()
                 except TimeoutError:
                     pass
 

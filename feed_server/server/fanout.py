@@ -1,4 +1,9 @@
-"""The fan-out: per-subscriber bounded buffers, the messages built once per depth, and resync snapshots.
+"""The fan-out: the messages of the sources' events, built once per (instrument, depth), and their delivery.
+
+Who subscribes at which depth is the registry's (feed_server.server.registry); the session, the sequences and
+the sources' state are the feed state's (feed_server.server.feed_state); each subscriber's bounded buffer is its
+:class:`Subscription`'s. The fan-out is what a source publishes to (``publish``, ``reset``, ``set_source_stale``,
+``new_session``), and the one writer of the other three.
 
 The engine (feed_server.server.engine) hands :meth:`Fanout.publish` the events of one instrument that it ran in
 one slice (one event at low rates, several when events come faster than the engine wakes up); they become ONE
@@ -26,7 +31,6 @@ carries many messages under load.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
@@ -37,6 +41,7 @@ from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import heartbeat_message, snapshot_message, update_message
 from feed_server.server.depth_view import DepthView
 from feed_server.server.feed_state import FeedState
+from feed_server.server.registry import Group, Registry
 from feed_server.server.simulator import Event
 from feed_server.server.subscription import Subscription
 
@@ -61,16 +66,6 @@ class BookSource(Protocol):
 
     @property
     def time_ns(self) -> int: ...  # the source's time of its last event, ns from the engine's time base
-
-
-class _Group:
-    """The subscribers of one (instrument, depth) and the depth view their messages are built from."""
-
-    __slots__ = ("subscribers", "view")
-
-    def __init__(self, view: DepthView) -> None:
-        self.view = view
-        self.subscribers: list[Subscription] = []
 
 
 class Fanout:
@@ -108,18 +103,12 @@ class Fanout:
         self.depth_note = depth_note
         self.state = FeedState(sources)  # the session, the sequences, the sources' state
         # A resync puts one snapshot per instrument in the buffer: the backlog must hold at least that.
-        self.max_backlog = max(max_backlog, 2 * len(sources))
-        self.max_batch = max_batch
-        self.subscribed = asyncio.Event()  # set by every new subscription (the engine waits on it when idle)
-        self._taken = asyncio.Event()  # set each time a subscriber takes a batch (see wait_for_takers)
-        self._groups: dict[str, dict[int, _Group]] = {iid: {} for iid in sources}
+        self.registry = Registry(sources, max(max_backlog, 2 * len(sources)), max_batch)
         # Per instrument: the checksum of its top n levels for each n under CHECKSUM_LEVELS (depth-limited
         # subscribers); the book keeps its own checksum of the top CHECKSUM_LEVELS.
         self._checksums: dict[str, dict[int, ChainedChecksum]] = {
             iid: {n: ChainedChecksum(n) for n in range(1, CHECKSUM_LEVELS)} for iid in sources
         }
-        self._subscriptions: dict[int, Subscription] = {}
-        self._next_sub_id = 1
         self.closed_reason: str | None = None  # set by close_all(): no new subscription or snapshot after it
         self.messages_published = 0  # messages built (one per event per subscribed depth), all instruments
         self.resyncs = 0  # resyncs of slow subscribers so far, all subscribers
@@ -128,13 +117,6 @@ class Fanout:
     def session_id(self) -> str:
         """The current session's id (see the class docstring)."""
         return self.state.session_id
-
-    @property
-    def subscriber_count(self) -> int:
-        return len(self._subscriptions)
-
-    def subscriptions(self) -> list[Subscription]:
-        return list(self._subscriptions.values())
 
     # ----------------------------------------------------------------- subscribers
     def subscribe(self, instrument_ids: Sequence[str] | None, depth: int = DEFAULT_DEPTH) -> Subscription:
@@ -145,68 +127,33 @@ class Fanout:
         feed_server.server.feed_core): known, distinct ids and a depth within 1..max_depth.
         """
         ids = list(instrument_ids) if instrument_ids else list(self.sources)
-        sub = Subscription(
-            self._next_sub_id, ids, depth, self.max_backlog, self.max_batch, self._taken, self.session_id
-        )
-        self._next_sub_id += 1
+        sub = self.registry.add(ids, depth, self.session_id, self._new_view)
         for iid in ids:
-            groups = self._groups[iid]
-            group = groups.get(depth)
-            if group is None:
-                group = groups[depth] = _Group(DepthView(self.sources[iid].book, depth))
-                if depth < CHECKSUM_LEVELS:  # its chained checksum was not kept up to date while nobody used it
-                    self._checksums[iid][depth].invalidate()
-            group.subscribers.append(sub)
             sub.push(self._snapshot(iid, depth, pb.SNAPSHOT_REASON_INITIAL))
-        self._subscriptions[sub.sub_id] = sub
-        self.subscribed.set()
-        logger.debug("subscribed %r", sub)
         return sub
+
+    def _new_view(self, instrument_id: str, depth: int) -> DepthView:
+        """The depth view of a new (instrument, depth) group."""
+        if depth < CHECKSUM_LEVELS:  # its chained checksum was not kept up to date while nobody used it
+            self._checksums[instrument_id][depth].invalidate()
+        return DepthView(self.sources[instrument_id].book, depth)
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Remove a subscriber (idempotent) and end its iteration."""
-        if self._subscriptions.pop(sub.sub_id, None) is None:
-            sub.close()
-            return
-        for iid in sub.instrument_ids:
-            groups = self._groups[iid]
-            group = groups.get(sub.depth)
-            if group is None:
-                continue
-            group.subscribers.remove(sub)
-            if not group.subscribers:
-                del groups[sub.depth]
-        sub.close()
-        logger.debug("unsubscribed %r (resyncs %d)", sub, sub.resyncs)
+        self.registry.remove(sub)
 
     def close_all(self, reason: str = "the feed is shutting down") -> None:
         """End every subscription (their consumers get None / StopAsyncIteration) and refuse new ones."""
         if self.closed_reason is None:
             self.closed_reason = reason
-        for sub in list(self._subscriptions.values()):
-            self.unsubscribe(sub)
+        for sub in self.registry.subscriptions():
+            self.registry.remove(sub)
 
     def new_session(self) -> None:
         """Start a new session: a new ``session_id``, marked in every subscriber's buffer after what it holds. The
         source must then :meth:`reset` every instrument (see the class docstring)."""
-        session_id = self.state.new_session()
-        for sub in self._subscriptions.values():
-            sub.mark_session(session_id)
+        self.registry.mark_session(self.state.new_session())
         logger.info("new session %s", self.session_id)
-
-    async def wait_for_takers(self, backlog: int) -> None:
-        """Wait until there is a subscriber and none has ``backlog`` messages or more not yet taken (how an
-        unpaced source is played as fast as the subscribers take it)."""
-        while True:
-            subscriptions = self._subscriptions.values()
-            if not subscriptions:
-                self.subscribed.clear()
-                await self.subscribed.wait()
-            elif max(sub.backlog for sub in subscriptions) >= backlog:
-                self._taken.clear()
-                await self._taken.wait()
-            else:
-                return
 
     def get_snapshot(self, instrument_id: str, depth: int = DEFAULT_DEPTH) -> pb.BookMessage:
         """A REQUEST snapshot of one instrument's book now, at ``depth`` (validated already: see subscribe)."""
@@ -260,7 +207,7 @@ class Fanout:
     def derives(self, instrument_id: str) -> bool:
         """Whether a subscriber of ``instrument_id`` is at a depth under ``max_depth`` (its messages are then
         derived from the events' changes, not taken as published: see :meth:`publish`)."""
-        return any(depth != self.max_depth for depth in self._groups[instrument_id])
+        return any(depth != self.max_depth for depth in self.registry.groups(instrument_id))
 
     def publish(
         self,
@@ -280,7 +227,7 @@ class Fanout:
         be left empty when :meth:`derives` is false)."""
         iid = source.instrument_id
         sequence = self.state.advance(iid, sequence)
-        groups = self._groups[iid]
+        groups = self.registry.groups(iid)
         if not groups:
             return
         if len(events) == 1:
@@ -326,14 +273,14 @@ class Fanout:
         self.state.advance(iid, sequence)
         for tracker in self._checksums[iid].values():
             tracker.invalidate()
-        for depth, group in self._groups[iid].items():
+        for depth, group in self.registry.groups(iid).items():
             group.view = DepthView(source.book, depth)
             if native is not None and depth == self.max_depth:
                 self._deliver(group, native)
             else:
                 self._deliver(group, self._snapshot(iid, depth, pb.SNAPSHOT_REASON_RESYNC))
 
-    def _deliver(self, group: _Group, message: pb.BookMessage) -> None:
+    def _deliver(self, group: Group, message: pb.BookMessage) -> None:
         """Buffer one message for every subscriber of ``group`` (resynchronising a full one)."""
         self.messages_published += 1
         for sub in group.subscribers:

@@ -68,7 +68,7 @@ class EngineCollector(Collector):
             "Messages built for subscribers (each built once per subscribed depth).",
             value=fanout.messages_published,
         )
-        yield GaugeMetricFamily("marketdata_subscribers", "Open Subscribe streams.", value=fanout.subscriber_count)
+        yield GaugeMetricFamily("marketdata_subscribers", "Open Subscribe streams.", value=fanout.registry.count)
         yield CounterMetricFamily(
             "marketdata_subscriber_resyncs_total",
             "Slow subscribers whose backlog was replaced with fresh snapshots.",

@@ -24,7 +24,7 @@ def test_bad_subscriptions_raise_request_errors_with_their_status() -> None:
     assert depth.value.code is Code.BAD_REQUEST and "101" in str(depth.value)
     with pytest.raises(RequestError):
         core.subscribe(["AAPL", "AAPL"], 10)
-    assert fanout.subscriber_count == 0
+    assert fanout.registry.count == 0
 
 
 async def take(sub: Subscription) -> list[pb.BookMessage]:

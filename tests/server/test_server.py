@@ -146,7 +146,7 @@ async def test_a_stalled_subscriber_does_not_delay_another_and_is_resynchronised
 
 
 def _resynced(server) -> bool:
-    return any(sub.resyncs for sub in server.engine.fanout.subscriptions())
+    return any(sub.resyncs for sub in server.engine.fanout.registry.subscriptions())
 
 
 async def test_heartbeats_arrive_on_a_quiet_instrument():

@@ -248,5 +248,5 @@ def test_no_subscriber_builds_nothing():
     sub = engine.fanout.subscribe(["AAPL"], 5)
     engine.fanout.unsubscribe(sub)
     assert sub.closed
-    assert engine.fanout.subscriber_count == 0
-    assert not any(engine.fanout._groups.values())
+    assert engine.fanout.registry.count == 0
+    assert not any(engine.fanout.registry.groups(iid) for iid in engine.fanout.sources)

@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field
 
 from dashboard.api.fanout import CLOSE_BAD_REQUEST, CLOSE_TRY_AGAIN_LATER, CLOSE_UNKNOWN_INSTRUMENT
 from dashboard.api.limits import ApiLimits
-from dashboard.api.params import DEFAULT_DEPTH, MAX_INTERVAL_MS
+from dashboard.api.params import MAX_INTERVAL_MS
+from feed_server.defaults import DEFAULT_VIEW_DEPTH
 from feed_server.protocol.book import MAX_DEPTH
 
 __all__ = ["BOOK_ROUTE", "DESCRIPTION", "INSTRUMENTS_ROUTE", "document_api"]
@@ -34,9 +35,9 @@ every checksum: {README_SECTION}.
 **REST** (below): `GET /api/instruments` and `GET /api/book/{{instrument_id}}?depth=N`.
 
 **WebSocket** (OpenAPI cannot describe it; this is its contract):
-`ws://HOST:PORT/ws/market_data/{{instrument_id}}?depth={DEFAULT_DEPTH}&interval_ms=0&trades=0`
+`ws://HOST:PORT/ws/market_data/{{instrument_id}}?depth={DEFAULT_VIEW_DEPTH}&interval_ms=0&trades=0`
 
-- `depth`: levels per side, 1..{MAX_DEPTH} (default {DEFAULT_DEPTH}); `interval_ms`: the least time between two
+- `depth`: levels per side, 1..{MAX_DEPTH} (default {DEFAULT_VIEW_DEPTH}); `interval_ms`: the least time between two
   flushes, 0..{MAX_INTERVAL_MS} (default 0: every change); `trades`: 1/0 or true/false (default 0): also send a
   `{{"type": "trade", ...}}` message per trade, in the same flush as the next book (so never more often than
   `interval_ms`). Other parameters are ignored; frames a client sends are read and ignored.
@@ -169,7 +170,7 @@ BOOK_ROUTE: dict[str, Any] = {
                 "in": "query",
                 "required": False,
                 "description": f"levels per side, 1..{MAX_DEPTH}",
-                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DEPTH, "default": DEFAULT_DEPTH},
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_DEPTH, "default": DEFAULT_VIEW_DEPTH},
             }
         ]
     },

@@ -26,10 +26,12 @@ from starlette.websockets import WebSocketDisconnect
 
 from dashboard.api.book_json import BookJsonCache, encode_error, encode_trade
 from dashboard.api.limits import ApiLimits
-from dashboard.api.params import DEFAULT_DEPTH, MAX_INTERVAL_MS, BadParameter, bool_param, int_param, shown
+from dashboard.api.params import MAX_INTERVAL_MS, BadParameter, bool_param, int_param
 from dashboard.api.transport import abort, limit_send_buffer
 from dashboard.bridge import FeedBridge
+from feed_server.defaults import DEFAULT_VIEW_DEPTH
 from feed_server.protocol.book import MAX_DEPTH, Trade
+from feed_server.protocol.errors import quoted
 from feed_server.protocol.instruments import InstrumentSpec
 
 __all__ = ["ApiLimits", "MarketDataHub"]
@@ -220,7 +222,7 @@ class MarketDataHub:
     async def _serve_accepted(self, ws: WebSocket, instrument_id: str) -> None:
         params = ws.query_params
         try:
-            depth = int_param(params, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)
+            depth = int_param(params, "depth", DEFAULT_VIEW_DEPTH, 1, MAX_DEPTH)
             interval_ms = int_param(params, "interval_ms", 0, 0, MAX_INTERVAL_MS)
             want_trades = bool_param(params, "trades", False)
         except BadParameter as exc:
@@ -231,7 +233,7 @@ class MarketDataHub:
             await _refuse(ws, "feed_unavailable", "the feed has not listed its instruments yet", CLOSE_TRY_AGAIN_LATER)
             return
         if instrument_id not in {s.instrument_id for s in specs}:
-            message = f"unknown instrument id {shown(instrument_id)}"
+            message = f"unknown instrument id {quoted(instrument_id)}"
             await _refuse(ws, "unknown_instrument", message, CLOSE_UNKNOWN_INSTRUMENT)
             return
         trades: _TradeLog | None = None
@@ -269,7 +271,7 @@ class MarketDataHub:
         elif client.gone:
             self.dropped_gone += 1
             log.info("closing a WebSocket client of %s: the feed no longer lists it", instrument_id)
-            message = f"unknown instrument id {shown(instrument_id)}: the feed no longer lists it"
+            message = f"unknown instrument id {quoted(instrument_id)}: the feed no longer lists it"
             await _refuse(ws, "unknown_instrument", message, CLOSE_UNKNOWN_INSTRUMENT)
 
     async def _send_loop(self, ws: WebSocket, client: _Client) -> None:

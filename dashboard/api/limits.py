@@ -20,6 +20,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from feed_server.protocol.errors import quoted
+
 __all__ = ["ENV_LIMITS", "ApiLimits", "BadLimit"]
 
 _INT = re.compile(r"[+-]?[0-9]{1,12}")
@@ -56,17 +58,13 @@ class ApiLimits:
 ENV_LIMITS = ("DASHBOARD_MAX_CONNECTIONS", "DASHBOARD_SEND_TIMEOUT", "DASHBOARD_TRADE_BUFFER")
 
 
-def _shown(value: str, limit: int = 40) -> str:
-    return repr(value if len(value) <= limit else value[:limit] + "...")
-
-
 def _count(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None:
         return default
     text = raw.strip()
     if not _INT.fullmatch(text) or not 1 <= int(text) <= MAX_COUNT:
-        raise BadLimit(f"{name} must be an integer from 1 to {MAX_COUNT}, got {_shown(raw)}")
+        raise BadLimit(f"{name} must be an integer from 1 to {MAX_COUNT}, got {quoted(raw)}")
     return int(text)
 
 
@@ -79,5 +77,5 @@ def _seconds(env: Mapping[str, str], name: str, default: float, high: float) -> 
     except ValueError:
         value = math.nan
     if not (math.isfinite(value) and 0 < value <= high):
-        raise BadLimit(f"{name} must be a number of seconds above 0 and at most {high:g}, got {_shown(raw)}")
+        raise BadLimit(f"{name} must be a number of seconds above 0 and at most {high:g}, got {quoted(raw)}")
     return value

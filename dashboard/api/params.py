@@ -1,8 +1,8 @@
 """Query parameters of the JSON API: strict parsing, and one error message per bad value.
 
-``depth`` (1..100, default ``DEFAULT_DEPTH``), ``interval_ms`` (0..``MAX_INTERVAL_MS``) and ``trades`` (1/0,
-true/false, yes/no); other parameters are ignored. A bad value raises ``BadParameter``, whose message names the
-parameter and the value it got; the routes answer it with ``bad_request``.
+``depth`` (1..100, default feed_server.defaults.DEFAULT_VIEW_DEPTH), ``interval_ms`` (0..``MAX_INTERVAL_MS``)
+and ``trades`` (1/0, true/false, yes/no); other parameters are ignored. A bad value raises ``BadParameter``,
+whose message names the parameter and the value it got; the routes answer it with ``bad_request``.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-__all__ = ["DEFAULT_DEPTH", "MAX_INTERVAL_MS", "BadParameter", "bool_param", "int_param", "shown"]
+from feed_server.protocol.errors import quoted
 
-DEFAULT_DEPTH = 10  # levels per side when the client does not say
+__all__ = ["MAX_INTERVAL_MS", "BadParameter", "bool_param", "int_param"]
+
 MAX_INTERVAL_MS = 60_000  # the longest interval_ms between two flushes
 _INT = re.compile(r"[+-]?[0-9]{1,12}")
 _BOOLS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
@@ -22,18 +23,13 @@ class BadParameter(ValueError):
     """A query parameter is not acceptable; the message names it and its value."""
 
 
-def shown(value: str, limit: int = 40) -> str:
-    """A client-supplied value, truncated, for an error message (JSON-escaped by the encoder)."""
-    return repr(value if len(value) <= limit else value[:limit] + "...")
-
-
 def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     """The integer ``params[name]`` in ``low..high``, or ``default`` when it is absent."""
     raw = params.get(name)
     if raw is None:
         return default
     if not _INT.fullmatch(raw) or not low <= int(raw) <= high:
-        raise BadParameter(f"{name} must be an integer from {low} to {high}, got {shown(raw)}")
+        raise BadParameter(f"{name} must be an integer from {low} to {high}, got {quoted(raw)}")
     return int(raw)
 
 
@@ -44,5 +40,5 @@ def bool_param(params: Mapping[str, str], name: str, default: bool) -> bool:
         return default
     value = _BOOLS.get(raw.lower())
     if value is None:
-        raise BadParameter(f"{name} must be 1 or 0 (true or false), got {shown(raw)}")
+        raise BadParameter(f"{name} must be 1 or 0 (true or false), got {quoted(raw)}")
     return value

@@ -17,8 +17,10 @@ from fastapi import APIRouter, Request, Response, WebSocket
 from dashboard.api.book_json import encode_error, instruments_json
 from dashboard.api.docs import BOOK_ROUTE, INSTRUMENTS_ROUTE
 from dashboard.api.fanout import MarketDataHub
-from dashboard.api.params import DEFAULT_DEPTH, BadParameter, int_param, shown
+from dashboard.api.params import BadParameter, int_param
+from feed_server.defaults import DEFAULT_VIEW_DEPTH
 from feed_server.protocol.book import MAX_DEPTH
+from feed_server.protocol.errors import quoted
 
 __all__ = ["api_router"]
 
@@ -42,17 +44,17 @@ def api_router(hub: MarketDataHub) -> APIRouter:
     async def book(request: Request) -> Response:
         instrument_id: str = request.path_params["instrument_id"]  # not a parameter: FastAPI would document a 422
         try:
-            depth = int_param(request.query_params, "depth", DEFAULT_DEPTH, 1, MAX_DEPTH)
+            depth = int_param(request.query_params, "depth", DEFAULT_VIEW_DEPTH, 1, MAX_DEPTH)
         except BadParameter as exc:
             return _error_response(400, "bad_request", str(exc))
         specs = await hub.known_instruments()
         if not specs:
             return _error_response(503, "feed_unavailable", "the feed has not listed its instruments yet")
         if instrument_id not in {s.instrument_id for s in specs}:
-            return _error_response(404, "unknown_instrument", f"unknown instrument id {shown(instrument_id)}")
+            return _error_response(404, "unknown_instrument", f"unknown instrument id {quoted(instrument_id)}")
         data = hub.book_json(instrument_id, depth)
         if data is None:
-            return _error_response(503, "feed_unavailable", f"no book for {shown(instrument_id)} yet")
+            return _error_response(503, "feed_unavailable", f"no book for {quoted(instrument_id)} yet")
         return Response(data, media_type="application/json")
 
     return router

@@ -23,14 +23,12 @@ from feed_server.cli_args import OneLineArgumentParser, feed_address, float_in, 
 from feed_server.client.addresses import list_instruments, make_subscriber
 from feed_server.client.book_text import format_instrument, render_table, summary_line
 from feed_server.client.sync import InstrumentBook
-from feed_server.defaults import DEFAULT_FEED_ADDRESS
+from feed_server.defaults import DEFAULT_FEED_ADDRESS, DEFAULT_VIEW_DEPTH
 from feed_server.protocol.book import MAX_DEPTH, Trade
 from feed_server.protocol.errors import MarketDataError
 
 __all__ = ["main"]
 
-DEFAULT_ADDRESS = DEFAULT_FEED_ADDRESS
-DEFAULT_DEPTH = 10
 REDRAW_INTERVAL = 0.05  # at most 20 redraws a second on a terminal
 
 _HOME = "\x1b[H"
@@ -49,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--address",
         type=feed_address,
-        default=DEFAULT_ADDRESS,
-        help=f"feed server HOST:PORT, or nats://HOST:PORT for the feeds on NATS (default {DEFAULT_ADDRESS})",
+        default=DEFAULT_FEED_ADDRESS,
+        help=f"feed server HOST:PORT, or nats://HOST:PORT for the feeds on NATS (default {DEFAULT_FEED_ADDRESS})",
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--instrument", metavar="ID", help="the instrument to subscribe to")
@@ -58,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--depth",
         type=int_in(1, MAX_DEPTH),
-        default=DEFAULT_DEPTH,
-        help=f"levels per side, 1..{MAX_DEPTH} (default {DEFAULT_DEPTH})",
+        default=DEFAULT_VIEW_DEPTH,
+        help=f"levels per side, 1..{MAX_DEPTH} (default {DEFAULT_VIEW_DEPTH})",
     )
     until = parser.add_mutually_exclusive_group()
     until.add_argument("--count", type=int_in(1), metavar="N", help="exit after N messages")

@@ -23,7 +23,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from feed_server.protocol.book import DEFAULT_DEPTH, MAX_DEPTH
-from feed_server.protocol.errors import FeedStopped, InvalidRequest, NoSuchInstrument
+from feed_server.protocol.errors import FeedStopped, InvalidRequest, NoSuchInstrument, quoted
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import instrument_to_pb
@@ -35,14 +35,6 @@ __all__ = ["MAX_INSTRUMENT_IDS", "FeedCore", "instrument_listing"]
 logger = logging.getLogger(__name__)
 
 MAX_INSTRUMENT_IDS = 100
-_MAX_ID_SHOWN = 64
-
-
-def _shown(instrument_id: str) -> str:
-    """An id as quoted in an error message: repr, cut when long."""
-    if len(instrument_id) > _MAX_ID_SHOWN:
-        return repr(instrument_id[:_MAX_ID_SHOWN]) + f"... ({len(instrument_id)} characters)"
-    return repr(instrument_id)
 
 
 def instrument_listing(
@@ -103,10 +95,10 @@ class FeedCore:
         seen: set[str] = set()
         for iid in instrument_ids:
             if iid in seen:
-                raise InvalidRequest(f"duplicate instrument id {_shown(iid)}")
+                raise InvalidRequest(f"duplicate instrument id {quoted(iid)}")
             seen.add(iid)
             if iid not in known:
-                raise NoSuchInstrument(f"unknown instrument id {_shown(iid)}")
+                raise NoSuchInstrument(f"unknown instrument id {quoted(iid)}")
         closed = self.fanout.closed_reason
         if closed is not None:
             raise FeedStopped(closed)

@@ -103,7 +103,7 @@ async def test_interval_0_sends_every_change(dashboard: Dashboard) -> None:
 
 @pytest.mark.parametrize(
     ("instrument_id", "shown"),
-    [("NOPE", "'NOPE'"), ("x" * 500, "'" + "x" * 40 + "..."), ("Ünïcødé €", "Ünïcødé €"), ("a/b/../c", "a/b/../c")],
+    [("NOPE", "'NOPE'"), ("x" * 500, "'" + "x" * 64 + "'... (500 characters)"), ("Ünïcødé €", "Ünïcødé €"), ("a/b/../c", "a/b/../c")],
 )
 async def test_unknown_instrument_gets_error_then_4404(dashboard: Dashboard, instrument_id: str, shown: str) -> None:
     async with connect(dashboard.ws(instrument_id)) as ws:
@@ -124,7 +124,7 @@ async def test_unknown_instrument_gets_error_then_4404(dashboard: Dashboard, ins
         ("interval_ms=-1", "'-1'"),
         ("interval_ms=60001", "'60001'"),
         ("trades=maybe", "'maybe'"),
-        ("depth=" + "9" * 300, "'" + "9" * 40 + "..."),
+        ("depth=" + "9" * 300, "'" + "9" * 64 + "'... (300 characters)"),
     ],
 )
 async def test_bad_parameter_gets_error_then_4400(dashboard: Dashboard, query: str, named: str) -> None:

@@ -2,7 +2,7 @@
 
 Keep this API stable, other test packages (and the benchmark) import it:
 
-- ``async with running_feed_server(**kwargs) as server``: a FeedServer on 127.0.0.1:0 (``server.address``);
+- ``async with running_feed_server(**kwargs) as server``: a Feed on 127.0.0.1:0 (``server.address``);
 - ``free_port()``: a free TCP port on 127.0.0.1 for a subprocess;
 - ``child_env()``: the environment for a subprocess (feed_server.launch's, as run.py uses);
 - ``start_feed_process(port, *args)``: ``python -m feed_server --port PORT *args`` from the repo root;
@@ -25,7 +25,7 @@ from typing import Any
 
 from feed_server.client.health import feed_serving
 from feed_server.launch import REPO_ROOT, child_env, wait_ready
-from feed_server.server.grpc_server import FeedServer
+from feed_server.server.feed import Feed, FeedOptions
 from tests.waiting import stop_process  # the one process stopper (feed_process uses it)
 
 __all__ = [
@@ -63,11 +63,11 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def running_feed_server(**kwargs: Any) -> AsyncIterator[FeedServer]:
-    """A started FeedServer on 127.0.0.1 and a free port (unless given), stopped on exit."""
+async def running_feed_server(**kwargs: Any) -> AsyncIterator[Feed]:
+    """A started Feed on 127.0.0.1 and a free port (unless given), stopped on exit."""
     kwargs.setdefault("host", "127.0.0.1")
     kwargs.setdefault("port", 0)
-    server = FeedServer(**kwargs)
+    server = Feed(FeedOptions(**kwargs))
     await server.start()
     try:
         yield server

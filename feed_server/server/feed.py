@@ -14,9 +14,6 @@ health services and itself, so ``grpcurl -plaintext HOST:PORT list`` and ``descr
 Stopping: :meth:`Feed.stop` closes the fan-out first (every stream ends normally, and a Subscribe or
 GetSnapshot arriving while the server stops gets ``UNAVAILABLE``), then reports ``NOT_SERVING``, then stops the
 gRPC server.
-
-``FeedServer`` (also importable from feed_server.server.grpc_server, its former home) is the former name, taking
-the options as keywords.
 """
 
 from __future__ import annotations
@@ -51,7 +48,6 @@ __all__ = [
     "SERVICE_NAME",
     "Feed",
     "FeedOptions",
-    "FeedServer",
     "serve",
 ]
 
@@ -293,14 +289,6 @@ def _check_can_listen(host: str, port: int) -> None:
                 return  # grpcio listens when at least one of the addresses can be bound
     reason = error.strerror if error is not None and error.strerror else "no address to bind"
     raise OSError(f"cannot listen on {host}:{port}: {reason}")
-
-
-class FeedServer(Feed):
-    """The former name, taking FeedOptions' fields as keywords: ``FeedServer(port=0)`` is
-    ``Feed(FeedOptions(port=0))``."""
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(FeedOptions(**options))
 
 
 async def serve(**kwargs: Any) -> str | None:

@@ -16,7 +16,7 @@ from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.book import OrderBook, Side, Trade
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.protocol.units import format_mid
-from feed_server.server.grpc_server import FeedServer
+from feed_server.server.feed import Feed, FeedOptions
 from tests.servers import REPO_ROOT, child_env, free_port, running_feed_server, start_feed_process, wait_for_health
 from tests.waiting import stop_process
 
@@ -163,7 +163,7 @@ async def test_an_instrument_the_restarted_feed_dropped_is_shown_stale_and_retri
     reported once), and when the feed has it again the book is live again."""
     port = free_port()
     address = f"127.0.0.1:{port}"
-    first = FeedServer(host="127.0.0.1", port=port, seed=1, rate=50.0)
+    first = Feed(FeedOptions(host="127.0.0.1", port=port, seed=1, rate=50.0))
     await first.start()
     servers = [first]
     process = await asyncio.create_subprocess_exec(
@@ -185,7 +185,7 @@ async def test_an_instrument_the_restarted_feed_dropped_is_shown_stale_and_retri
             await process.stdout.readline()
         await first.stop(grace=0.1)
         msft = [spec for spec in DEFAULT_INSTRUMENTS if spec.instrument_id == "MSFT"]
-        without = FeedServer(host="127.0.0.1", port=port, seed=1, rate=50.0, instruments=msft)
+        without = Feed(FeedOptions(host="127.0.0.1", port=port, seed=1, rate=50.0, instruments=msft))
         await without.start()
         servers.append(without)
         async with asyncio.timeout(15):
@@ -193,7 +193,7 @@ async def test_an_instrument_the_restarted_feed_dropped_is_shown_stale_and_retri
                 assert logged, "the client ended"
         assert process.returncode is None
         await without.stop(grace=0.1)
-        again = FeedServer(host="127.0.0.1", port=port, seed=2, rate=50.0)
+        again = Feed(FeedOptions(host="127.0.0.1", port=port, seed=2, rate=50.0))
         await again.start()
         servers.append(again)
         lines: list[str] = []

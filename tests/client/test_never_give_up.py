@@ -21,7 +21,7 @@ from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.protocol.wire import heartbeat_message, instrument_to_pb, snapshot_message
-from feed_server.server.grpc_server import FeedServer
+from feed_server.server.feed import Feed, FeedOptions
 from tests.client.support import running
 from tests.servers import free_port
 from tests.waiting import eventually
@@ -89,7 +89,7 @@ async def test_every_status_is_retried_until_the_real_feed_is_back(
     port = free_port()
     broken = BrokenFeed(mode) if mode is not None else None
     server = await start_server(port, broken)
-    feed: FeedServer | None = None
+    feed: Feed | None = None
     subscriber = FeedSubscriber(f"127.0.0.1:{port}", ["AAPL"], depth=10, backoff_initial=0.01, backoff_max=0.1, seed=1)
     try:
         async with running(subscriber) as task:
@@ -111,7 +111,7 @@ async def test_every_status_is_retried_until_the_real_feed_is_back(
             assert len(subscriber_records(caplog, logging.INFO)) >= 4
 
             await server.stop(0)
-            feed = FeedServer(host="127.0.0.1", port=port, seed=1, rate=100.0)
+            feed = Feed(FeedOptions(host="127.0.0.1", port=port, seed=1, rate=100.0))
             await feed.start()
             await subscriber.wait_live(timeout=10)
             assert subscriber.state is ConnectionState.LIVE and subscriber.problem is None
@@ -127,7 +127,7 @@ async def test_a_permanent_problem_is_retried_at_the_backoff_cap(caplog: pytest.
     """NOT_FOUND for an instrument the feed does not have: retried every ``backoff_max`` seconds, not faster."""
     caplog.set_level(logging.INFO, logger=LOGGER)
     port = free_port()
-    feed = FeedServer(host="127.0.0.1", port=port, seed=1, rate=50.0)
+    feed = Feed(FeedOptions(host="127.0.0.1", port=port, seed=1, rate=50.0))
     await feed.start()
     subscriber = FeedSubscriber(f"127.0.0.1:{port}", ["AAPL", "XYZ"], backoff_initial=0.01, backoff_max=0.3)
     try:
@@ -194,7 +194,7 @@ async def test_a_message_that_does_not_decode_is_a_lost_connection(caplog: pytes
     server.add_generic_rpc_handlers([corrupt_feed_handler(corrupt)])
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
-    feed: FeedServer | None = None
+    feed: Feed | None = None
     subscriber = FeedSubscriber(f"127.0.0.1:{port}", ["AAPL"], depth=10, backoff_initial=0.01, backoff_max=0.05)
     seen_live = []
     subscriber.add_listener(lambda iid, trades: seen_live.append(not subscriber.books[iid].stale))
@@ -207,7 +207,7 @@ async def test_a_message_that_does_not_decode_is_a_lost_connection(caplog: pytes
             await eventually(lambda: entry.stale, 2)
             assert entry.stale_reason is not None and "corrupt message" in entry.stale_reason
             await server.stop(0)
-            feed = FeedServer(host="127.0.0.1", port=port, seed=1, rate=100.0)
+            feed = Feed(FeedOptions(host="127.0.0.1", port=port, seed=1, rate=100.0))
             await feed.start()
             await subscriber.wait_live(timeout=10)
     finally:
@@ -236,7 +236,7 @@ async def test_an_unexpected_exception_is_logged_once_and_retried(
 
     monkeypatch.setattr(InstrumentSync, "on_live_message", buggy)
     port = free_port()
-    feed = FeedServer(host="127.0.0.1", port=port, seed=1, rate=100.0)
+    feed = Feed(FeedOptions(host="127.0.0.1", port=port, seed=1, rate=100.0))
     await feed.start()
     subscriber = FeedSubscriber(f"127.0.0.1:{port}", ["AAPL"], depth=10, backoff_initial=0.01, backoff_max=0.05)
     try:

@@ -23,7 +23,7 @@ from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.protocol.wire import heartbeat_message, instrument_to_pb, snapshot_message
-from feed_server.server.grpc_server import FeedServer
+from feed_server.server.feed import Feed, FeedOptions
 from tests.client.support import eventually, running
 from tests.servers import free_port, running_feed_server, start_feed_process, wait_for_health
 from tests.truth import TruthCursor
@@ -155,7 +155,7 @@ async def test_injected_faults_are_detected_and_repaired_and_never_served(caplog
 
 async def test_restart_on_the_same_port_goes_stale_then_live_with_the_new_session() -> None:
     port = free_port()
-    first = FeedServer(host="127.0.0.1", port=port, seed=1, rate=100.0)
+    first = Feed(FeedOptions(host="127.0.0.1", port=port, seed=1, rate=100.0))
     await first.start()
     subscriber = FeedSubscriber(
         f"127.0.0.1:{port}",
@@ -167,7 +167,7 @@ async def test_restart_on_the_same_port_goes_stale_then_live_with_the_new_sessio
         seed=3,
     )
     recorder = Recorder(subscriber)
-    second: FeedServer | None = None
+    second: Feed | None = None
     try:
         async with running(subscriber):
             await subscriber.wait_live(timeout=5)
@@ -183,7 +183,7 @@ async def test_restart_on_the_same_port_goes_stale_then_live_with_the_new_sessio
             )
             await asyncio.sleep(0.3)  # a few failed attempts while nothing listens
             assert all(entry.stale for entry in subscriber.books.values())
-            second = FeedServer(host="127.0.0.1", port=port, seed=2, rate=100.0)
+            second = Feed(FeedOptions(host="127.0.0.1", port=port, seed=2, rate=100.0))
             await second.start()
             await subscriber.wait_live(timeout=5)
             assert subscriber.state is ConnectionState.LIVE

@@ -103,7 +103,12 @@ async def test_interval_0_sends_every_change(dashboard: Dashboard) -> None:
 
 @pytest.mark.parametrize(
     ("instrument_id", "shown"),
-    [("NOPE", "'NOPE'"), ("x" * 500, "'" + "x" * 64 + "'... (500 characters)"), ("Ünïcødé €", "Ünïcødé €"), ("a/b/../c", "a/b/../c")],
+    [
+        ("NOPE", "'NOPE'"),
+        ("x" * 500, "'" + "x" * 64 + "'... (500 characters)"),
+        ("Ünïcødé €", "Ünïcødé €"),
+        ("a/b/../c", "a/b/../c"),
+    ],
 )
 async def test_unknown_instrument_gets_error_then_4404(dashboard: Dashboard, instrument_id: str, shown: str) -> None:
     async with connect(dashboard.ws(instrument_id)) as ws:

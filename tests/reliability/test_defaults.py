@@ -30,7 +30,7 @@ EVIL_FEED = """
 import asyncio, logging, sys
 from decimal import Decimal
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
-from feed_server.server.grpc_server import serve
+from feed_server.server.feed import serve
 logging.basicConfig(level=logging.INFO)
 evil = InstrumentSpec("XSS", sys.argv[2], "<i>equity</i>", Decimal("0.01"), Decimal("1"), Decimal("100.00"), 0.0004, 10)
 asyncio.run(serve(host="127.0.0.1", port=int(sys.argv[1]), instruments=(evil, DEFAULT_INSTRUMENTS[0]), rate=20.0))

@@ -11,7 +11,7 @@ from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 from prometheus_client.parser import text_string_to_metric_families
 
-from feed_server.server.grpc_server import SERVICE_NAME
+from feed_server.server.feed import SERVICE_NAME
 from feed_server.server.metrics import METRIC_NAMES
 from tests.servers import running_feed_server
 

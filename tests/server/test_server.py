@@ -15,7 +15,7 @@ from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.protocol.wire import apply_message
-from feed_server.server.grpc_server import SERVICE_NAME
+from feed_server.server.feed import SERVICE_NAME
 from tests.servers import running_feed_server
 
 AAPL = DEFAULT_INSTRUMENTS[0]

@@ -104,6 +104,7 @@ class Fanout:
         self.state = FeedState(sources)  # the session, the sequences, the sources' state
         # A resync puts one snapshot per instrument in the buffer: the backlog must hold at least that.
         self.registry = Registry(sources, max(max_backlog, 2 * len(sources)), max_batch)
+        self._groups = {iid: self.registry.groups(iid) for iid in sources}  # the registry's, read per message
         # Per instrument: the checksum of its top n levels for each n under CHECKSUM_LEVELS (depth-limited
         # subscribers); the book keeps its own checksum of the top CHECKSUM_LEVELS.
         self._checksums: dict[str, dict[int, ChainedChecksum]] = {
@@ -227,7 +228,7 @@ class Fanout:
         be left empty when :meth:`derives` is false)."""
         iid = source.instrument_id
         sequence = self.state.advance(iid, sequence)
-        groups = self.registry.groups(iid)
+        groups = self._groups[iid]
         if not groups:
             return
         if len(events) == 1:
@@ -284,8 +285,6 @@ class Fanout:
         """Buffer one message for every subscriber of ``group`` (resynchronising a full one)."""
         self.messages_published += 1
         for sub in group.subscribers:
-            if sub.full:
+            if not sub.push(message):
                 # The snapshots are taken after this message's events: they replace this message too.
                 self._resync(sub)
-            else:
-                sub.push(message)

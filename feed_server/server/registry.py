@@ -57,7 +57,8 @@ class Registry:
         return list(self._subscriptions.values())
 
     def groups(self, instrument_id: str) -> dict[int, Group]:
-        """``instrument_id``'s groups by depth (the registry's own dict: read it, do not change it)."""
+        """``instrument_id``'s groups by depth: the registry's own dict, the same object for the registry's life
+        (the fan-out keeps it to read per message; only the registry changes it)."""
         return self._groups[instrument_id]
 
     def add(

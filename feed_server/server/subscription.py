@@ -1,6 +1,6 @@
 """One subscriber's registration and bounded buffer in the fan-out (feed_server.server.fanout owns them).
 
-The fan-out hands it messages (:meth:`Subscription.push`, once it is not :attr:`Subscription.full`), replaces a
+The fan-out hands it messages (:meth:`Subscription.push`, which refuses one when the buffer is full), replaces a
 full backlog by fresh snapshots (:meth:`Subscription.resync`) and ends it (:meth:`Subscription.close`); the
 subscription alone touches its buffer and its wake-up. The subscriber's consumer (a gRPC stream) takes
 everything buffered at once, at most ``max_batch`` messages per batch. ``session_id`` is the session of the
@@ -105,16 +105,16 @@ class Subscription:
         else:
             self.session_id = session_id
 
-    @property
-    def full(self) -> bool:
-        """Whether the buffer holds ``max_backlog`` messages (the next one would resync it instead)."""
-        return len(self._buffer) >= self.max_backlog
-
-    def push(self, message: pb.BookMessage) -> None:
-        """Buffer one message and wake the consumer."""
-        self._buffer.append(message)
+    def push(self, message: pb.BookMessage) -> bool:
+        """Buffer one message and wake the consumer; False (nothing buffered) when the buffer already holds
+        ``max_backlog`` messages: the fan-out then resyncs it instead."""
+        buffer = self._buffer
+        if len(buffer) >= self.max_backlog:
+            return False
+        buffer.append(message)
         if not self._wakeup.is_set():
             self._wakeup.set()
+        return True
 
     def resync(self, snapshots: Sequence[pb.BookMessage], session_id: str) -> None:
         """Forget everything buffered and buffer ``snapshots`` instead (of ``session_id``); counts a resync."""

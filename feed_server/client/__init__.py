@@ -10,10 +10,11 @@ The public API (the README's "Scripts in Python" teaches it)::
         async for update in feed.updates():  # every verified message, in order per instrument
             ...
 
-Every name in ``__all__`` is the public API, guarded by tests/client/test_exports.py. The modules behind it:
+Every name in ``__all__`` is the public API, guarded by tests/client/test_public_api.py. The modules behind it:
 ``feed`` (connect, Feed, the bounded updates), ``views`` (Instrument, Book, Trade, Update), ``keeper`` (the
-books and the never-give-up connection life), ``sync`` (the per-instrument sync state machine, pure), the
-transports ``subscriber`` (gRPC) and ``bus_subscriber`` (NATS), ``addresses`` (an address picks its transport),
+subscriber core: books, listeners, live state), ``roster`` (its instruments), ``reconnect`` (its never-give-up
+connection loop), ``sync`` (the per-instrument sync state machine, pure), the transports ``grpc_transport``
+and ``nats_transport``, ``addresses`` (an address picks its transport),
 ``resync``, ``rpc``, ``health``, ``book_text`` and ``cli`` (``python -m feed_server.client``).
 """
 

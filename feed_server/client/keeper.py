@@ -1,20 +1,18 @@
 """The subscriber core: the books, their listeners and the life of a connection, whatever the transport.
 
 :class:`Subscriber` holds the public surface of a subscriber (``books``, ``instruments``, ``source``, ``state``,
-``problem``, ``stats``, listeners, ``wait_live``), drives each instrument's sans-I/O sync state machine
-(feed_server.client.sync) and its snapshot requests (feed_server.client.resync), and runs the never-give-up
-reconnect loop. It is handed a transport (feed_server.client.transport.Transport): the gRPC one
-(feed_server.client.grpc_transport) or the NATS one (feed_server.client.nats_transport). The transport opens
-one connection at a time and hands what it reads to the core's transport-facing methods (the BookPort, below
-``run``); the core imports neither grpc nor nats, and the transports never touch its fields.
+``problem``, ``stats``, listeners, ``wait_live``) and drives each instrument's sans-I/O sync state machine
+(feed_server.client.sync) and its snapshot requests (feed_server.client.resync) for the instruments of its roster
+(feed_server.client.roster). It is handed a transport (feed_server.client.transport.Transport): the gRPC one
+(feed_server.client.grpc_transport) or the NATS one (feed_server.client.nats_transport). The transport opens one
+connection at a time and hands what it reads to the core's transport-facing methods (the BookPort, below ``run``);
+the core imports neither grpc nor nats, and the transports never touch its fields.
 
 With ``reconnect=True`` (the default) ``run()`` never gives up until cancelled: any failure of a connection (a
 FeedError of any kind, the end of the stream, ``heartbeat_timeout`` seconds of silence, a message that does not
-decode, an unexpected exception while handling the stream) marks every book stale and it reconnects with
-exponential backoff and jitter; a code that retrying cannot heal soon (feed_server.protocol.errors.Code.permanent)
-is retried every ``backoff_max`` seconds. ``problem`` says in one line why the books are not live; each distinct
-problem is logged once (a bug at ERROR with its traceback), its repeats at INFO. With ``reconnect=False`` the
-first failure is raised (the CLI's first connection).
+decode, an unexpected exception while handling the stream) marks every book stale and it reconnects with backoff
+(feed_server.client.reconnect tells how). ``problem`` says in one line why the books are not live. With
+``reconnect=False`` the first failure is raised (the CLI's first connection).
 """
 
 from __future__ import annotations
@@ -27,14 +25,16 @@ from enum import StrEnum
 
 from google.protobuf.message import DecodeError
 
-from feed_server.client.failures import describe_failure
+from feed_server.client.failures import Failure
+from feed_server.client.reconnect import Reconnects
 from feed_server.client.resync import Resyncs
+from feed_server.client.roster import Roster
 from feed_server.client.stats import SubscriberStats
 from feed_server.client.sync import WAITING_FOR_SNAPSHOT, InstrumentBook, InstrumentSync, Step, SyncState
 from feed_server.client.transport import Transport
-from feed_server.pacing import Backoff, ReportOnce, Throttle
-from feed_server.protocol.book import MAX_DEPTH, OrderBook, Trade
-from feed_server.protocol.errors import BookError, Code, FeedError, FeedUnavailable, InvalidMessage, UnknownInstrument
+from feed_server.pacing import Backoff, Throttle
+from feed_server.protocol.book import MAX_DEPTH, Trade
+from feed_server.protocol.errors import BookError, FeedUnavailable, InvalidMessage
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
 
@@ -46,13 +46,10 @@ BookListener = Callable[[str, Sequence[Trade]], None]
 """Called as ``listener(instrument_id, trades)`` after every applied message and every change of the stale flag
 or of the stale reason."""
 
-STABLE_AFTER = 1.0  # a stream live this long was a successful connection: the backoff and the reports start afresh
 LOG_INTERVAL = 5.0  # seconds between two log lines of the same kind about one instrument
 RESYNC_BACKOFF_INITIAL = 0.1
 RESYNC_BACKOFF_MAX = 2.0
 RESYNC_CLEAN_AFTER = 60.0  # seconds without a fault after which an instrument's next resync is immediate again
-MAX_REPORTED = 100  # distinct problems remembered (logged once each) until a connection succeeds
-RELIST_INTERVAL = 2.0  # at most one new instrument-list request this often (an unknown instrument was seen)
 JOINING = "joining the stream: waiting for a snapshot"
 
 
@@ -93,30 +90,23 @@ class Subscriber:
         self.session_id: str | None = None
         self.problem: str | None = None
         """Why the books are not live, in one line for a person; None while connected and streaming."""
-        self.instruments: dict[str, InstrumentSpec] = {}
         self.source = ""  # what the feed plays, as its last ListInstruments said ("replay of s.mdrec at 10x")
-        self._listed: dict[str, InstrumentSpec] = {}  # the list as this connection's listing answered it
-        self._depths: dict[str, int] = {}  # per instrument: the depth its stream's checksums are of
+        self._roster = Roster(self.instrument_ids, depth, dropped=lambda gone: self._resyncs.forget(gone))
+        self.books: dict[str, InstrumentBook] = self._roster.books  # the roster's own dict (only it changes it)
         self._last_seen: dict[str, float] = {}  # per instrument: when its last message arrived (loop time)
-        self._unknown: set[str] = set()  # instruments seen on the stream that no listing named
-        self._last_listing = 0.0  # loop time of the last listing taken
-        self.books: dict[str, InstrumentBook] = {}
         self.stats = SubscriberStats()
         self._rng = random.Random(seed)
-        self._backoff = Backoff(backoff_initial, backoff_max, self._rng)
         self._throttle = Throttle(log_interval)
-        self._reported = ReportOnce(MAX_REPORTED)  # the problems logged at WARNING/ERROR since the last success
-        self._live_since: float | None = None  # when the current stream's first response arrived
+        self._reconnects = Reconnects(self.address, self.stats, Backoff(backoff_initial, backoff_max, self._rng))
         self._listeners: list[BookListener] = []
-        self._syncs: dict[str, InstrumentSync] = {}
         self._resyncs = Resyncs(
-            self._book_depth,
+            self._roster.depth_of,
             self.stats,
             self._throttle,
             (resync_backoff_initial, resync_backoff_max, RESYNC_CLEAN_AFTER, self._rng),
             on_snapshot=self._on_snapshot,
             on_failure=self._on_resync_failure,
-            session=self._session_of,
+            session=self._roster.session_of,
         )
         self._live = asyncio.Event()
         self.failure: Exception | None = None
@@ -128,6 +118,11 @@ class Subscriber:
         self._running = False
 
     # ------------------------------------------------------------------ public API
+    @property
+    def instruments(self) -> dict[str, InstrumentSpec]:
+        """The feed's instruments, by id, as its listings name them (a new dict with each listing taken)."""
+        return self._roster.instruments
+
     def add_listener(self, listener: BookListener) -> None:
         self._listeners.append(listener)
 
@@ -166,27 +161,8 @@ class Subscriber:
         self._running = True
         self._stopped.clear()
         self._error = None
-        attempt = 0
         try:
-            while True:
-                if attempt:
-                    self.stats.reconnects += 1
-                attempt += 1
-                error: Exception
-                try:
-                    await self._connect_once()
-                    error = FeedUnavailable(f"stream from {self.address} ended")
-                except FeedError as exc:
-                    error = exc
-                except Exception as exc:  # a bug or the unforeseen inside the stream handling: retried (logged once)
-                    if not self.reconnect:
-                        raise
-                    self.stats.unexpected_errors += 1
-                    error = exc
-                delay = self._connection_failed(error)
-                if not self.reconnect:
-                    raise error
-                await asyncio.sleep(delay)
+            await self._reconnects.run(self._connect_once, self._connection_failed, lambda: self.reconnect)
         except BaseException as exc:
             self._error = exc if isinstance(exc, Exception) else None
             raise
@@ -200,7 +176,6 @@ class Subscriber:
     # ------------------------------------------------------------------ one connection
     async def _connect_once(self) -> None:
         """One connection through the transport; returns or raises (FeedError) when it ends."""
-        self._live_since = None
         self._resyncs.fetch = self.transport.fetch_snapshot
         try:
             await self.transport.stream(self)
@@ -208,77 +183,36 @@ class Subscriber:
             self._resyncs.fetch = None
             self._resyncs.cancel_all()
 
-    def _session_of(self, instrument_id: str) -> str | None:
-        """The feed session ``instrument_id``'s stream is of (a snapshot of another session is never applied)."""
-        entry = self.books.get(instrument_id)
-        return entry.session_id if entry is not None else None
-
-    def _book_depth(self, instrument_id: str) -> int:
-        """The depth at which ``instrument_id``'s book is kept (the depth of its stream's checksums)."""
-        return self._depths.get(instrument_id, self.depth)
-
-    # ------------------------------------------------------------------ connection
-    def _connection_failed(self, error: Exception) -> float:
-        """A connection ended with ``error``: mark the books stale, say why (``problem``, the books' reasons, one
-        log line per distinct problem), and return the delay before the next attempt."""
-        loop = asyncio.get_running_loop()
-        if self._live_since is not None and loop.time() - self._live_since >= STABLE_AFTER:
-            self._backoff.reset()  # the connection had succeeded: this is a new outage
-            self._reported.clear()
-        self._live_since = None
+    def _connection_failed(self, error: Exception, failure: Failure) -> None:
+        """A connection ended with ``error`` (told as ``failure``): every book stale, and ``problem`` says why."""
         self.failure = error
         self.changed.set()
-        failure = describe_failure(error, self.address, self._backoff.maximum)
-        # The same request would be refused again for a while: retried at the slowest pace.
-        delay = self._backoff.maximum if failure.permanent else self._backoff.delay()
-        text, permanent, self.problem = failure.text, failure.permanent, failure.problem
+        self.problem = failure.problem
         self._connection_lost(failure.book_reason)
         if self.state is ConnectionState.LIVE:
             self.state = ConnectionState.RECONNECTING
-        if not self.reconnect:
-            return 0.0  # raised by run(): its caller reports it
-        if not self._reported.first((type(error).__name__, str(error))):
-            log.info("%s; reconnecting in %.2f s", text, delay)
-        elif not isinstance(error, FeedError):
-            log.error("%s; the books are stale, reconnecting in %.2f s", text, delay, exc_info=error)
-        elif permanent:
-            log.warning("%s; the books are stale, retrying every %g s", text, delay)
-        else:
-            log.warning("%s; reconnecting in %.2f s", text, delay)
-        return delay
 
     # ------------------------------------------------------------------ the transport's side (BookPort)
     def take_listing(self, specs: Sequence[InstrumentSpec], source: str, depths: dict[str, int]) -> None:
-        """Take the feed's instrument list of this connection, what it plays, and the depth of each instrument's
-        stream (its checksums' depth).
-
-        Within one session of the feed its instruments cannot change, so a list that differs from the session's
-        (a response damaged on the way: a listing carries no checksum) only adds what it names anew; the list
-        replaces the known one (forgetting the instruments it lacks) only when the stream turns out to be a new
-        session or before the first. Raises UnknownInstrument for a subscribed id the list lacks."""
+        """Take the feed's instrument list of this connection, what it plays, and each instrument's stream depth
+        (see Roster.take_listing). Raises UnknownInstrument for a subscribed id the list lacks."""
         self.source = source
-        for instrument_id, depth in depths.items():
-            self._depths.setdefault(instrument_id, depth)
-        listed = {spec.instrument_id: spec for spec in specs}
-        self._listed = listed
-        self._unknown.difference_update(listed)
-        self._last_listing = asyncio.get_running_loop().time()
-        if self.session_id is not None:
-            listed = {**listed, **self.instruments}  # the session's own specs win over this listing
-        self._take_instruments(listed)
+        now = asyncio.get_running_loop().time()
+        self._roster.take_listing(specs, depths, now, in_session=self.session_id is not None)
+        self.changed.set()
 
     def stream_opened(self) -> None:
         """The connection streams: the subscriber is connected (its books go live as their messages come)."""
         self.state = ConnectionState.LIVE
         self.problem = None
-        self._live_since = asyncio.get_running_loop().time()
+        self._reconnects.streaming()
 
     def stream_batch(self, session_id: str, messages: Sequence[pb.BookMessage]) -> None:
         """Messages of one stream of one feed session (every instrument's, in order; it opens with a snapshot of
         each). The first batch of a stream, or one of a new session, starts every book over on it."""
         if session_id != self.session_id or self.state is not ConnectionState.LIVE:
             self._new_stream(session_id)
-        syncs = self._syncs
+        syncs = self._roster.syncs
         stats = self.stats
         for message in messages:
             instrument_id = message.instrument_id
@@ -296,10 +230,9 @@ class Subscriber:
     def instrument_message(self, instrument_id: str, session_id: str, data: bytes) -> None:
         """One message of one instrument's own stream (sessions per instrument; no snapshot opens it): a new
         session starts that book over, and a book that waits for its snapshot asks for one."""
-        sync = self._syncs.get(instrument_id)
+        sync = self._roster.syncs.get(instrument_id)
         if sync is None:
-            if not self.instrument_ids:
-                self._unknown.add(instrument_id)
+            self._roster.unlisted(instrument_id)
             return
         self._last_seen[instrument_id] = asyncio.get_running_loop().time()
         if session_id != sync.entry.session_id:
@@ -343,7 +276,7 @@ class Subscriber:
             self._last_seen[instrument_id] += busy_for
         now = asyncio.get_running_loop().time()
         timeout = self.heartbeat_timeout
-        for instrument_id, sync in self._syncs.items():
+        for instrument_id, sync in self._roster.syncs.items():
             if sync.state is SyncState.WAITING:
                 continue
             seen = self._last_seen.get(instrument_id)
@@ -353,48 +286,27 @@ class Subscriber:
 
     def wants_listing(self) -> bool:
         """Whether instruments no listing named were seen, and the last listing is old enough to ask again."""
-        due = asyncio.get_running_loop().time() - self._last_listing >= RELIST_INTERVAL
-        return bool(self._unknown) and due
-
-    def _take_instruments(self, listed: dict[str, InstrumentSpec]) -> None:
-        self.instruments = listed
-        wanted = self.instrument_ids or tuple(self.instruments)
-        if not self.instrument_ids:  # subscribed to everything: forget instruments a restarted feed dropped
-            for gone in [iid for iid in self.books if iid not in self.instruments]:
-                del self.books[gone]
-                del self._syncs[gone]
-                self._resyncs.forget(gone)
-        for instrument_id in wanted:
-            spec = self.instruments.get(instrument_id)
-            if spec is None:
-                raise UnknownInstrument(f"unknown instrument id {instrument_id!r}", Code.UNKNOWN_INSTRUMENT)
-            entry = self.books.get(instrument_id)
-            if entry is None:
-                entry = InstrumentBook(spec, OrderBook(instrument_id, self._book_depth(instrument_id)))
-                self.books[instrument_id] = entry
-                self._syncs[instrument_id] = InstrumentSync(entry)
-            else:
-                entry.spec = spec
-        self.changed.set()
+        return self._roster.wants_listing(asyncio.get_running_loop().time())
 
     def _connection_lost(self, reason: str) -> None:
         self._resyncs.cancel_all()
         self._mark_all_stale(reason)
 
     def _mark_all_stale(self, reason: str) -> None:
-        for sync in self._syncs.values():
+        for sync in self._roster.syncs.values():
             self._handle(sync, sync.reset(reason))
 
     def _new_stream(self, session_id: str) -> None:
         """The first response of a stream: every book waits for its snapshot on it."""
         if self.session_id is not None and session_id != self.session_id:
             log.info("feed at %s has a new session %s (was %s)", self.address, session_id, self.session_id)
-            self._take_instruments(self._listed)  # a restarted feed: its own list, as this connection got it
+            self._roster.new_session()  # a restarted feed: its own list, as this connection got it
+            self.changed.set()
         self.session_id = session_id
         self.stats.sessions += 1
         self.stream_opened()
         self._resyncs.cancel_all()
-        for sync in self._syncs.values():
+        for sync in self._roster.syncs.values():
             sync.entry.session_id = session_id
             self._handle(sync, sync.reset())
 
@@ -457,7 +369,7 @@ class Subscriber:
 
     # ------------------------------------------------------------------ resynchronisation results
     def _on_snapshot(self, instrument_id: str, snapshot: pb.BookMessage) -> None:
-        sync = self._syncs.get(instrument_id)
+        sync = self._roster.syncs.get(instrument_id)
         if sync is not None:
             self._handle(sync, sync.on_snapshot(snapshot))
 
@@ -465,11 +377,11 @@ class Subscriber:
         """A bug in a resync: logged once; the instrument starts over from its next stream message."""
         self.stats.unexpected_errors += 1
         text = f"unexpected error resynchronising {instrument_id}: {type(error).__name__}: {error}"
-        if self._reported.first((type(error).__name__, str(error))):
+        if self._reconnects.first_report((type(error).__name__, str(error))):
             log.error("%s", text, exc_info=error)
         else:
             log.info("%s", text)
-        sync = self._syncs.get(instrument_id)
+        sync = self._roster.syncs.get(instrument_id)
         if sync is not None:
             self._handle(sync, sync.reset(f"{text}; resynchronising"))
 
@@ -479,7 +391,6 @@ class Subscriber:
             self._live.clear()
         elif all(not entry.stale for entry in self.books.values()):
             self._live.set()
-
 
 
 def _joining(sync: InstrumentSync) -> str:

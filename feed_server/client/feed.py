@@ -32,7 +32,7 @@ from feed_server.client.addresses import make_subscriber
 from feed_server.client.keeper import Subscriber
 from feed_server.client.views import Book, Instrument, Trade, Update, trades_of
 from feed_server.protocol.book import DEFAULT_DEPTH, MAX_DEPTH
-from feed_server.protocol.errors import FeedError, FeedUnavailable, UnknownInstrument
+from feed_server.protocol.errors import FeedError, FeedUnavailable, UnknownInstrument, quoted
 from feed_server.protocol.levels import Trade as TickTrade
 
 __all__ = ["DEFAULT_MAX_PENDING", "MAX_FOLDED_TRADES", "Feed", "connect"]
@@ -146,7 +146,7 @@ class Feed:
         """The instrument's book now. UnknownInstrument when it is not subscribed."""
         entry = self._subscriber.books.get(instrument_id)
         if entry is None:
-            raise UnknownInstrument(f"{instrument_id!r} is not subscribed on this feed")
+            raise UnknownInstrument(f"{quoted(instrument_id)} is not subscribed on this feed")
         return Book.of(entry, self.depth)
 
     async def wait_live(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109 (part of the public API)

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 
 from feed_server.client.sync import InstrumentBook, InstrumentSync
 from feed_server.protocol.book import OrderBook
-from feed_server.protocol.errors import Code, UnknownInstrument
+from feed_server.protocol.errors import Code, UnknownInstrument, quoted
 from feed_server.protocol.instruments import InstrumentSpec
 
 __all__ = ["RELIST_INTERVAL", "Roster"]
@@ -101,7 +101,7 @@ class Roster:
         for instrument_id in wanted:
             spec = self.instruments.get(instrument_id)
             if spec is None:
-                raise UnknownInstrument(f"unknown instrument id {instrument_id!r}", Code.UNKNOWN_INSTRUMENT)
+                raise UnknownInstrument(f"unknown instrument id {quoted(instrument_id)}", Code.UNKNOWN_INSTRUMENT)
             entry = self.books.get(instrument_id)
             if entry is None:
                 entry = InstrumentBook(spec, OrderBook(instrument_id, self.depth_of(instrument_id)))

@@ -64,7 +64,6 @@ class Reconnects:
                 self._stats.reconnects += 1
             attempt += 1
             error: Exception
-            self._live_since = None
             try:
                 await connect()
                 error = FeedUnavailable(f"stream from {self.address} ended")

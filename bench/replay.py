@@ -24,7 +24,8 @@ from pathlib import Path
 from bench.procs import free_port, run_client, started, wait_for_grpc_health
 from bench.report import Result, at_least
 from bench.subscriber_ceiling import Stream, build_stream
-from feed_server.protocol.book import MAX_DEPTH, OrderBook
+from feed_server.protocol.book import MAX_DEPTH
+from feed_server.protocol.core import OrderBook
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.wire import apply_message, instrument_to_pb

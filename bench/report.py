@@ -59,7 +59,8 @@ class Result:
     ``min_ratio`` is the least acceptable figure/baseline ratio (None when the ratio is only informative);
     ``flag`` names a condition of the measurement that makes its figure meaningless (``"feed behind"``: the feed
     fell behind the wall clock during the window), so the line does not pass whatever its figure;
-    ``error`` is set when the row could not be measured at all, which fails the run. ``runs`` is empty for a
+    ``error`` is set when the row could not be measured at all, which fails the run; ``pure`` is the row's figure
+    on the pure-Python core when both cores ran (``python -m bench --core both``). ``runs`` is empty for a
     single run; a line made by :func:`combine` keeps every run's line there, and its figure and baseline are
     the runs' medians.
     """
@@ -75,6 +76,7 @@ class Result:
     flag: str = ""
     error: str | None = None
     runs: list[Result] = field(default_factory=list)
+    pure: float | None = None  # with ``--core both``: the same row's figure on the pure-Python core
 
     @property
     def ratio(self) -> float | None:
@@ -231,7 +233,9 @@ def render_table(results: Sequence[Result]) -> str:
     Over repeated runs (lines made by :func:`combine`) the figure is three columns, min, median and max, the
     baseline and the ratio are medians with their range, and each run's note is listed."""
     repeats = max((len(r.runs) for r in results), default=0)
-    figure_columns = ("min", "median", "max") if repeats > 1 else ("figure",)
+    both = any(r.pure is not None for r in results)
+    figure_columns: tuple[str, ...] = ("min", "median", "max") if repeats > 1 else ("figure",)
+    figure_columns += ("pure Python",) if both else ()
     header = ("row", "what", *figure_columns, "unit", "target", "baseline", "ratio", "verdict")
     numeric = {*range(2, 2 + len(figure_columns)), len(header) - 3, len(header) - 2}
     lines: list[tuple[str, ...]] = [header]
@@ -241,6 +245,8 @@ def render_table(results: Sequence[Result]) -> str:
             figures = tuple(_number(v) for v in spread) if spread is not None else ("-", "-", "-")
         else:
             figures = (_number(r.figure),)
+        if both:
+            figures += (_number(r.pure),)
         baseline = _number(r.baseline) + _range([run.baseline for run in r.runs], _number)
         lines.append((r.row, r.label, *figures, r.unit, r.target.text, baseline, _ratio_text(r), _verdict(r)))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

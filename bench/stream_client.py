@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 import psutil
 
-from feed_server.protocol.book import OrderBook
+from feed_server.protocol.core import BookModel, OrderBook
 from feed_server.protocol.errors import BookError
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
@@ -44,7 +44,7 @@ async def consume(
     address: str, seconds: float, bare: bool, depth: int, cpu_pid: int | None = None, until_messages: int | None = None
 ) -> dict[str, Any]:
     changes = messages = items = snapshots = resyncs = errors = 0
-    books: dict[str, OrderBook] = {}
+    books: dict[str, BookModel] = {}
     watched = None if cpu_pid is None else psutil.Process(cpu_pid)
     async with grpc.aio.insecure_channel(address, options=OPTIONS) as channel:
         stub = market_data_pb2_grpc.MarketDataStub(channel)

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 
 from bench.report import Result, at_least
 from feed_server.client.sync import InstrumentBook, InstrumentSync
-from feed_server.protocol.book import MAX_DEPTH, OrderBook
+from feed_server.protocol.book import MAX_DEPTH
+from feed_server.protocol.core import OrderBook
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.server.engine import Engine

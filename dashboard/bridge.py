@@ -17,6 +17,7 @@ from feed_server.client.addresses import make_subscriber
 from feed_server.client.keeper import ConnectionState
 from feed_server.client.sync import InstrumentBook
 from feed_server.protocol.book import MAX_DEPTH, Trade
+from feed_server.protocol.core import log_core
 from feed_server.protocol.instruments import InstrumentSpec
 
 __all__ = ["FeedBridge"]
@@ -124,6 +125,7 @@ class FeedBridge:
     async def _run(self) -> None:
         """Run the subscriber until cancelled. It retries every failure itself; should it still end (a bug), it is
         logged with its traceback and started again, so the dashboard never stays stale for good."""
+        log_core()
         log.info("subscribing to the feed at %s", self.feed_address)
         while True:
             try:

@@ -33,6 +33,7 @@ from dashboard.api.fanout import MarketDataHub
 from dashboard.bridge import FeedBridge
 from feed_server.client.keeper import ConnectionState, Subscriber
 from feed_server.client.stats import FAULT_REASONS
+from feed_server.core_metric import CORE_METRIC, core_info
 from feed_server.protocol.book import Trade
 
 __all__ = ["DELAY_BUCKETS", "METRICS_PATH", "METRIC_NAMES", "DashboardCollector", "DelayHistogram", "install_metrics"]
@@ -47,6 +48,7 @@ METRIC_NAMES = (
     "marketdata_ws_messages_sent_total",
     "marketdata_ws_clients_dropped_total",
     "marketdata_feed_to_dashboard_delay_seconds",
+    CORE_METRIC,
 )
 
 DELAY_BUCKETS = (
@@ -102,6 +104,7 @@ class DashboardCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         subscriber, hub = self._bridge.subscriber, self._hub
         books = list(subscriber.books.items())
+        yield core_info()
         messages = CounterMetricFamily(
             "marketdata_book_messages_total",
             "Feed messages applied to the instrument's book (heartbeats and snapshots included).",

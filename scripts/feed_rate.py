@@ -22,7 +22,7 @@ import time
 
 import grpc
 
-from feed_server.protocol.book import OrderBook
+from feed_server.protocol.core import BookModel, OrderBook
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from feed_server.protocol.pb import market_data_pb2 as pb
 from feed_server.protocol.pb import market_data_pb2_grpc
@@ -35,7 +35,7 @@ async def measure(address: str, seconds: float, depth: int, instruments: list[st
         call = market_data_pb2_grpc.MarketDataStub(ch).Subscribe(
             pb.SubscribeRequest(instrument_ids=instruments, depth=depth)
         )
-        books: dict[str, OrderBook] = {}
+        books: dict[str, BookModel] = {}
         messages = changes = items = 0
         lags: list[float] = []
         gaps: list[float] = []

@@ -11,7 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.report import Result, at_most, combine, info, render_table
+from feed_server.protocol.core import CORE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ROWS = [
@@ -81,7 +84,8 @@ def _table(stdout: str) -> list[list[str]]:
 
 def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
     out_json = tmp_path / "bench.json"
-    code, stdout, stderr = _bench(["--quick", "--json", str(out_json)], timeout=300)
+    # (One core: both would run every row twice; test_both_cores_side_by_side runs both.)
+    code, stdout, stderr = _bench(["--quick", "--core", CORE, "--json", str(out_json)], timeout=300)
     assert code == 0, f"bench failed:\n{stdout}\n{stderr[-3000:]}"
     table_rows = {line.split("|")[0].strip() for line in stdout.splitlines() if "|" in line}
     missing = [row for row in ROWS if row not in table_rows]
@@ -97,9 +101,32 @@ def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
     assert all((r["flag"] == "feed behind") == ("fell behind" in r["label"]) for r in timed), timed
 
 
+@pytest.mark.skipif(CORE != "compiled", reason="the compiled core is not built here")
+def test_both_cores_side_by_side(tmp_path: Path) -> None:
+    """The default where the compiled core is built: the rows on the pure path (a child run) beside the compiled
+    ones; row 1's baseline is then the pure-Python book in the same run."""
+    out_json = tmp_path / "bench.json"
+    code, stdout, stderr = _bench(["--quick", "--rows", "1", "--json", str(out_json)], timeout=180)
+    assert code == 0, f"bench failed:\n{stdout}\n{stderr[-3000:]}"
+    header, *rows = _table(stdout)
+    assert header[2:4] == ["figure", "pure Python"], stdout
+    assert [row[0] for row in rows] == ["1"], stdout
+    saved = json.loads(out_json.read_text())
+    assert saved["meta"]["core"] == "both"
+    (result,) = saved["results"]
+    (pure,) = json.loads((tmp_path / "bench-python.json").read_text())["results"]
+    assert json.loads((tmp_path / "bench-python.json").read_text())["meta"]["core"] == "python"
+    assert result["pure"] == pure["figure"] > 0
+    assert "the pure-Python book, same messages, same run" in result["note"]
+    assert result["figure"] > result["baseline"] > 0  # compiled over pure Python, in the same run
+    assert "bare SortedDicts" in pure["note"]
+
+
 def test_repeat_prints_min_median_max(tmp_path: Path) -> None:
     out_json = tmp_path / "bench.json"
-    code, stdout, stderr = _bench(["--quick", "--rows", "1", "--repeat", "2", "--json", str(out_json)], timeout=120)
+    code, stdout, stderr = _bench(
+        ["--quick", "--rows", "1", "--repeat", "2", "--core", CORE, "--json", str(out_json)], timeout=120
+    )
     assert code == 0, f"bench failed:\n{stdout}\n{stderr[-3000:]}"
     header, *rows = _table(stdout)
     assert header[2:5] == ["min", "median", "max"], stdout
@@ -117,7 +144,7 @@ def test_repeat_prints_min_median_max(tmp_path: Path) -> None:
 
 def test_the_subscriber_ceiling_row_decodes_verifies_and_applies_a_recorded_stream(tmp_path: Path) -> None:
     out_json = tmp_path / "bench.json"
-    code, stdout, stderr = _bench(["--quick", "--rows", "8", "--json", str(out_json)], timeout=120)
+    code, stdout, stderr = _bench(["--quick", "--rows", "8", "--core", CORE, "--json", str(out_json)], timeout=120)
     assert code == 0, f"bench failed:\n{stdout}\n{stderr[-3000:]}"
     _, *rows = _table(stdout)
     assert [row[0] for row in rows] == ["8"], stdout

@@ -102,3 +102,53 @@ def test_requirements_install_the_project_outside_the_checkout(tmp_path: Path) -
         found = run([python, "-c", where], elsewhere, env)
         assert found.returncode == 0, found.stderr
         assert str(REPO_ROOT) not in found.stdout, f"{other} is installed: {found.stdout}"
+
+
+def test_without_a_compiler_it_installs_and_serves_verified_books_in_pure_python(tmp_path: Path) -> None:
+    """``CC=false``: the compiled book cannot be built; the install warns and goes on, every process says it runs
+    ``core: pure Python (...)``, and a feed and a client installed so serve and verify books."""
+    source = tmp_path / "source"  # a copy of the checkout's files, so that the build leaves the checkout alone
+    listed = run(["git", "ls-files", "-co", "--exclude-standard"], REPO_ROOT, clean_env())
+    assert listed.returncode == 0, listed.stderr
+    for name in listed.stdout.splitlines():
+        if (REPO_ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            (source / name).write_bytes((REPO_ROOT / name).read_bytes())
+    bin_dir = make_venv(tmp_path / "venv")
+    python = str(bin_dir / "python")
+    env = clean_env() | {"CC": "false", "CXX": "false"}
+    env.pop("MARKETDATA_PURE_PYTHON", None)
+    install = run([python, "-m", "pip", "install", "-q", "--no-deps", str(source)], tmp_path, env)
+    assert install.returncode == 0, install.stdout + install.stderr
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    script = """
+import asyncio
+from feed_server.client import connect
+from feed_server.protocol import core
+from feed_server.server.feed import Feed, FeedOptions
+
+async def main():
+    feed = Feed(FeedOptions(host="127.0.0.1", port=0, seed=3, rate=200.0))
+    port = await feed.start()
+    try:
+        async with connect(f"127.0.0.1:{port}", instruments=["AAPL", "BTC-USD"], timeout=20.0) as client:
+            await client.wait_live(timeout=20.0)
+            async for update in client.updates():
+                if update.sequence > 50:
+                    break
+            print(core.__file__)
+            print(core.describe())
+            print(client.book("AAPL").live, client.book("BTC-USD").live)
+    finally:
+        await feed.stop(grace=0.1)
+
+asyncio.run(main())
+"""
+    ran = run([python, "-c", script], elsewhere, clean_env())
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    where, described, live = ran.stdout.splitlines()[-3:]
+    assert Path(where).is_relative_to(tmp_path / "venv"), where
+    assert described.startswith("pure Python (the compiled book is not built: "), described
+    assert live == "True True"

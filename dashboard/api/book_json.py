@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from feed_server.protocol.book import Level, OrderBook, Trade
+from feed_server.protocol.book import Level, Trade
+from feed_server.protocol.core import BookModel
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.units import FixedPoint, SpecFormat, aggressor_name
 
@@ -110,7 +111,7 @@ class BookJsonCache:
 
 def encode_book(
     spec: InstrumentSpec,
-    book: OrderBook,
+    book: BookModel,
     *,
     stale: bool,
     timestamp_ns: int,

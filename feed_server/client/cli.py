@@ -25,6 +25,7 @@ from feed_server.client.book_text import format_instrument, render_table, summar
 from feed_server.client.sync import InstrumentBook
 from feed_server.defaults import DEFAULT_FEED_ADDRESS, DEFAULT_VIEW_DEPTH
 from feed_server.protocol.book import MAX_DEPTH, Trade
+from feed_server.protocol.core import log_core
 from feed_server.protocol.errors import MarketDataError
 
 __all__ = ["main"]
@@ -163,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    log_core()
     try:
         code = asyncio.run(_list(args, sys.stdout) if args.list else _stream(args, sys.stdout))
     except MarketDataError as exc:

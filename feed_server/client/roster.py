@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from feed_server.client.sync import InstrumentBook, InstrumentSync
-from feed_server.protocol.book import OrderBook
+from feed_server.protocol.core import OrderBook
 from feed_server.protocol.errors import Code, UnknownInstrument, quoted
 from feed_server.protocol.instruments import InstrumentSpec
 

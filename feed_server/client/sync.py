@@ -36,7 +36,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 
-from feed_server.protocol.book import OrderBook, Trade
+from feed_server.protocol.book import Trade
+from feed_server.protocol.core import BookModel
 from feed_server.protocol.errors import BookError, InvalidMessage, SequenceGap, SnapshotMissing
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
@@ -76,7 +77,7 @@ class InstrumentBook:
     """
 
     spec: InstrumentSpec
-    book: OrderBook
+    book: BookModel
     stale: bool = True
     last_event_time_ns: int = 0
     last_trade: Trade | None = None

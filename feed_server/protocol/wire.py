@@ -9,7 +9,8 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from operator import attrgetter
 
-from feed_server.protocol.book import Level, LevelChange, OrderBook, Side, Trade
+from feed_server.protocol.book import Level, LevelChange, Side, Trade
+from feed_server.protocol.core import BookModel
 from feed_server.protocol.errors import InvalidMessage
 from feed_server.protocol.instruments import InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2 as pb
@@ -161,7 +162,7 @@ def _levels_from_pb(levels: Sequence[pb.Level]) -> list[Level]:
 _NO_TRADES: Sequence[Trade] = ()
 
 
-def apply_message(book: OrderBook, message: pb.BookMessage) -> Sequence[Trade]:
+def apply_message(book: BookModel, message: pb.BookMessage) -> Sequence[Trade]:
     """Apply one received message to a book, verifying sequence, crossing, checksum and book digest (when the
     message carries one); return its trades.
 
@@ -172,7 +173,7 @@ def apply_message(book: OrderBook, message: pb.BookMessage) -> Sequence[Trade]:
 
 
 def apply_body(
-    book: OrderBook, message: pb.BookMessage, body: str | None, *, trades_wanted: bool = True
+    book: BookModel, message: pb.BookMessage, body: str | None, *, trades_wanted: bool = True
 ) -> tuple[Sequence[Trade], bool]:
     """``apply_message`` for a caller that has already read ``message.WhichOneof("body")``: the message's trades
     (none when not ``trades_wanted``: a caller that only keeps the book), and whether it changed a level (a

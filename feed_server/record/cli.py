@@ -22,6 +22,7 @@ from pathlib import Path
 
 from feed_server.cli_args import OneLineArgumentParser, float_in, host_port, int_in
 from feed_server.protocol.book import MAX_DEPTH
+from feed_server.protocol.core import log_core
 from feed_server.protocol.errors import MarketDataError
 from feed_server.record.inspect import export_csv, info_text, summarise
 from feed_server.record.recorder import RecordOptions, RecordSummary, record
@@ -113,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _check(parser, args)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    log_core()
     try:
         if args.info is not None:
             print(info_text(summarise(args.info)))

@@ -31,6 +31,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from feed_server.defaults import DEFAULT_PORT
+from feed_server.protocol.core import log_core
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS, InstrumentSpec
 from feed_server.protocol.pb import market_data_pb2_grpc
 from feed_server.server.engine import DEFAULT_IDLE_STEP_S, Engine
@@ -226,6 +227,7 @@ class Feed:
             self._engine.source.description,
             len(self._engine.specs),
         )
+        log_core()
         return port
 
     async def _watch_engine(self, health_servicer: health.aio.HealthServicer) -> None:

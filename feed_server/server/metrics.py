@@ -9,6 +9,7 @@ Metrics: ``marketdata_events_total{instrument}`` (counter: order events and hear
 sequence), ``marketdata_messages_published_total`` (counter: messages built for subscribers, each built once
 per subscribed depth), ``marketdata_subscribers`` (gauge: open Subscribe streams),
 ``marketdata_subscriber_resyncs_total`` (counter: slow subscribers' backlogs replaced with snapshots),
+``marketdata_core_info{core}`` (gauge, 1: the book core the process runs, "compiled" or "python"),
 ``marketdata_engine_lag_seconds`` (gauge: how far behind the wall clock the engine was after its last slice) and
 ``marketdata_engine_behind_seconds_total`` (counter: how far the simulated-to-wall-time mapping has moved on
 because the engine could not keep up; it only grows). With ``--publish`` (feed_server.server.nats_publisher),
@@ -30,6 +31,7 @@ from prometheus_client import start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from feed_server.core_metric import CORE_METRIC, core_info
 from feed_server.server.engine import Engine
 from feed_server.server.nats_publisher import NatsPublisher
 
@@ -44,6 +46,7 @@ METRIC_NAMES = (
     "marketdata_subscriber_resyncs_total",
     "marketdata_engine_lag_seconds",
     "marketdata_engine_behind_seconds_total",
+    CORE_METRIC,
 )
 
 
@@ -55,6 +58,7 @@ class EngineCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         engine, fanout = self._engine, self._engine.fanout
+        yield core_info()
         events = CounterMetricFamily(
             "marketdata_events_total",
             "Order events and heartbeats run (a replay: recorded messages played), per instrument.",

@@ -13,6 +13,7 @@ from websockets.asyncio.client import connect
 
 from dashboard.metrics import DELAY_BUCKETS, METRIC_NAMES
 from feed_server.client.stats import FAULT_REASONS
+from feed_server.protocol.core import CORE
 from feed_server.protocol.instruments import DEFAULT_INSTRUMENTS
 from tests.dashboard.conftest import Dashboard, start_dashboard
 from tests.dashboard.ws_helpers import recv_book
@@ -76,6 +77,7 @@ async def test_every_metric_is_served_in_the_prometheus_text_format(faulty_dashb
     resyncs = {dict(labels)["reason"] for (n, labels), _ in samples.items() if n == "marketdata_resyncs_total"}
     assert resyncs == set(FAULT_REASONS)
     assert set(by_label(samples, "marketdata_ws_clients_dropped_total", "reason")) == {"slow", "instrument_gone"}
+    assert by_label(samples, "marketdata_core_info", "core") == {CORE: 1}  # the dashboard's, as this process's
     # /metrics is no page and no part of the API's schema.
     openapi = await asyncio.to_thread(httpx.get, f"{faulty_dashboard.http}/openapi.json", timeout=10.0)
     assert "/metrics" not in openapi.json()["paths"]

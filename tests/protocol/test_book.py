@@ -1,12 +1,16 @@
-"""The pure order book model: applying, refusing and reading."""
+"""The order book model: applying, refusing and reading; every test runs once per implementation (the
+pure-Python reference and the compiled one)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from feed_server.protocol.book import LevelChange, OrderBook, Side
+from feed_server.protocol import book as pure
+from feed_server.protocol.book import LevelChange, Side
 from feed_server.protocol.checksum import book_digest, compute_checksum
 from feed_server.protocol.errors import (
     BookError,
@@ -16,9 +20,23 @@ from feed_server.protocol.errors import (
     InvalidMessage,
     SequenceGap,
 )
+from tests.protocol.books import BOOKS, COMPILED_MISSING
+
+OrderBook = pure.OrderBook  # the implementation under test, set by the fixture below
 
 
-def make_book(depth: int = 100) -> OrderBook:
+@pytest.fixture(autouse=True, scope="module", params=["python", "compiled"])
+def implementation(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each test of this module runs against each implementation (module-scoped: hypothesis' tests take it)."""
+    global OrderBook
+    if request.param not in BOOKS:
+        pytest.skip(COMPILED_MISSING or "")
+    OrderBook = BOOKS[request.param]  # type: ignore[assignment]
+    yield request.param
+    OrderBook = pure.OrderBook
+
+
+def make_book(depth: int = 100) -> pure.OrderBook:
     book = OrderBook("TEST", depth)
     book.apply_snapshot(10, [(100, 5), (99, 7), (97, 1)], [(102, 3), (103, 4)])
     return book

@@ -54,8 +54,8 @@ RowRunner = Callable[[bool], list[Result]]
 ROWS: list[tuple[tuple[str, ...], str, str, RowRunner]] = [
     (("1",), "book apply", "levels/s", book_apply.run),
     (("2",), "feed stream", "changes/s", feed_stream.run),
-    (("3a", "3b", "3c", "3d", "3e", "4a", "4b", "4c", "4d"), "latency / fan-out", "-", ws_rows.run),
-    (("5", "6", "7a", "7b", "7c", "7d"), "tabs / start-up / idle", "-", system.run),
+    (("3a", "3b", "3c", "3d", "3e", "4a", "4b", "4c", "4d", "4e", "4f"), "latency / fan-out", "-", ws_rows.run),
+    (("5", "6", "7a", "7b", "7c", "7d", "7e", "7f"), "tabs / start-up / idle", "-", system.run),
     (("8",), "subscriber library ceiling", "changes/s", subscriber_ceiling.run),
     (("9a", "9b"), "feed cost", "-", costs.feed_cost),
     (("10a", "10b"), "dashboard cost", "-", costs.consumer_cost),

@@ -1,4 +1,5 @@
-"""Row 4: fan-out to many WebSocket clients at ``interval_ms=100``, plus clients that never read.
+"""Row 4: fan-out to many WebSocket clients at ``interval_ms=100``, plus clients that never read; 2,000 of them;
+and a burst of connections opening at once.
 
 On a stack whose feed runs at about 20,000 level changes/s, two client processes (``bench.ws_clients``) share the
 reading and the silent connections, spread over every instrument. Figures: the median reading client's
@@ -6,7 +7,10 @@ book messages per second, p99 staleness over every live book received (books sen
 counted in the note), and the dashboard's RSS (psutil) before the clients, when the window starts and at its end.
 The window opens one second after every client has connected. Over it the feed's metrics are watched
 (``bench.feed_metrics``): 4a and 4b give the feed's largest lag, and are flagged (not passed) if the feed fell
-behind.
+behind. 4e is the same with 2,000 reading clients and 100 silent ones: its p99 staleness. 4f is a connection
+burst: while 100 reading clients stream, one process opens 1,000 more all at once (no limit on handshakes in
+flight), each handshake bounded at 5 s: the figure is how many opened, and the note says whether any of the 100
+readers was dropped.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import time
 from contextlib import ExitStack
 
 from bench.feed_metrics import FeedWatch, mark
-from bench.procs import client_result, started
-from bench.report import Result, at_least, at_most
+from bench.procs import client_result, started, wait_for_output
+from bench.report import Result, at_least, at_most, guarded
 from bench.stack import INSTRUMENT_IDS, Stack
 
 __all__ = ["measure"]
@@ -31,16 +35,72 @@ MB = 1024 * 1024
 CONNECT_TIMEOUT_S = 60.0
 
 
-def _client_args(ws_base: str, clients: int, silent: int, warmup: float, seconds: float) -> list[str]:
+BURST = 1_000  # connections opened at once in 4f
+BURST_OPEN_S = 5.0  # each one's opening handshake bound
+BURST_READERS = 100  # reading clients streaming through the burst
+
+
+def _client_args(
+    ws_base: str, clients: int, silent: int, warmup: float, seconds: float, *extra: str
+) -> list[str]:
     args = ["-m", "bench.ws_clients", "--base", ws_base, "--instruments", ",".join(INSTRUMENT_IDS)]
     args += ["--clients", str(clients), "--silent", str(silent), "--interval-ms", "100"]
-    args += ["--connect-timeout", f"{CONNECT_TIMEOUT_S}"]
+    args += ["--connect-timeout", f"{CONNECT_TIMEOUT_S}", *extra]
     return [*args, "--warmup", f"{warmup}", "--seconds", f"{seconds}"]
 
 
 def measure(stack: Stack, rate: float, quick: bool) -> list[Result]:
-    """Row 4 on a running stack whose feed publishes ``rate`` level changes/s."""
-    clients, silent, processes = (100, 5, 1) if quick else (1_000, 50, 2)
+    """Rows 4a to 4f on a running stack whose feed publishes ``rate`` level changes/s."""
+    clients, silent = (100, 5) if quick else (1_000, 50)
+    rows = _fan_out(stack, rate, quick, clients, silent)
+    many, many_silent = (200, 10) if quick else (2_000, 100)
+    rows += guarded(("4e",), "fan-out 2,000 clients", lambda: [_many(stack, rate, quick, many, many_silent)])
+    rows += guarded(("4f",), "connection burst", lambda: [_burst(stack, quick)])
+    return rows
+
+
+def _many(stack: Stack, rate: float, quick: bool, clients: int, silent: int) -> Result:
+    """Row 4e: 4b's p99 with ``clients`` reading clients."""
+    msgs, p99 = _fan_out(stack, rate, quick, clients, silent)[:2]
+    return Result(
+        "4e", f"fan-out p99 staleness, {clients} clients + {silent} silent, ~20k changes/s", p99.figure, "ms",
+        at_most(250, "< 250"), note=f"{p99.note}; median {msgs.figure:.2f} msgs/s per client ({msgs.note})",
+        flag=p99.flag,
+    )
+
+
+def _burst(stack: Stack, quick: bool) -> Result:
+    """Row 4f: ``BURST`` connections opened at once while ``BURST_READERS`` clients stream."""
+    burst = 200 if quick else BURST
+    seconds = 2.0 if quick else 5.0
+    reading = _client_args(stack.ws_base, BURST_READERS, 0, 0.5, 2 * BURST_OPEN_S + seconds)
+    with started("ws-burst-readers", reading) as readers:
+        wait_for_output(readers, "CONNECTED", CONNECT_TIMEOUT_S)
+        burst_args = _client_args(
+            stack.ws_base, burst, 0, 0.0, seconds,
+            "--concurrency", str(burst), "--open-timeout", f"{BURST_OPEN_S}", "--connect-timeout", f"{BURST_OPEN_S}",
+        )
+        with started("ws-burst", burst_args) as opener:
+            opened = client_result(opener, CONNECT_TIMEOUT_S)
+        read = client_result(readers, CONNECT_TIMEOUT_S + 30)
+    return Result(
+        "4f",
+        f"connection burst: {burst} WebSocket clients opening at once, ~20k changes/s, {BURST_READERS} reading",
+        opened["opened"],
+        "opened",
+        at_least(burst, f">= {burst} in {BURST_OPEN_S:g} s"),
+        note=(
+            f"{opened['connect_failures']} did not open in {BURST_OPEN_S:g} s "
+            f"({', '.join(opened['connect_failure_kinds']) or 'none'}); the {BURST_READERS} readers: "
+            f"{read['closed']} dropped, median {read['per_client_median']:.1f} msgs/s, p99 {read['p99_ms']:.1f} ms"
+        ),
+        flag="" if read["closed"] == 0 else f"{read['closed']} readers dropped",
+    )
+
+
+def _fan_out(stack: Stack, rate: float, quick: bool, clients: int, silent: int) -> list[Result]:
+    """Rows 4a to 4d with ``clients`` reading and ``silent`` silent clients over two processes."""
+    processes = 1 if quick else 2
     seconds, warmup = (3.0, 1.0) if quick else (20.0, 1.0)
     rss_before = stack.dashboard.ps.memory_info().rss / MB
     with ExitStack() as procs:

@@ -65,14 +65,18 @@ def run(quick: bool) -> list[Result]:
             if n < launches - 1:
                 continue
             time.sleep(SETTLE_S)
-            feed_idle, dash_idle, feed_alone = idle_cpu(proc, window)
+            feed_idle, dash_idle, feed_alone, floor_server, floor_client = idle_cpu(proc, window)
             same_process = " (run.py itself)" if dashboard_process(proc).pid == proc.pid else ""
             idle = [
                 Result("7a", "idle CPU: feed server, default rate, the dashboard its only subscriber", feed_idle,
-                       "% core", at_most(5, "< 5"),
+                       "% core", at_most(1.3 * floor_server, "<= 1.3x 7e"), baseline=floor_server,
                        note=f"over {window:g} s; a lone feed server with no subscriber: {feed_alone:.1f}%"),
                 Result("7b", f"idle CPU: dashboard{same_process}, no page or socket", dash_idle, "% core",
-                       at_most(5, "< 5")),
+                       at_most(1.3 * floor_client, "<= 1.3x 7f"), baseline=floor_client),
+                Result("7e", "idle floor: a bare grpc.aio server sending the feed's stream items at their times",
+                       floor_server, "% core", info(), note=f"over {window:g} s, items recorded from a lone feed"),
+                Result("7f", "idle floor: a bare grpc.aio client reading and parsing them", floor_client, "% core",
+                       info()),
             ]
             try:
                 browser_rows = _browser_rows(proc, base, tabs, window)
@@ -83,4 +87,4 @@ def run(quick: bool) -> list[Result]:
     startup = Result("6", "start-up: python run.py -> / answers 200", statistics.median(startups), "s",
                      at_most(3.0, "< 3"), note=f"launches: {', '.join(f'{s:.2f}' for s in startups)} s")
     by_row = {r.row: r for r in [*browser_rows, startup, *idle]}
-    return [by_row[row] for row in ("5", "6", "7a", "7b", "7c", "7d")]
+    return [by_row[row] for row in ("5", "6", "7a", "7b", "7c", "7d", "7e", "7f")]

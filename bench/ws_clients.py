@@ -119,7 +119,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     host, port = split.hostname or "127.0.0.1", split.port or 80
     query = f"?interval_ms={args.interval_ms}" + (f"&depth={args.depth}" if args.depth else "")
     recorder = Recorder(counts=[0] * args.clients)
-    limiter = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    limiter = asyncio.Semaphore(args.concurrency)
 
     failures: list[str] = []
 
@@ -129,10 +129,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 if silent:
                     return await connect(
-                        url, sock=_small_buffer_socket(host, port), max_queue=1, open_timeout=OPEN_TIMEOUT_S,
+                        url, sock=_small_buffer_socket(host, port), max_queue=1, open_timeout=args.open_timeout,
                         compression=None,
                     )
-                return await connect(url, open_timeout=OPEN_TIMEOUT_S, compression=None, max_size=None)
+                return await connect(url, open_timeout=args.open_timeout, compression=None, max_size=None)
             except (OSError, TimeoutError, InvalidHandshake) as exc:
                 failures.append(type(exc).__name__)
                 return None
@@ -169,6 +169,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     summary = summarize(recorder)
     summary["connect_failures"] = len(failures)
     summary["connect_failure_kinds"] = sorted(set(failures))
+    summary["opened"] = len(readers) + len(silent)
     return summary
 
 
@@ -181,6 +182,10 @@ def main() -> None:
     parser.add_argument("--interval-ms", type=int, default=0)
     parser.add_argument("--depth", type=int, default=0, help="0: the server's default")
     parser.add_argument("--connect-timeout", type=float, default=60.0, help="bound on the whole connect phase")
+    parser.add_argument(
+        "--concurrency", type=int, default=CONNECT_CONCURRENCY, help="handshakes in flight at once (a burst: all)"
+    )
+    parser.add_argument("--open-timeout", type=float, default=OPEN_TIMEOUT_S, help="bound on each opening handshake")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()

@@ -36,5 +36,7 @@ def run(quick: bool) -> list[Result]:
             "latency ~20k",
             lambda: latency.high_rate_results(high_rate, latency.measure(stack, seconds, warmup)),
         )
-        results += guarded(("4a", "4b", "4c", "4d"), "fan-out", lambda: fanout.measure(stack, high_rate, quick))
+        results += guarded(
+            ("4a", "4b", "4c", "4d", "4e", "4f"), "fan-out", lambda: fanout.measure(stack, high_rate, quick)
+        )
     return results

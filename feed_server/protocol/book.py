@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from itertools import islice
+from operator import attrgetter
+from typing import Protocol
 from zlib import crc32
 
 from sortedcontainers import SortedDict
@@ -38,9 +40,23 @@ __all__ = [
     "OrderBook",
     "Side",
     "Trade",
+    "WireChange",
 ]
 
 _BID, _ASK = Side.BID, Side.ASK  # module globals: one lookup each, not a global and an attribute, per change
+_WIRE_FIELDS = attrgetter("side", "price_ticks", "size_lots")  # a WireChange as apply_update takes it
+
+
+class WireChange(Protocol):
+    """A level change as the wire's ``LevelChange`` decodes: the book reads these three fields of it."""
+
+    @property
+    def side(self) -> int: ...
+    @property
+    def price_ticks(self) -> int: ...
+    @property
+    def size_lots(self) -> int: ...
+
 _set_value = dict.__setitem__  # replaces the value of a key a SortedDict already holds, skipping its index
 
 
@@ -338,6 +354,16 @@ class OrderBook:
             self._digest = total
         self.sequence = sequence
         return len(undo)
+
+    def apply_wire_update(
+        self,
+        sequence: int,
+        changes: Iterable[WireChange],
+        checksum: int | None = None,
+        digest: int | None = None,
+    ) -> int:
+        """:meth:`apply_update` for the wire's level changes as decoded (``side``, ``price_ticks``, ``size_lots``)."""
+        return self.apply_update(sequence, map(_WIRE_FIELDS, changes), checksum, digest)
 
     def apply_heartbeat(self, sequence: int, checksum: int | None = None, digest: int | None = None) -> None:
         """A heartbeat moves the sequence on and re-states the checksum and the digest."""

@@ -1,7 +1,7 @@
 # The compiled book's types (feed_server/protocol/compiled_book.pyx): book.OrderBook's consumer API.
 from collections.abc import Iterable, Sequence
 
-from feed_server.protocol.book import Level, Side
+from feed_server.protocol.book import Level, Side, WireChange
 
 SOURCE_SHA256: str
 
@@ -37,6 +37,13 @@ class OrderBook:
         self,
         sequence: int,
         changes: Iterable[tuple[int, int, int]],
+        checksum: int | None = None,
+        digest: int | None = None,
+    ) -> int: ...
+    def apply_wire_update(
+        self,
+        sequence: int,
+        changes: Iterable[WireChange],
         checksum: int | None = None,
         digest: int | None = None,
     ) -> int: ...

@@ -26,6 +26,7 @@ from libcpp.map cimport map as cmap
 from libcpp.vector cimport vector
 from cython.operator cimport dereference as deref, preincrement as inc
 
+from feed_server.protocol.book import OrderBook as PureOrderBook
 from feed_server.protocol.errors import ChecksumMismatch, CrossedBook, DigestMismatch, InvalidMessage, SequenceGap
 
 cdef extern from "zlib.h" nogil:
@@ -260,13 +261,14 @@ cdef class OrderBook:
         )
 
     def __eq__(self, other):
-        if not isinstance(other, OrderBook):
+        """The same instrument and the same levels, whichever implementation ``other`` is (the pure book's
+        ``==`` defers to this one for a compiled book)."""
+        if not isinstance(other, (OrderBook, PureOrderBook)):
             return NotImplemented
-        cdef OrderBook that = <OrderBook>other
         return (
-            self.instrument_id == that.instrument_id
-            and self.bids() == that.bids()
-            and self.asks() == that.asks()
+            self.instrument_id == other.instrument_id
+            and self.bids() == other.bids()
+            and self.asks() == other.asks()
         )
 
     __hash__ = None
@@ -409,6 +411,14 @@ cdef class OrderBook:
     def apply_update(self, sequence, changes, checksum=None, digest=None) -> int:
         """Apply one message's level changes together; return how many levels they changed (see
         :meth:`feed_server.protocol.book.OrderBook.apply_update`: the same checks, in the same order)."""
+        return self._apply(sequence, changes, checksum, digest, False)
+
+    def apply_wire_update(self, sequence, changes, checksum=None, digest=None) -> int:
+        """:meth:`apply_update` for the wire's level changes as decoded (their ``side``, ``price_ticks`` and
+        ``size_lots`` read where they are: no tuple per change)."""
+        return self._apply(sequence, changes, checksum, digest, True)
+
+    cdef object _apply(self, sequence, changes, checksum, digest, bint wire):
         previous = self.sequence
         if previous is None or sequence != previous + 1:
             self._check_next(sequence)
@@ -423,7 +433,11 @@ cdef class OrderBook:
         self._undo.clear()
         try:
             for change in changes:
-                if PyTuple_CheckExact(change) or PyTuple_Check(change):  # a LevelChange or a plain triple
+                if wire:
+                    side = change.side
+                    price = change.price_ticks
+                    size = change.size_lots
+                elif PyTuple_Check(change):  # a LevelChange or a plain triple
                     if PyTuple_GET_SIZE(change) != 3:
                         raise ValueError(f"a level change is (side, price, size), got {change!r}")
                     side = <object>PyTuple_GET_ITEM(change, 0)

@@ -70,6 +70,13 @@ class BookModel(Protocol):
         checksum: int | None = None,
         digest: int | None = None,
     ) -> int: ...
+    def apply_wire_update(
+        self,
+        sequence: int,
+        changes: Iterable[book.WireChange],
+        checksum: int | None = None,
+        digest: int | None = None,
+    ) -> int: ...
     def apply_heartbeat(self, sequence: int, checksum: int | None = None, digest: int | None = None) -> None: ...
 
 

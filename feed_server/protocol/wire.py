@@ -26,7 +26,6 @@ __all__ = [
 ]
 
 _SIDES = {pb.SIDE_BID: Side.BID, pb.SIDE_ASK: Side.ASK}
-_CHANGE_FIELDS = attrgetter("side", "price_ticks", "size_lots")  # a pb.LevelChange as OrderBook.apply_update takes it
 _TRADE_FIELDS = attrgetter("price_ticks", "size_lots", "aggressor")
 _new = tuple.__new__  # builds a Trade without its Python-level __new__ (as the simulator does)
 
@@ -186,8 +185,8 @@ def apply_body(
         trades = update.trades
         # First: a bad trade refuses the message.
         converted = _trades(trades, message) if trades and trades_wanted else _NO_TRADES
-        # The changes go to the book as (side, price, size) tuples straight from the wire: no object per change.
-        changed = book.apply_update(message.sequence, map(_CHANGE_FIELDS, update.changes), message.checksum, digest)
+        # The changes go to the book as decoded: the book reads their fields (the compiled one in C).
+        changed = book.apply_wire_update(message.sequence, update.changes, message.checksum, digest)
         return converted, changed > 0
     if body == "heartbeat":
         book.apply_heartbeat(message.sequence, message.checksum, digest)

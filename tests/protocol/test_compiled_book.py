@@ -53,6 +53,17 @@ def state(book: BookModel) -> tuple[Any, ...]:
     )
 
 
+def test_books_of_either_implementation_are_equal_when_their_levels_are() -> None:
+    python, compiled = BOOKS["python"]("X", 10), BOOKS["compiled"]("X", 10)
+    for book in (python, compiled):
+        book.apply_snapshot(1, [(100, 5), (99, 2)], [(101, 3)])
+    assert python == compiled and compiled == python and not python != compiled
+    compiled.apply_update(2, [(1, 99, 0)])
+    assert python != compiled and compiled != python
+    other: object = "X"
+    assert compiled != BOOKS["compiled"]("Y", 10) and compiled != other
+
+
 def outcome(action: Callable[[BookModel], object], book: BookModel) -> tuple[str, object]:
     """What one step did: its result, or the refusal's type and message."""
     try:

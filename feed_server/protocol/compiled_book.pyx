@@ -18,7 +18,7 @@ value that is not an integer in that range is refused (``InvalidMessage``); the 
 """
 
 from cpython.long cimport PyLong_Check
-from cpython.tuple cimport PyTuple_Check, PyTuple_CheckExact, PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.tuple cimport PyTuple_Check, PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from libc.limits cimport LLONG_MIN
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
